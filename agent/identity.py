@@ -1,0 +1,44 @@
+"""What enrollment leaves on the device: key pair, broker credentials, CA and trust root.
+
+``identity.key`` and ``credentials.json`` are 0600; the broker password is only ever in that file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agent.errors import NotEnrolledError
+from shared.fsutil import atomic_write_text
+from shared.mqtt import BrokerAddress
+
+
+@dataclass(frozen=True)
+class Credentials:
+    device_id: str
+    device_class: str
+    broker_url: str
+    username: str
+    password: str
+
+    def address(self, folder: Path) -> BrokerAddress:
+        ca = folder / "ca.crt"
+        return BrokerAddress(self.broker_url, self.username, self.password, str(ca) if ca.exists() else None)
+
+    def __repr__(self) -> str:  # never print the password
+        return f"Credentials(device_id={self.device_id!r}, broker_url={self.broker_url!r})"
+
+
+def save(folder: Path, creds: Credentials, ca_pem: str, trust_root: str) -> None:
+    atomic_write_text(folder / "credentials.json", json.dumps(asdict(creds), indent=2), mode=0o600)
+    if ca_pem:
+        atomic_write_text(folder / "ca.crt", ca_pem)
+    atomic_write_text(folder / "trust_root.pem", trust_root)
+
+
+def load(folder: Path) -> Credentials:
+    path = folder / "credentials.json"
+    if not path.exists():
+        raise NotEnrolledError(f"no credentials in {folder}: run 'linecrew agent enroll' first")
+    return Credentials(**json.loads(path.read_text()))

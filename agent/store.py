@@ -1,0 +1,102 @@
+"""The device's state: one SQLite file (WAL, migrations), sensitive columns sealed with AES-GCM.
+
+The field key lives in ``field.key`` (mode 0600) beside, not inside, the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from shared.crypto import FieldCipher
+from shared.db import Database, Migration, executescript
+from shared.protocol import Command, Message, new_id
+from shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
+
+_SCHEMA_1 = """
+CREATE TABLE notes (
+    id TEXT PRIMARY KEY,
+    job_id TEXT,
+    created REAL NOT NULL,
+    text_sealed BLOB NOT NULL
+);
+CREATE TABLE utterances (
+    id TEXT PRIMARY KEY,
+    session TEXT NOT NULL,
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    text_sealed BLOB NOT NULL,
+    avg_logprob REAL,
+    no_speech_prob REAL,
+    model_version TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE commands (
+    id TEXT PRIMARY KEY,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    received REAL NOT NULL
+);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+MIGRATIONS = [
+    Migration(1, "context cache, notes, commands", lambda c: executescript(c, _SCHEMA_1)),
+    sync_migration(2),
+]
+
+SERVER_PEER = "server"
+
+
+class AgentStore:
+    def __init__(self, folder: Path, *, device_id: str, limits: OutboxLimits | None = None,
+                 synchronous: str = "FULL") -> None:
+        self.folder = folder
+        self.device_id = device_id
+        self.db = Database(folder / "agent.db", synchronous=synchronous)
+        self.db.migrate(MIGRATIONS)
+        self.cipher = FieldCipher.from_key_file(folder / "field.key")
+        self.outbox = Outbox(self.db, sender_id=device_id, cipher=self.cipher, limits=limits)
+        self.inbox = Inbox(self.db)
+
+    def add_note(self, text: str, *, job_id: str | None = None) -> str:
+        """Store a note (sealed) and queue it to the server in one step; returns the note id."""
+        note_id = new_id()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO notes (id, job_id, created, text_sealed) VALUES (?,?,?,?)",
+                (note_id, job_id, time.time(), self.cipher.encrypt_text(text, note_id.encode())),
+            )
+            self.outbox.put(
+                "note", {"text": text, "job_id": job_id}, peer=SERVER_PEER, stream="notes", priority=5
+            )
+        return note_id
+
+    def notes(self) -> list[dict[str, object]]:
+        rows = self.db.query("SELECT id, job_id, created, text_sealed FROM notes ORDER BY created")
+        for r in rows:
+            blob = r.pop("text_sealed")
+            assert isinstance(blob, bytes)
+            r["text"] = self.cipher.decrypt_text(blob, str(r["id"]).encode())
+        return rows
+
+    def apply_server_message(self, conn: sqlite3.Connection, peer: str, msg: Message) -> None:
+        """Effect of one server→device message, inside the inbox transaction (exactly once)."""
+        if isinstance(msg.payload, Command):
+            env = msg.envelope
+            conn.execute(
+                "INSERT INTO commands (id, stream, seq, name, args, received) VALUES (?,?,?,?,?,?)",
+                (env.id, env.stream, env.seq, msg.payload.name, json.dumps(msg.payload.args), time.time()),
+            )
+            return
+        raise Rejected(f"device does not apply {msg.type} messages")
+
+    def commands(self) -> list[dict[str, object]]:
+        return self.db.query("SELECT id, stream, seq, name, args, received FROM commands ORDER BY stream, seq")
+
+    def close(self) -> None:
+        self.db.close()

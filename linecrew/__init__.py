@@ -1,0 +1,1 @@
+"""Linecrew linecrew package."""

@@ -1,0 +1,272 @@
+"""The ``linecrew`` command: thin click commands over the agent, server and shared libraries.
+
+Each command parses its arguments, makes one library call and turns a ``LinecrewError`` into a clear
+one-line message with exit status 1 (no traceback for expected failures).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from shared.errors import LinecrewError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LinecrewError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        stop.wait(1.0)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.version_option(package_name="linecrew")
+def main(verbose: bool) -> None:
+    """Linecrew: offline-first runtime for field crews."""
+    _logging(verbose)
+
+
+# ============================================================================================ agent
+@main.group()
+def agent() -> None:
+    """The device agent."""
+
+
+config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+                             help="agent.toml / server.toml")
+
+
+def _agent_config(config_path: Path | None, **overrides: Any) -> Any:
+    from agent.config import AgentConfig
+
+    return AgentConfig.load(config_path, **overrides)
+
+
+@agent.command("enroll")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--server", "server_url", help="server HTTP URL, e.g. http://10.0.0.5:8700")
+@click.option("--token", required=True, help="one-time enrollment token from 'linecrew server enroll-token'")
+@click.option("--device-id", required=True, help="this device's id (a-z, 0-9, '-')")
+@click.option("--device-class", default=None, help="hardware class, e.g. jetson-orin-nano")
+@_friendly
+def agent_enroll(config_path: Path | None, data_dir: Path | None, server_url: str | None, token: str,
+                 device_id: str, device_class: str | None) -> None:
+    """Create this device's identity and receive its broker credentials."""
+    from agent.enroll import enroll
+
+    cfg = _agent_config(config_path, data_dir=data_dir, server_url=server_url, device_class=device_class)
+    creds = enroll(folder=cfg.data_dir, server_url=cfg.server_url, token=token, device_id=device_id,
+                   device_class=cfg.device_class)
+    click.echo(f"enrolled {creds.device_id} ({cfg.device_class}); broker {creds.broker_url}")
+
+
+@agent.command("run")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@_friendly
+def agent_run(config_path: Path | None, data_dir: Path | None) -> None:
+    """Run the agent daemon: keep the link to the server and drain the outbox."""
+    from agent.daemon import run_agent
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    run_agent(cfg, _wait_for_signal)
+
+
+@agent.command("note")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--job", "job_id", default=None, help="job the note belongs to")
+@click.argument("text")
+@_friendly
+def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | None, text: str) -> None:
+    """Store a note (encrypted at rest) and queue it for the server."""
+    from agent.daemon import open_configured
+
+    store, _ = open_configured(_agent_config(config_path, data_dir=data_dir))
+    note_id = store.add_note(text, job_id=job_id)
+    click.echo(f"note {note_id} stored; {store.outbox.depth()} message(s) waiting in the outbox")
+
+
+@agent.command("status")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Show enrollment, outbox depth and dead letters."""
+    from agent.daemon import open_configured
+
+    store, address = open_configured(_agent_config(config_path, data_dir=data_dir))
+    info = {
+        "device_id": store.device_id,
+        "broker": address.url,
+        "outbox_depth": store.outbox.depth(),
+        "outbox_bytes": store.outbox.used_bytes(),
+        "dead_letters": len(store.outbox.dead_letters()),
+        "commands_applied": len(store.commands()),
+        "schema_version": store.db.version(),
+    }
+    click.echo(json.dumps(info) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+# =========================================================================================== server
+@main.group()
+def server() -> None:
+    """The central sync server."""
+
+
+def _server_config(config_path: Path | None, **overrides: Any) -> Any:
+    from server.config import ServerConfig
+
+    return ServerConfig.load(config_path, **overrides)
+
+
+@server.command("run")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--broker", "broker_url", default=None, help="external broker mqtt[s]://HOST:PORT")
+@click.option("--http-port", type=int, default=None)
+@click.option("--mqtt-port", type=int, default=None)
+@click.option("--mqtts-port", type=int, default=None)
+@_friendly
+def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str | None,
+               http_port: int | None, mqtt_port: int | None, mqtts_port: int | None) -> None:
+    """Run the server with its managed Mosquitto (or an external broker)."""
+    from server.app import Server
+
+    cfg = _server_config(config_path, data_dir=data_dir, broker_url=broker_url, http_port=http_port,
+                         mqtt_port=mqtt_port, mqtts_port=mqtts_port)
+    srv = Server(cfg)
+    srv.start()
+    click.echo(f"server up: http://{cfg.http_host}:{cfg.http_port}  broker {srv.broker.device_url()}", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        srv.stop()
+
+
+@server.command("enroll-token")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--ttl", "ttl_s", type=int, default=None, help="seconds the token stays valid")
+@click.option("--device-class", default=None, help="restrict the token to one device class")
+@_friendly
+def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: int | None,
+                        device_class: str | None) -> None:
+    """Issue a one-time, expiring enrollment token (printed once, stored hashed)."""
+    from server.store import SqliteServerStore
+
+    cfg = _server_config(config_path, data_dir=data_dir)
+    store = SqliteServerStore(cfg.data_dir)
+    click.echo(store.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class))
+
+
+@server.command("devices")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """List enrolled devices."""
+    from server.store import SqliteServerStore
+
+    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    for d in store.devices():
+        row = {"id": d.id, "class": d.device_class, "online": d.online, "last_seen": d.last_seen,
+               "messages": store.message_count(d.id)}
+        click.echo(json.dumps(row) if as_json else "  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+@server.command("messages")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--device", "device_id", default=None)
+@click.option("--limit", type=int, default=20)
+@_friendly
+def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int) -> None:
+    """Show the latest applied device messages (decrypted for the operator), as JSON lines."""
+    from server.store import SqliteServerStore
+
+    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    for m in store.messages(device_id, limit):
+        click.echo(json.dumps(m))
+
+
+@server.command("send")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--device", "device_id", required=True)
+@click.option("--ttl", "ttl_s", type=float, default=None, help="seconds after which it must not act")
+@click.argument("name")
+@click.argument("args_json", default="{}")
+@_friendly
+def server_send(config_path: Path | None, data_dir: Path | None, device_id: str, ttl_s: float | None,
+                name: str, args_json: str) -> None:
+    """Queue a command to a device through the server outbox (a running server delivers it)."""
+    from server.errors import UnknownDeviceError
+    from server.store import SqliteServerStore
+
+    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    if store.device(device_id) is None:
+        raise UnknownDeviceError(f"unknown device {device_id}")
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"ARGS_JSON is not JSON: {e}") from e
+    env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream="commands",
+                           ttl_s=ttl_s, device_id=device_id)
+    click.echo(f"queued {env.id} for {device_id}")
+
+
+# ============================================================================================= demo
+@main.command("demo")
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), default=Path(".linecrew/demo"))
+@click.option("--notes", type=int, default=5, help="notes the demo agent sends")
+@_friendly
+def demo(data_dir: Path, notes: int) -> None:
+    """End to end on one machine: server + broker, one enrolled agent, messages both ways."""
+    from linecrew.demo import run_demo
+
+    started = time.monotonic()
+    run_demo(data_dir, notes=notes, echo=click.echo)
+    click.echo(f"demo finished in {time.monotonic() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The server process: state store, managed (or external) broker, MQTT ingest and the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+
+from server.api import create_app
+from server.broker import BrokerConfig, ManagedBroker
+from server.config import ServerConfig
+from server.errors import ServerError
+from server.ingest import Ingest
+from server.store import SqliteServerStore
+from shared.identity import load_or_create_key
+from shared.mqtt import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+
+class ExternalBroker:
+    """A broker someone else runs (EMQX, HiveMQ cluster): credentials are provisioned there."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        assert config.broker_url
+        self.url = config.broker_url
+        self.address = BrokerAddress(
+            config.broker_url, config.broker_username, config.broker_password,
+            str(config.broker_ca_file) if config.broker_ca_file else None,
+        )
+        self._ca = config.broker_ca_file
+
+    def add_device(self, device_id: str) -> str:
+        raise ServerError("device credentials are managed by the external broker; provision them there")
+
+    def device_url(self, host: str | None = None) -> str:
+        return self.url
+
+    @property
+    def ca_pem(self) -> str:
+        return self._ca.read_text() if self._ca else ""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def trust_root_pem(folder: Path) -> str:
+    """The server's Ed25519 root public key, pinned by devices at enrollment."""
+    key = load_or_create_key(folder / "root.key")
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def make_broker(config: ServerConfig) -> ManagedBroker | ExternalBroker:
+    if config.broker_url:
+        return ExternalBroker(config)
+    return ManagedBroker(BrokerConfig(
+        folder=config.data_dir / "broker", host=config.mqtt_host, port=config.mqtt_port,
+        tls_host=config.mqtts_host, tls_port=config.mqtts_port, hostnames=tuple(config.public_hostnames),
+    ))
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = SqliteServerStore(config.data_dir)
+        self.broker = make_broker(config)
+        self.ingest: Ingest | None = None
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.broker.start()
+        address = self.broker.address if isinstance(self.broker, ExternalBroker) else self.broker.server_address()
+        self.ingest = Ingest(self.store, address, client_id=self.config.client_id,
+                             share_group=self.config.share_group)
+        self.ingest.start()
+        app = create_app(self.store, self.broker, trust_root_pem(self.config.data_dir))
+        cfg = uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port, log_level="warning")
+        self._http = uvicorn.Server(cfg)
+        self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
+        self._http_thread.start()
+        if not self.ingest.link.wait_connected(15):
+            raise ServerError(f"server could not connect to its broker: {self.ingest.link.last_error}")
+
+    def stop(self) -> None:
+        if self._http:
+            self._http.should_exit = True
+        if self._http_thread:
+            self._http_thread.join(timeout=5)
+        if self.ingest:
+            self.ingest.stop()
+        self.broker.stop()
+        self.store.close()

@@ -1,0 +1,225 @@
+"""A real Mosquitto, started and supervised by the server with a generated configuration.
+
+Defaults are safe: no anonymous access, a password file (hashed by ``mosquitto_passwd``), an ACL that
+confines every device to its own topic subtree, a TLS listener with a certificate from the project CA,
+persistence on. The plain listener is for the server's own loopback connection. A supervisor thread
+restarts Mosquitto if it dies; ``reload`` re-reads credentials and ACLs without dropping clients.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.errors import BrokerStartError
+from server.pki import ensure_server_cert
+from shared.fsutil import atomic_write_text
+from shared.mqtt import BrokerAddress
+from shared.protocol import TOPIC_ROOT, acl_patterns
+
+log = logging.getLogger(__name__)
+
+SERVER_USER = "linecrew-server"
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    folder: Path
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls_host: str = "127.0.0.1"
+    tls_port: int = 8883
+    hostnames: tuple[str, ...] = ("localhost", "127.0.0.1")
+    max_packet_bytes: int = 256 * 1024
+    max_queued_messages: int = 100_000
+    max_inflight_messages: int = 1000
+    mosquitto_bin: str = "mosquitto"
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ManagedBroker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.folder = config.folder
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ files
+    @property
+    def passwd_file(self) -> Path:
+        return self.folder / "passwd"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.folder / "pki" / "ca.crt"
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca_file.read_text()
+
+    def _server_password(self) -> str:
+        path = self.folder / "server.secret"
+        if not path.exists():
+            atomic_write_text(path, secrets.token_urlsafe(24), mode=0o600)
+        return path.read_text().strip()
+
+    def prepare(self) -> None:
+        """Write certificates, credentials, ACL and config (idempotent)."""
+        c = self.config
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        crt, key = ensure_server_cert(self.folder / "pki", list(c.hostnames))
+        if not self.passwd_file.exists():
+            atomic_write_text(self.passwd_file, "", mode=0o600)
+        self._passwd("-b", str(self.passwd_file), SERVER_USER, self._server_password())
+        acl = [f"user {SERVER_USER}", f"topic readwrite {TOPIC_ROOT}/#", "", *acl_patterns(), ""]
+        atomic_write_text(self.folder / "acl", "\n".join(acl), mode=0o600)
+        conf = [
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"password_file {self.passwd_file}",
+            f"acl_file {self.folder / 'acl'}",
+            "persistence true",
+            f"persistence_location {self.folder / 'data'}/",
+            "autosave_interval 5",
+            f"max_packet_size {c.max_packet_bytes}",
+            f"max_queued_messages {c.max_queued_messages}",
+            f"max_inflight_messages {c.max_inflight_messages}",
+            "persistent_client_expiration 30d",
+            f"log_dest file {self.folder / 'mosquitto.log'}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages false",
+            f"user {getpass.getuser()}",
+            f"listener {c.port} {c.host}",
+            "protocol mqtt",
+            f"listener {c.tls_port} {c.tls_host}",
+            "protocol mqtt",
+            f"cafile {self.ca_file}",
+            f"certfile {crt}",
+            f"keyfile {key}",
+            "tls_version tlsv1.2",
+            *c.extra,
+            "",
+        ]
+        atomic_write_text(self.folder / "mosquitto.conf", "\n".join(conf), mode=0o600)
+
+    def _passwd(self, *args: str) -> None:
+        try:
+            subprocess.run(["mosquitto_passwd", *args], check=True, capture_output=True, timeout=30)
+        except FileNotFoundError as e:
+            raise BrokerStartError("mosquitto_passwd not found: install the mosquitto package") from e
+        except subprocess.CalledProcessError as e:
+            raise BrokerStartError(f"mosquitto_passwd failed: {e.stderr.decode(errors='replace')}") from e
+
+    # ------------------------------------------------------------------ credentials
+    def add_device(self, device_id: str) -> str:
+        """Create or rotate a device's broker password; returns it (shown to that device only)."""
+        password = secrets.token_urlsafe(24)
+        with self._lock:
+            self._passwd("-b", str(self.passwd_file), device_id, password)
+        self.reload()
+        return password
+
+    def remove_device(self, device_id: str) -> None:
+        with self._lock:
+            self._passwd("-D", str(self.passwd_file), device_id)
+        self.reload()
+
+    def server_address(self) -> BrokerAddress:
+        return BrokerAddress(
+            f"mqtt://{self.config.host}:{self.config.port}", SERVER_USER, self._server_password()
+        )
+
+    def device_url(self, host: str | None = None) -> str:
+        return f"mqtts://{host or self.config.hostnames[0]}:{self.config.tls_port}"
+
+    # ------------------------------------------------------------------ process
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.poll() is None else None
+
+    def start(self, *, supervise: bool = True) -> None:
+        self.prepare()
+        self._spawn()
+        if supervise:
+            self._stop.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name="broker-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _spawn(self) -> None:
+        try:
+            self._proc = subprocess.Popen(
+                [self.config.mosquitto_bin, "-c", str(self.folder / "mosquitto.conf")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError as e:
+            raise BrokerStartError("mosquitto not found: install the mosquitto package") from e
+        if not _wait_port(self.config.host, self.config.port, 10.0, self._proc):
+            err = b""
+            if self._proc.poll() is not None and self._proc.stderr:
+                err = self._proc.stderr.read()
+            self._proc.kill()
+            raise BrokerStartError(
+                f"mosquitto did not listen on {self.config.host}:{self.config.port}: "
+                f"{err.decode(errors='replace').strip() or 'see ' + str(self.folder / 'mosquitto.log')}"
+            )
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.2):
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                log.warning("mosquitto exited with %s; restarting", proc.returncode)
+                try:
+                    self._spawn()
+                    self.restarts += 1
+                except BrokerStartError:
+                    log.exception("mosquitto restart failed; retrying")
+                    self._stop.wait(1.0)
+
+    def reload(self) -> None:
+        pid = self.pid
+        if pid:
+            os.kill(pid, signal.SIGHUP)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._supervisor:
+            self._supervisor.join(timeout=5)
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+
+
+def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,33 @@
+"""Server configuration (``server.toml``); see ``config/server.example.toml`` for every key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import TomlSettings
+
+
+class ServerConfig(TomlSettings):
+    model_config = SettingsConfigDict(env_prefix="LINECREW_SERVER_", extra="forbid")
+
+    data_dir: Path = Field(Path(".linecrew/server"), description="state, keys, broker files")
+    http_host: str = Field("127.0.0.1", description="admin/enrollment API address")
+    http_port: int = Field(8700, ge=0, le=65535)
+    mqtt_host: str = Field("127.0.0.1", description="plain listener, for the server's own connection")
+    mqtt_port: int = Field(1883, ge=0, le=65535)
+    mqtts_host: str = Field("127.0.0.1", description="TLS listener devices connect to; 0.0.0.0 for all")
+    mqtts_port: int = Field(8883, ge=0, le=65535)
+    public_hostnames: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1"],
+        description="names/addresses devices use for the broker; the first is handed to devices",
+    )
+    broker_url: str | None = Field(None, description="external broker (mqtt[s]://host:port) instead of managed")
+    broker_username: str | None = None
+    broker_password: str | None = None
+    broker_ca_file: Path | None = None
+    share_group: str = Field("linecrew-server", description="MQTT 5 shared-subscription group of servers")
+    client_id: str = Field("linecrew-server-1", description="unique per server process")
+    enroll_token_ttl_s: int = Field(3600, gt=0)

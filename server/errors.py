@@ -1,0 +1,21 @@
+"""Server errors, split by cause: bad requests from outside vs. failures of our own parts."""
+
+from __future__ import annotations
+
+from shared.errors import LinecrewError
+
+
+class ServerError(LinecrewError):
+    """Root of server-side errors."""
+
+
+class EnrollmentError(ServerError):
+    """An enrollment was refused: unknown, reused or expired token, bad proof, taken device id."""
+
+
+class UnknownDeviceError(ServerError):
+    """A message or request named a device the registry does not know."""
+
+
+class BrokerStartError(ServerError):
+    """The managed Mosquitto could not be started or did not come up."""

@@ -1,0 +1,179 @@
+"""The server's MQTT side: ingest device messages, acknowledge after commit, deliver the server outbox.
+
+Server processes subscribe through a shared subscription (``$share/linecrew-server/...``), so more
+processes on more machines split the devices' traffic. A received batch is validated message by
+message: a bad one is rejected with its reason (logged and, when its id can be read, sent back so the
+device dead-letters it) and never stalls the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from server.store import SqliteServerStore
+from shared.engine import Pacer, Receiver, SenderLimits, SyncSender
+from shared.errors import ProtocolError, UnknownMessageTypeError, WrongSenderError
+from shared.mqtt import BrokerAddress, MqttLink
+from shared.protocol import (
+    Ack,
+    Message,
+    Presence,
+    Rejection,
+    Topics,
+    decode,
+    encode,
+    make_envelope,
+    message_type,
+)
+from shared.sync import Outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class Ingest:
+    def __init__(self, store: SqliteServerStore, address: BrokerAddress, *, client_id: str = "linecrew-server",
+                 share_group: str | None = "linecrew-server", limits: SenderLimits | None = None) -> None:
+        self.store = store
+        self.stats = IngestStats()
+        self.receiver = Receiver(self._handle_batch, name="server-ingest")
+        self.link = MqttLink(
+            client_id=client_id,
+            address=address,
+            subscriptions=Topics.server_subscriptions(share_group),
+            on_message=self.receiver.put,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+        self.sender = SyncSender(store.outbox, self._publish, Topics.s2d, limits)
+        self.pacer = Pacer(self.sender.pump, interval_s=0.2, name="server-sender")
+
+    def start(self) -> None:
+        self.receiver.start()
+        self.pacer.start()
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+        self.pacer.stop()
+        self.receiver.stop()
+
+    def _publish(self, topic: str, body: bytes) -> None:
+        self.link.publish(topic, body)
+
+    def _on_connect(self, session_present: bool) -> None:
+        for d in self.store.devices():
+            if d.online:
+                self.sender.peer_online(d.id)
+        self.pacer.wake()
+
+    def _on_disconnect(self) -> None:
+        self.sender.all_offline()
+
+    # ------------------------------------------------------------------ outbound
+    def send(self, device_id: str, type_: str, payload: dict[str, object], *, stream: str = "commands",
+             ttl_s: float | None = None, priority: int = 0) -> str:
+        """Queue a durable message to a device; delivered when it is online, kept until acknowledged."""
+        env = self.store.outbox.put(type_, payload, peer=device_id, stream=stream, ttl_s=ttl_s,
+                                    priority=priority, device_id=device_id)
+        self.pacer.wake()
+        return env.id
+
+    # ------------------------------------------------------------------ inbound
+    def _handle_batch(self, items: list[tuple[str, bytes]]) -> None:
+        durable: list[tuple[str, Message]] = []
+        rejected: dict[str, list[Rejection]] = {}
+        seen_online: set[str] = set()
+        for topic, raw in items:
+            self.stats.received += 1
+            try:
+                device_id, leaf = Topics.parse(topic)
+                if not self.store.is_known(device_id):
+                    raise WrongSenderError(f"unknown device {device_id}", reason="unknown_device")
+                if leaf == "d2s":
+                    msg = decode(raw)
+                    if msg.envelope.device_id != device_id:
+                        raise WrongSenderError(
+                            f"envelope says {msg.envelope.device_id} on {device_id}'s topic", reason="wrong_sender"
+                        )
+                    if not message_type(msg.type).durable:
+                        raise UnknownMessageTypeError(f"{msg.type} is not a device message")
+                    durable.append((device_id, msg))
+                    if device_id not in seen_online:
+                        seen_online.add(device_id)
+                        self._mark_online(device_id)
+                elif leaf == "s2d/ack":
+                    self._on_device_ack(device_id, decode(raw))
+                elif leaf == "presence":
+                    self._on_presence(device_id, decode(raw))
+            except ProtocolError as e:
+                self.stats.rejected[e.reason] += 1
+                log.warning("rejected message on %s: %s (%s)", topic, e.reason, e)
+                self._reject_back(topic, raw, e, rejected)
+        if durable:
+            result = self.store.inbox.accept(durable, self.store.apply_device_message)
+            self.stats.applied += result.outcomes.get(Outcome.APPLIED, 0)
+            self.stats.duplicates += result.outcomes.get(Outcome.DUPLICATE, 0)
+            for device_id, ack in result.acks.items():
+                ack.rejected.extend(rejected.pop(device_id, []))
+                self._send_ack(device_id, ack)
+        for device_id, rej in rejected.items():
+            self._send_ack(device_id, Ack(rejected=rej))
+
+    def _reject_back(self, topic: str, raw: bytes, e: ProtocolError, out: dict[str, list[Rejection]]) -> None:
+        """Tell the device which message will never be applied, when we can read its id."""
+        try:
+            device_id, leaf = Topics.parse(topic)
+            obj = json.loads(raw)
+            mid = obj.get("id") if isinstance(obj, dict) else None
+        except (ProtocolError, ValueError, UnicodeDecodeError):
+            return
+        if leaf == "d2s" and isinstance(mid, str) and self.store.is_known(device_id):
+            out.setdefault(device_id, []).append(Rejection(id=mid[:64], reason=f"{e.reason}: {e}"[:500]))
+
+    def _send_ack(self, device_id: str, ack: Ack) -> None:
+        env = make_envelope("ack", ack, device_id=device_id)
+        self.link.publish(Topics.d2s_ack(device_id), encode(env))
+
+    def _on_device_ack(self, device_id: str, msg: Message) -> None:
+        if not isinstance(msg.payload, Ack):
+            raise UnknownMessageTypeError(f"expected ack, got {msg.type}")
+        self.sender.on_ack(device_id, msg.payload)
+        self.pacer.wake()
+
+    def _mark_online(self, device_id: str) -> None:
+        """Traffic from a device proves it is online (retained presence skips shared subscriptions)."""
+        if device_id not in self.sender.online_peers():
+            self.store.set_presence(device_id, True)
+            self.sender.peer_online(device_id)
+            self.pacer.wake()
+
+    def _on_presence(self, device_id: str, msg: Message) -> None:
+        if not isinstance(msg.payload, Presence):
+            raise UnknownMessageTypeError(f"expected presence, got {msg.type}")
+        self.store.set_presence(device_id, msg.payload.online)
+        if msg.payload.online:
+            self.sender.peer_online(device_id)
+            self.pacer.wake()
+        else:
+            self.sender.peer_offline(device_id)
+
+
+def wait_applied(store: SqliteServerStore, device_id: str, count: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if store.message_count(device_id) >= count:
+            return True
+        time.sleep(0.05)
+    return store.message_count(device_id) >= count

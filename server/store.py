@@ -1,0 +1,224 @@
+"""Server state behind a small storage interface; SQLite is the embedded default.
+
+The registry of devices and enrollment tokens, the log of applied device messages (sensitive payloads
+sealed with the server's field key) and the sync tables. Device messages are applied inside the
+inbox's transaction, so recording the message id and its effect commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from server.errors import EnrollmentError
+from shared.crypto import FieldCipher
+from shared.db import Database, Migration, executescript
+from shared.protocol import Message, Note, Telemetry, is_valid_device_id
+from shared.sync import Inbox, Outbox, sync_migration
+
+SENSITIVE_TYPES = {"note"}
+
+_SCHEMA_1 = """
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    device_class TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    enrolled_at REAL NOT NULL,
+    last_seen REAL,
+    online INTEGER NOT NULL DEFAULT 0,
+    telemetry TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE enroll_tokens (
+    token_hash TEXT PRIMARY KEY,
+    device_class TEXT,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    used_at REAL,
+    used_by TEXT
+);
+CREATE TABLE device_messages (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created REAL NOT NULL,
+    received REAL NOT NULL,
+    payload BLOB NOT NULL,
+    sealed INTEGER NOT NULL
+);
+CREATE INDEX device_messages_by_device ON device_messages (device_id, stream, seq);
+"""
+
+MIGRATIONS = [
+    Migration(1, "registry and message log", lambda c: executescript(c, _SCHEMA_1)),
+    sync_migration(2),
+]
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    device_class: str
+    public_key: str
+    enrolled_at: float
+    last_seen: float | None
+    online: bool
+
+
+class ServerStore(Protocol):
+    """What the server needs from its state store (SQLite now; PostgreSQL by URL later)."""
+
+    outbox: Outbox
+    inbox: Inbox
+
+    def create_enroll_token(self, *, ttl_s: float, device_class: str | None) -> str: ...
+    def enroll(self, *, token: str, device_id: str, device_class: str, public_key: str) -> Device: ...
+    def device(self, device_id: str) -> Device | None: ...
+    def devices(self) -> list[Device]: ...
+    def set_presence(self, device_id: str, online: bool) -> None: ...
+    def apply_device_message(self, conn: sqlite3.Connection, device_id: str, msg: Message) -> None: ...
+    def messages(self, device_id: str | None = None, limit: int = 100) -> list[dict[str, object]]: ...
+
+
+class SqliteServerStore:
+    def __init__(self, folder: Path, *, synchronous: str = "FULL") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.db = Database(folder / "server.db", synchronous=synchronous)
+        self.db.migrate(MIGRATIONS)
+        self.cipher = FieldCipher.from_key_file(folder / "field.key")
+        self.outbox = Outbox(self.db, sender_id="server", cipher=self.cipher)
+        self.inbox = Inbox(self.db)
+        self._known: set[str] = set()
+
+    # ------------------------------------------------------------------ enrollment
+    def create_enroll_token(self, *, ttl_s: float = 3600, device_class: str | None = None) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO enroll_tokens (token_hash, device_class, created, expires) VALUES (?,?,?,?)",
+                (_hash(token), device_class, now, now + ttl_s),
+            )
+        return token
+
+    def enroll(self, *, token: str, device_id: str, device_class: str, public_key: str) -> Device:
+        """Consume a one-time token and register the device, atomically."""
+        if not is_valid_device_id(device_id):
+            raise EnrollmentError(f"invalid device id {device_id!r}: use 2-63 of a-z, 0-9 and '-'")
+        now = time.time()
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT device_class, expires, used_at FROM enroll_tokens WHERE token_hash=?",
+                (_hash(token),),
+            ).fetchone()
+            if row is None:
+                raise EnrollmentError("unknown enrollment token")
+            token_class, expires, used_at = row
+            if used_at is not None:
+                raise EnrollmentError("enrollment token already used")
+            if now >= expires:
+                raise EnrollmentError("enrollment token expired")
+            if token_class and token_class != device_class:
+                raise EnrollmentError(f"token is for device class {token_class!r}, not {device_class!r}")
+            if conn.execute("SELECT 1 FROM devices WHERE id=?", (device_id,)).fetchone():
+                raise EnrollmentError(f"device id {device_id!r} is already enrolled")
+            conn.execute(
+                "UPDATE enroll_tokens SET used_at=?, used_by=? WHERE token_hash=?", (now, device_id, _hash(token))
+            )
+            conn.execute(
+                "INSERT INTO devices (id, device_class, public_key, enrolled_at) VALUES (?,?,?,?)",
+                (device_id, device_class, public_key, now),
+            )
+        self._known.add(device_id)
+        return Device(device_id, device_class, public_key, now, None, False)
+
+    # ------------------------------------------------------------------ registry
+    def device(self, device_id: str) -> Device | None:
+        rows = self.db.query(
+            "SELECT id, device_class, public_key, enrolled_at, last_seen, online FROM devices WHERE id=?",
+            (device_id,),
+        )
+        return _device(rows[0]) if rows else None
+
+    def is_known(self, device_id: str) -> bool:
+        if device_id in self._known:
+            return True
+        if self.device(device_id) is not None:
+            self._known.add(device_id)
+            return True
+        return False
+
+    def devices(self) -> list[Device]:
+        rows = self.db.query(
+            "SELECT id, device_class, public_key, enrolled_at, last_seen, online FROM devices ORDER BY id"
+        )
+        return [_device(r) for r in rows]
+
+    def set_presence(self, device_id: str, online: bool) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE devices SET online=?, last_seen=? WHERE id=?", (int(online), time.time(), device_id)
+            )
+
+    # ------------------------------------------------------------------ messages
+    def apply_device_message(self, conn: sqlite3.Connection, device_id: str, msg: Message) -> None:
+        """The effect of one device message; runs inside the inbox transaction."""
+        env = msg.envelope
+        raw = json.dumps(env.payload, separators=(",", ":")).encode()
+        sealed = env.type in SENSITIVE_TYPES
+        body = self.cipher.encrypt(raw, env.id.encode()) if sealed else raw
+        now = time.time()
+        conn.execute(
+            "INSERT INTO device_messages (id, device_id, type, stream, seq, created, received, payload, sealed)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (env.id, device_id, env.type, env.stream, env.seq, env.created, now, body, int(sealed)),
+        )
+        if isinstance(msg.payload, Telemetry):
+            conn.execute(
+                "UPDATE devices SET telemetry=?, last_seen=? WHERE id=?",
+                (json.dumps(msg.payload.metrics), now, device_id),
+            )
+        elif isinstance(msg.payload, Note):
+            pass  # stored sealed above; the job log reads it from device_messages
+
+    def messages(self, device_id: str | None = None, limit: int = 100) -> list[dict[str, object]]:
+        where, params = ("WHERE device_id=?", [device_id]) if device_id else ("", [])
+        rows = self.db.query(
+            "SELECT id, device_id, type, stream, seq, created, received, payload, sealed FROM device_messages"
+            f" {where} ORDER BY received DESC, seq DESC LIMIT ?",
+            [*params, limit],
+        )
+        for r in rows:
+            blob = r.pop("payload")
+            assert isinstance(blob, bytes)
+            raw = self.cipher.decrypt(blob, str(r["id"]).encode()) if r.pop("sealed") else blob
+            r["payload"] = json.loads(raw)
+        return rows
+
+    def message_count(self, device_id: str | None = None) -> int:
+        if device_id:
+            return int(self.db.scalar("SELECT COUNT(*) FROM device_messages WHERE device_id=?", (device_id,)) or 0)
+        return int(self.db.scalar("SELECT COUNT(*) FROM device_messages") or 0)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _device(r: dict[str, object]) -> Device:
+    return Device(
+        id=str(r["id"]), device_class=str(r["device_class"]), public_key=str(r["public_key"]),
+        enrolled_at=float(r["enrolled_at"]),  # type: ignore[arg-type]
+        last_seen=None if r["last_seen"] is None else float(r["last_seen"]),  # type: ignore[arg-type]
+        online=bool(r["online"]),
+    )

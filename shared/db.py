@@ -1,0 +1,122 @@
+"""SQLite helpers: one way to open a database, explicit transactions and versioned migrations.
+
+Every database is opened in WAL mode with a busy timeout. ``synchronous=FULL`` is the default so a
+committed transaction survives power loss, not only a process crash: an acknowledgement is a promise.
+Migrations are plain functions, each applied in its own transaction together with its row in
+``schema_version``; a failing migration leaves the database at the previous version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from shared.errors import MigrationError, StorageError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+class Database:
+    """A sqlite-utils database plus a lock, so one connection can be shared by a few threads."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open database {path}: {e}") from e
+        self.conn = conn
+        self.utils = sqlite_utils.Database(conn)
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception and converts SQLite errors.
+
+        A transaction opened inside another on the same thread joins the outer one, so library calls
+        (an outbox put, say) compose with the caller's own writes into one atomic commit.
+        """
+        with self.lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StorageError(f"cannot begin transaction: {e}") from e
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                self.conn.execute("ROLLBACK")
+                raise StorageError(f"commit failed: {e}") from e
+
+    def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict[str, object]]:
+        with self.lock:
+            try:
+                return list(self.utils.query(sql, params))
+            except sqlite3.Error as e:
+                raise StorageError(f"query failed: {e}") from e
+
+    def scalar(self, sql: str, params: Sequence[object] = ()) -> object:
+        with self.lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def migrate(self, migrations: Sequence[Migration]) -> int:
+        """Apply the migrations newer than the stored version; returns the resulting version."""
+        with self.lock:
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            current = self.version()
+            for m in sorted(migrations, key=lambda m: m.version):
+                if m.version <= current:
+                    continue
+                try:
+                    with self.transaction() as conn:
+                        m.apply(conn)
+                        conn.execute(
+                            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                            (m.version, m.name, time.time()),
+                        )
+                except (sqlite3.Error, StorageError) as e:
+                    raise MigrationError(f"migration {m.version} ({m.name}) failed: {e}") from e
+                current = m.version
+            return current
+
+    def version(self) -> int:
+        return int(self.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version") or 0)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def executescript(conn: sqlite3.Connection, script: str) -> None:
+    """Run several ``;``-separated statements inside the current transaction (unlike executescript)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)

@@ -1,0 +1,62 @@
+"""One exception tree for the shared layer, split by cause.
+
+``ProtocolError`` means a peer sent bad data (never retried as-is); ``StorageError`` means the local
+disk or database refused (full disk, quota); ``CryptoError`` covers keys and ciphertexts.
+"""
+
+from __future__ import annotations
+
+
+class LinecrewError(Exception):
+    """Root of every error Linecrew raises on purpose."""
+
+
+class ProtocolError(LinecrewError):
+    """A message could not be accepted; ``reason`` is a short machine-readable cause."""
+
+    reason = "malformed"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class MalformedMessageError(ProtocolError):
+    reason = "malformed"
+
+
+class OversizedMessageError(ProtocolError):
+    reason = "oversized"
+
+
+class UnknownMessageTypeError(ProtocolError):
+    reason = "unknown_type"
+
+
+class UnsupportedVersionError(ProtocolError):
+    reason = "unsupported_version"
+
+
+class SchemaError(ProtocolError):
+    reason = "schema"
+
+
+class WrongSenderError(ProtocolError):
+    reason = "wrong_sender"
+
+
+class StorageError(LinecrewError):
+    """The local store could not take or give data."""
+
+
+class OutboxFullError(StorageError):
+    """The outbox reached its disk quota and its policy is to refuse new messages."""
+
+
+class MigrationError(StorageError):
+    """A schema migration failed; the database stays at its previous version."""
+
+
+class CryptoError(LinecrewError):
+    """A key is missing or unreadable, or a ciphertext failed authentication."""

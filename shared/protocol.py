@@ -1,0 +1,314 @@
+"""The Linecrew wire protocol: topic tree, message envelope and every message type.
+
+Rules (see docs/protocol.md for the operator's view):
+
+* Topics live under ``linecrew/v1/``; every device topic carries the device id, and the broker ACL
+  lets a device touch only its own subtree.
+* Every message is one JSON envelope: ``id`` (UUIDv7), ``type``, ``v`` (schema version of that type),
+  ``device_id``, ``created`` (Unix seconds), optional ``stream``/``seq`` (durable, ordered messages),
+  optional ``expires`` (Unix seconds after which it must not act) and a typed ``payload``.
+* Decoding checks size first, then JSON, envelope, type, version and payload, and raises one
+  :class:`~shared.errors.ProtocolError` subclass naming the reason. It never raises anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import uuid6
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import (
+    MalformedMessageError,
+    OversizedMessageError,
+    SchemaError,
+    UnknownMessageTypeError,
+    UnsupportedVersionError,
+)
+
+PROTOCOL_VERSION = 1
+TOPIC_ROOT = f"linecrew/v{PROTOCOL_VERSION}"
+MAX_MESSAGE_BYTES = 64 * 1024
+SERVER_SHARE_GROUP = "linecrew-server"
+DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+# --------------------------------------------------------------------------------------------- topics
+class Topics:
+    """The versioned topic tree. Direction is in the name: ``d2s`` device→server, ``s2d`` back."""
+
+    @staticmethod
+    def device_root(device_id: str) -> str:
+        return f"{TOPIC_ROOT}/devices/{device_id}"
+
+    @classmethod
+    def d2s(cls, device_id: str) -> str:
+        """Durable messages a device sends; the server acknowledges them on :meth:`d2s_ack`."""
+        return f"{cls.device_root(device_id)}/d2s"
+
+    @classmethod
+    def d2s_ack(cls, device_id: str) -> str:
+        return f"{cls.device_root(device_id)}/d2s/ack"
+
+    @classmethod
+    def s2d(cls, device_id: str) -> str:
+        """Durable messages the server sends; the device acknowledges them on :meth:`s2d_ack`."""
+        return f"{cls.device_root(device_id)}/s2d"
+
+    @classmethod
+    def s2d_ack(cls, device_id: str) -> str:
+        return f"{cls.device_root(device_id)}/s2d/ack"
+
+    @classmethod
+    def presence(cls, device_id: str) -> str:
+        """Retained ``presence`` message; the broker publishes the offline one as the will."""
+        return f"{cls.device_root(device_id)}/presence"
+
+    @staticmethod
+    def server_subscriptions(share_group: str | None = SERVER_SHARE_GROUP) -> list[str]:
+        """What server processes subscribe to; a shared group spreads devices over processes."""
+        filters = [
+            f"{TOPIC_ROOT}/devices/+/d2s",
+            f"{TOPIC_ROOT}/devices/+/s2d/ack",
+            f"{TOPIC_ROOT}/devices/+/presence",
+        ]
+        if share_group:
+            return [f"$share/{share_group}/{f}" for f in filters]
+        return filters
+
+    @staticmethod
+    def parse(topic: str) -> tuple[str, str]:
+        """Split a device topic into ``(device_id, leaf)`` such as ``("dev-1", "d2s/ack")``."""
+        prefix = f"{TOPIC_ROOT}/devices/"
+        if not topic.startswith(prefix):
+            raise MalformedMessageError(f"topic outside the device tree: {topic!r}", reason="bad_topic")
+        device_id, _, leaf = topic[len(prefix) :].partition("/")
+        if not device_id or not leaf:
+            raise MalformedMessageError(f"topic without device id or leaf: {topic!r}", reason="bad_topic")
+        return device_id, leaf
+
+
+def acl_patterns() -> list[str]:
+    """Mosquitto ``pattern`` lines: ``%u`` is the device's username, which is its device id."""
+    root = f"{TOPIC_ROOT}/devices/%u"
+    return [
+        f"pattern write {root}/d2s",
+        f"pattern read {root}/d2s/ack",
+        f"pattern read {root}/s2d",
+        f"pattern write {root}/s2d/ack",
+        f"pattern readwrite {root}/presence",
+    ]
+
+
+# ------------------------------------------------------------------------------------------- payloads
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Telemetry(Payload):
+    """Device health numbers, e.g. outbox depth, free disk, CPU temperature."""
+
+    metrics: dict[str, float] = Field(max_length=64)
+
+
+class Note(Payload):
+    """A technician's note on a job (sensitive: encrypted at rest on both sides)."""
+
+    text: str = Field(min_length=1, max_length=8000)
+    job_id: str | None = Field(default=None, max_length=128)
+
+
+class Event(Payload):
+    """A named device event with small structured data (e.g. ``agent_started``)."""
+
+    name: str = Field(min_length=1, max_length=128)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Command(Payload):
+    """A server→device instruction; stale ones carry ``expires`` and are dropped unapplied."""
+
+    name: str = Field(min_length=1, max_length=128)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rejection(Payload):
+    id: str
+    reason: str = Field(max_length=512)
+
+
+class Resend(Payload):
+    stream: str
+    from_seq: int = Field(ge=1)
+
+
+class Ack(Payload):
+    """Application-level acknowledgement, sent only after the receiver committed.
+
+    ``ids``: applied now or earlier (duplicates are acknowledged again). ``rejected``: will never be
+    applied, with the reason; the sender moves them to its dead-letter table. ``resend``: a gap was
+    seen in a stream; the sender should resend that stream from ``from_seq``.
+    """
+
+    ids: list[str] = Field(default_factory=list, max_length=5000)
+    rejected: list[Rejection] = Field(default_factory=list, max_length=5000)
+    resend: list[Resend] = Field(default_factory=list, max_length=100)
+
+
+class Presence(Payload):
+    online: bool
+    agent_version: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageType:
+    name: str
+    version: int
+    payload: type[Payload]
+    durable: bool  # travels through an outbox and is acknowledged
+
+
+_REGISTRY: dict[str, MessageType] = {}
+
+
+def register(name: str, payload: type[Payload], *, version: int = 1, durable: bool = True) -> MessageType:
+    """Add a message type; later issues register theirs here so decoding stays in one place."""
+    if name in _REGISTRY:
+        raise ValueError(f"message type {name!r} registered twice")
+    mt = MessageType(name, version, payload, durable)
+    _REGISTRY[name] = mt
+    return mt
+
+
+def message_type(name: str) -> MessageType:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownMessageTypeError(f"unknown message type {name!r}") from None
+
+
+def registered_types() -> list[MessageType]:
+    return sorted(_REGISTRY.values(), key=lambda m: m.name)
+
+
+register("telemetry", Telemetry)
+register("note", Note)
+register("event", Event)
+register("command", Command)
+register("ack", Ack, durable=False)
+register("presence", Presence, durable=False)
+
+
+# ------------------------------------------------------------------------------------------- envelope
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=8, max_length=64)
+    type: str = Field(min_length=1, max_length=64)
+    v: int = Field(ge=1)
+    device_id: str = Field(min_length=1, max_length=64)
+    created: float
+    stream: str | None = Field(default=None, max_length=64)
+    seq: int | None = Field(default=None, ge=1)
+    expires: float | None = None
+    payload: dict[str, Any]
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded, fully validated message."""
+
+    envelope: Envelope
+    payload: Payload
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+
+def new_id() -> str:
+    """A UUIDv7: unique, and sortable by creation time (useful in logs and indexes)."""
+    return str(uuid6.uuid7())
+
+
+def make_envelope(
+    type_: str,
+    payload: Payload | dict[str, Any],
+    *,
+    device_id: str,
+    stream: str | None = None,
+    seq: int | None = None,
+    ttl_s: float | None = None,
+    now: float | None = None,
+    id_: str | None = None,
+) -> Envelope:
+    """Build an envelope for a registered type, validating the payload on the way out too."""
+    mt = message_type(type_)
+    data = payload.model_dump() if isinstance(payload, Payload) else payload
+    mt.payload.model_validate(data)
+    created = time.time() if now is None else now
+    return Envelope(
+        id=id_ or new_id(),
+        type=type_,
+        v=mt.version,
+        device_id=device_id,
+        created=created,
+        stream=stream,
+        seq=seq,
+        expires=None if ttl_s is None else created + ttl_s,
+        payload=data,
+    )
+
+
+def encode(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json(exclude_none=True).encode()
+
+
+def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
+    """Validate raw bytes into a :class:`Message` or raise a ``ProtocolError`` with the reason."""
+    if len(raw) > max_bytes:
+        raise OversizedMessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MalformedMessageError(f"not JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise MalformedMessageError("envelope is not a JSON object")
+    try:
+        env = Envelope.model_validate(obj)
+    except ValidationError as e:
+        raise MalformedMessageError(f"bad envelope: {_first_error(e)}") from e
+    mt = message_type(env.type)
+    if env.v != mt.version:
+        raise UnsupportedVersionError(f"{env.type} v{env.v} not supported (expected v{mt.version})")
+    if mt.durable and (env.stream is None or env.seq is None):
+        raise MalformedMessageError(f"durable type {env.type} needs stream and seq")
+    try:
+        payload = mt.payload.model_validate(env.payload)
+    except ValidationError as e:
+        raise SchemaError(f"bad {env.type} payload: {_first_error(e)}") from e
+    return Message(env, payload)
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+    return f"{loc}: {err['msg']}"
+
+
+def is_valid_device_id(device_id: str) -> bool:
+    return bool(DEVICE_ID_RE.match(device_id))
+
+
+Direction = Literal["d2s", "s2d"]

@@ -1,0 +1,537 @@
+"""Durable store-and-forward: the outbox and inbox both sides use.
+
+Rules:
+
+* **Outbox** — a message is committed to SQLite before anyone may publish it, and deleted only when
+  the peer's application-level ``ack`` arrives (the peer sends it after its own commit). Each
+  ``(peer, stream)`` has a gap-free sequence; a stream's priority orders streams against each other.
+  A byte quota bounds the table; when it is full the policy decides: ``reject`` refuses the new
+  message (the caller keeps it), ``evict`` turns the oldest lower-priority messages into ``skip``
+  tombstones recorded in ``dead_letters``, so the receiver's sequence stays gap-free.
+* **Inbox** — a batch is applied in one transaction: messages sorted per stream; a message whose
+  ``seq`` is the next expected one is applied (or, if expired, recorded without acting); a seen ``seq``
+  is a duplicate and only acknowledged again; a gap asks the sender to resend from the missing seq.
+  Applied ids are recorded, so each effect happens at most once while transport is at-least-once.
+
+Retry timing is pure (``RetrySchedule``), so the engines that publish can be tested without a clock.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+from shared.crypto import FieldCipher
+from shared.db import Database, Migration, executescript
+from shared.errors import OutboxFullError, ProtocolError
+from shared.protocol import (
+    Ack,
+    Envelope,
+    Message,
+    Payload,
+    Rejection,
+    Resend,
+    decode,
+    encode,
+    make_envelope,
+    register,
+)
+
+OnFull = Literal["reject", "evict"]
+
+
+class Skip(Payload):
+    """Tombstone for a message the sender evicted: the receiver advances the stream, applies nothing."""
+
+    reason: str
+
+
+register("skip", Skip)
+
+SYNC_SCHEMA = """
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    peer TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    size INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (peer, stream, seq)
+);
+CREATE INDEX outbox_send_order ON outbox (peer, priority DESC, stream, seq);
+CREATE TABLE outbox_streams (
+    peer TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    PRIMARY KEY (peer, stream)
+);
+CREATE TABLE outbox_usage (one INTEGER PRIMARY KEY CHECK (one = 1), bytes INTEGER NOT NULL);
+INSERT INTO outbox_usage VALUES (1, 0);
+CREATE TABLE dead_letters (
+    id TEXT PRIMARY KEY,
+    peer TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    body BLOB
+);
+CREATE TABLE inbox_streams (
+    peer TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (peer, stream)
+);
+CREATE TABLE inbox_applied (
+    id TEXT PRIMARY KEY,
+    peer TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+"""
+
+
+def sync_migration(version: int) -> Migration:
+    """The outbox/inbox tables as one migration, for the agent's and the server's schema lists."""
+    return Migration(version, "outbox and inbox", lambda conn: executescript(conn, SYNC_SCHEMA))
+
+
+# ---------------------------------------------------------------------------------------------- outbox
+@dataclass(frozen=True)
+class OutboxLimits:
+    quota_bytes: int = 256 * 1024 * 1024
+    on_full: OnFull = "reject"
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: str
+    peer: str
+    stream: str
+    seq: int
+    body: bytes  # the encoded envelope, ready to publish
+
+
+class Outbox:
+    """Messages waiting for a peer's acknowledgement, per ``(peer, stream)`` in sequence order."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        sender_id: str,
+        cipher: FieldCipher | None = None,
+        limits: OutboxLimits | None = None,
+    ) -> None:
+        self.db = db
+        self.sender_id = sender_id
+        self.cipher = cipher
+        self.limits = limits or OutboxLimits()
+
+    def put(
+        self,
+        type_: str,
+        payload: Payload | dict[str, object],
+        *,
+        peer: str,
+        stream: str = "default",
+        priority: int = 0,
+        ttl_s: float | None = None,
+        device_id: str | None = None,
+    ) -> Envelope:
+        """Commit one message; when this returns it will be delivered or visibly dead-lettered."""
+        return self.put_many(
+            [(type_, payload)], peer=peer, stream=stream, priority=priority, ttl_s=ttl_s, device_id=device_id
+        )[0]
+
+    def put_many(
+        self,
+        items: Iterable[tuple[str, Payload | dict[str, object]]],
+        *,
+        peer: str,
+        stream: str = "default",
+        priority: int = 0,
+        ttl_s: float | None = None,
+        device_id: str | None = None,
+    ) -> list[Envelope]:
+        """Commit several messages of one stream in one transaction (all or none)."""
+        now = time.time()
+        out: list[Envelope] = []
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT last_seq, priority FROM outbox_streams WHERE peer=? AND stream=?", (peer, stream)
+            ).fetchone()
+            last_seq, priority = (row[0], row[1]) if row else (0, priority)
+            rows = []
+            for type_, payload in items:
+                last_seq += 1
+                env = make_envelope(
+                    type_,
+                    payload,
+                    device_id=device_id or self.sender_id,
+                    stream=stream,
+                    seq=last_seq,
+                    ttl_s=ttl_s,
+                    now=now,
+                )
+                body = self._seal(encode(env), env.id)
+                rows.append(
+                    (env.id, peer, stream, last_seq, type_, priority, now, env.expires, len(body), body)
+                )
+                out.append(env)
+            added = sum(r[8] for r in rows)
+            self._make_room(conn, added, priority)
+            conn.executemany(
+                "INSERT INTO outbox (id, peer, stream, seq, type, priority, created, expires, size, body)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            conn.execute(
+                "INSERT INTO outbox_streams (peer, stream, last_seq, priority) VALUES (?,?,?,?)"
+                " ON CONFLICT (peer, stream) DO UPDATE SET last_seq=excluded.last_seq",
+                (peer, stream, last_seq, priority),
+            )
+            conn.execute("UPDATE outbox_usage SET bytes = bytes + ?", (added,))
+        return out
+
+    def _make_room(self, conn: sqlite3.Connection, needed: int, priority: int) -> None:
+        used = conn.execute("SELECT bytes FROM outbox_usage").fetchone()[0]
+        over = used + needed - self.limits.quota_bytes
+        if over <= 0:
+            return
+        if self.limits.on_full == "reject":
+            raise OutboxFullError(
+                f"outbox full: {used} of {self.limits.quota_bytes} bytes used, {needed} more refused"
+            )
+        victims = conn.execute(
+            "SELECT id, peer, stream, seq, type, size FROM outbox WHERE priority < ? AND type != 'skip'"
+            " ORDER BY priority, created LIMIT 10000",
+            (priority,),
+        ).fetchall()
+        freed = 0
+        now = time.time()
+        for vid, vpeer, vstream, vseq, vtype, vsize in victims:
+            if freed >= over:
+                break
+            tomb = encode(
+                make_envelope(
+                    "skip", Skip(reason="evicted: outbox full"), device_id=self.sender_id,
+                    stream=vstream, seq=vseq, now=now, id_=vid,
+                )
+            )
+            tomb = self._seal(tomb, vid)
+            conn.execute("UPDATE outbox SET type='skip', body=?, size=? WHERE id=?", (tomb, len(tomb), vid))
+            conn.execute(
+                "INSERT OR REPLACE INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
+                " VALUES (?,?,?,?,?,?,?,NULL)",
+                (vid, vpeer, vstream, vseq, vtype, "evicted: outbox full", now),
+            )
+            delta = vsize - len(tomb)
+            conn.execute("UPDATE outbox_usage SET bytes = bytes - ?", (delta,))
+            freed += delta
+        if freed < over:
+            raise OutboxFullError(f"outbox full and only {freed} of {over} bytes could be evicted")
+
+    def pending(self, peer: str, *, limit: int, exclude: set[str] | None = None) -> list[Pending]:
+        """Oldest-first per stream, higher-priority streams first; ``exclude`` skips ids in flight."""
+        exclude = exclude or set()
+        out: list[Pending] = []
+        offset = 0
+        while len(out) < limit:
+            with self.db.lock:
+                rows = self.db.conn.execute(
+                    "SELECT id, stream, seq, body FROM outbox WHERE peer=?"
+                    " ORDER BY priority DESC, stream, seq LIMIT ? OFFSET ?",
+                    (peer, limit + len(exclude), offset),
+                ).fetchall()
+            if not rows:
+                break
+            offset += len(rows)
+            for rid, stream, seq, body in rows:
+                if rid not in exclude:
+                    out.append(Pending(rid, peer, stream, seq, self._open(body, rid)))
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def stream_from(self, peer: str, stream: str, from_seq: int, *, limit: int) -> list[Pending]:
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT id, stream, seq, body FROM outbox WHERE peer=? AND stream=? AND seq>=?"
+                " ORDER BY seq LIMIT ?",
+                (peer, stream, from_seq, limit),
+            ).fetchall()
+        return [Pending(r[0], peer, r[1], r[2], self._open(r[3], r[0])) for r in rows]
+
+    def acknowledge(self, peer: str, ids: Iterable[str], rejected: Iterable[Rejection] = ()) -> int:
+        """Delete acknowledged messages; move rejected ones to ``dead_letters`` with the reason."""
+        ids = list(ids)
+        rejected = list(rejected)
+        if not ids and not rejected:
+            return 0
+        now = time.time()
+        with self.db.transaction() as conn:
+            for r in rejected:
+                conn.execute(
+                    "INSERT OR REPLACE INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
+                    " SELECT id, peer, stream, seq, type, ?, ?, body FROM outbox WHERE id=? AND peer=?",
+                    (f"rejected by peer: {r.reason}", now, r.id, peer),
+                )
+            all_ids = ids + [r.id for r in rejected]
+            freed = 0
+            deleted = 0
+            for chunk in _chunks(all_ids, 500):
+                marks = ",".join("?" * len(chunk))
+                freed += conn.execute(
+                    f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE peer=? AND id IN ({marks})",
+                    (peer, *chunk),
+                ).fetchone()[0]
+                deleted += conn.execute(
+                    f"DELETE FROM outbox WHERE peer=? AND id IN ({marks})", (peer, *chunk)
+                ).rowcount
+            conn.execute("UPDATE outbox_usage SET bytes = bytes - ?", (freed,))
+        return deleted
+
+    def depth(self, peer: str | None = None) -> int:
+        if peer is None:
+            return int(self.db.scalar("SELECT COUNT(*) FROM outbox") or 0)
+        return int(self.db.scalar("SELECT COUNT(*) FROM outbox WHERE peer=?", (peer,)) or 0)
+
+    def used_bytes(self) -> int:
+        return int(self.db.scalar("SELECT bytes FROM outbox_usage") or 0)
+
+    def peers_with_pending(self) -> list[str]:
+        with self.db.lock:
+            return [r[0] for r in self.db.conn.execute("SELECT DISTINCT peer FROM outbox")]
+
+    def last_seq(self, peer: str, stream: str) -> int:
+        return int(
+            self.db.scalar("SELECT last_seq FROM outbox_streams WHERE peer=? AND stream=?", (peer, stream))
+            or 0
+        )
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        return self.db.query("SELECT id, peer, stream, seq, type, reason, at FROM dead_letters ORDER BY at")
+
+    def _seal(self, body: bytes, id_: str) -> bytes:
+        return self.cipher.encrypt(body, id_.encode()) if self.cipher else body
+
+    def _open(self, body: bytes, id_: str) -> bytes:
+        return self.cipher.decrypt(body, id_.encode()) if self.cipher else body
+
+
+# ----------------------------------------------------------------------------------------------- inbox
+class Outcome(str, Enum):
+    APPLIED = "applied"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+
+
+class Rejected(Exception):
+    """Raised by an apply function: the message is valid but can never be applied (reason given)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+ApplyFn = Callable[[sqlite3.Connection, str, Message], None]
+
+
+@dataclass
+class BatchResult:
+    """What to tell each peer after the commit: one :class:`Ack` per peer, plus per-outcome counts."""
+
+    acks: dict[str, Ack] = field(default_factory=dict)
+    outcomes: dict[Outcome, int] = field(default_factory=dict)
+    applied: list[tuple[str, Message]] = field(default_factory=list)
+
+    def _ack(self, peer: str) -> Ack:
+        return self.acks.setdefault(peer, Ack())
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+class Inbox:
+    """Applies incoming durable messages exactly once, in per-stream order."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def accept(self, batch: Iterable[tuple[str, Message]], apply: ApplyFn, *, now: float | None = None
+               ) -> BatchResult:
+        """Apply a batch in one transaction. Acks in the result must be sent only after this returns."""
+        now = time.time() if now is None else now
+        result = BatchResult()
+        ordered = sorted(batch, key=lambda pm: (pm[0], pm[1].envelope.stream or "", pm[1].envelope.seq or 0))
+        with self.db.transaction() as conn:
+            expected: dict[tuple[str, str], int] = {}
+            for peer, msg in ordered:
+                self._accept_one(conn, peer, msg, apply, expected, result, now)
+            for (peer, stream), nxt in expected.items():
+                conn.execute(
+                    "INSERT INTO inbox_streams (peer, stream, last_seq) VALUES (?,?,?)"
+                    " ON CONFLICT (peer, stream) DO UPDATE SET last_seq=excluded.last_seq",
+                    (peer, stream, nxt - 1),
+                )
+        return result
+
+    def _accept_one(
+        self,
+        conn: sqlite3.Connection,
+        peer: str,
+        msg: Message,
+        apply: ApplyFn,
+        expected: dict[tuple[str, str], int],
+        result: BatchResult,
+        now: float,
+    ) -> None:
+        env = msg.envelope
+        assert env.stream is not None and env.seq is not None
+        key = (peer, env.stream)
+        if key not in expected:
+            row = conn.execute(
+                "SELECT last_seq FROM inbox_streams WHERE peer=? AND stream=?", key
+            ).fetchone()
+            expected[key] = (row[0] if row else 0) + 1
+        nxt = expected[key]
+        ack = result._ack(peer)
+        if env.seq < nxt:
+            ack.ids.append(env.id)
+            result.count(Outcome.DUPLICATE)
+            return
+        if env.seq > nxt:
+            if not any(r.stream == env.stream for r in ack.resend):
+                ack.resend.append(Resend(stream=env.stream, from_seq=nxt))
+            result.count(Outcome.GAP)
+            return
+        outcome = self._apply(conn, peer, msg, apply, now)
+        conn.execute(
+            "INSERT OR IGNORE INTO inbox_applied (id, peer, stream, seq, type, outcome, applied_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (env.id, peer, env.stream, env.seq, env.type, outcome[0].value, now),
+        )
+        expected[key] = nxt + 1
+        result.count(outcome[0])
+        if outcome[0] is Outcome.REJECTED:
+            ack.rejected.append(Rejection(id=env.id, reason=outcome[1]))
+        else:
+            ack.ids.append(env.id)
+            if outcome[0] is Outcome.APPLIED:
+                result.applied.append((peer, msg))
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, peer: str, msg: Message, apply: ApplyFn, now: float
+               ) -> tuple[Outcome, str]:
+        if msg.type == "skip":
+            return Outcome.SKIPPED, ""
+        if msg.envelope.expired(now):
+            return Outcome.EXPIRED, ""
+        conn.execute("SAVEPOINT apply_one")
+        try:
+            apply(conn, peer, msg)
+        except (Rejected, ProtocolError) as e:
+            conn.execute("ROLLBACK TO apply_one")
+            conn.execute("RELEASE apply_one")
+            return Outcome.REJECTED, getattr(e, "reason", str(e))
+        conn.execute("RELEASE apply_one")
+        return Outcome.APPLIED, ""
+
+    def applied_count(self, peer: str | None = None) -> int:
+        if peer is None:
+            return int(self.db.scalar("SELECT COUNT(*) FROM inbox_applied") or 0)
+        return int(self.db.scalar("SELECT COUNT(*) FROM inbox_applied WHERE peer=?", (peer,)) or 0)
+
+    def prune(self, older_than: float) -> int:
+        """Forget applied ids older than a horizon; per-stream sequences still stop duplicates."""
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM inbox_applied WHERE applied_at < ?", (older_than,)).rowcount
+
+
+# ------------------------------------------------------------------------------------- retry schedule
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter: delay in ``[base, min(cap, base * 2**attempt)]``."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, attempt: int, rnd: Callable[[], float] = random.random) -> float:
+        top = min(self.cap_s, self.base_s * (2 ** min(attempt, 30)))
+        return self.base_s + (top - self.base_s) * rnd()
+
+
+@dataclass
+class _Flight:
+    attempt: int
+    due: float
+    stream: str
+    seq: int
+
+
+class RetrySchedule:
+    """In-memory bookkeeping of published-but-unacknowledged messages (the rows stay on disk).
+
+    After a restart nothing is in flight, so every pending row is published again; the receiver's
+    sequence check turns that into duplicates acknowledged, not effects repeated.
+    """
+
+    def __init__(self, backoff: Backoff | None = None, *, ack_timeout_s: float = 5.0) -> None:
+        self.backoff = backoff or Backoff()
+        self.ack_timeout_s = ack_timeout_s
+        self._flights: dict[str, _Flight] = {}
+
+    def sent(self, p: Pending, now: float) -> None:
+        prev = self._flights.get(p.id)
+        attempt = 0 if prev is None else prev.attempt + 1
+        wait = self.ack_timeout_s + (self.backoff.delay(attempt) if attempt else 0.0)
+        self._flights[p.id] = _Flight(attempt, now + wait, p.stream, p.seq)
+
+    def done(self, ids: Iterable[str]) -> None:
+        for i in ids:
+            self._flights.pop(i, None)
+
+    def due(self, now: float) -> list[str]:
+        return [i for i, f in self._flights.items() if f.due <= now]
+
+    def forget_stream_from(self, stream: str, from_seq: int) -> None:
+        """A resend request: those messages go out again at once, counting as retries."""
+        for f in self._flights.values():
+            if f.stream == stream and f.seq >= from_seq:
+                f.due = 0.0
+
+    def clear(self) -> None:
+        self._flights.clear()
+
+    def in_flight(self) -> set[str]:
+        return set(self._flights)
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+
+def decode_body(body: bytes) -> Message:
+    return decode(body)
+
+
+def _chunks(items: list[str], n: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
