@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.protocol import Ack
 from shared.sync import Backoff, Outbox, RetrySchedule
@@ -26,7 +26,7 @@ Publish = Callable[[str, bytes], object]
 class SenderLimits:
     window: int = 1000  # messages in flight per peer
     ack_timeout_s: float = 5.0
-    backoff: Backoff = Backoff(base_s=0.5, cap_s=30.0)
+    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
 
 
 class SyncSender:
@@ -142,7 +142,7 @@ class Receiver:
                     break
             try:
                 self.handle_batch(batch)
-            except Exception:  # noqa: BLE001 - the batch stays unacknowledged and will be resent
+            except Exception:
                 log.exception("batch of %d failed; it stays unacknowledged", len(batch))
                 time.sleep(0.5)
 
@@ -174,6 +174,6 @@ class Pacer:
             self._wake.clear()
             try:
                 self.fn()
-            except Exception:  # noqa: BLE001 - keep pacing; the error is logged
+            except Exception:
                 log.exception("%s failed", self._thread.name)
                 self._stop.wait(0.5)

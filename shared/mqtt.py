@@ -6,6 +6,7 @@ already committed to an outbox, and treat a lost connection as "everything in fl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -89,8 +90,6 @@ class MqttLink:
         self.backoff = backoff or Backoff(base_s=0.2, cap_s=10.0)
         self.connected = threading.Event()
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -108,52 +107,37 @@ class MqttLink:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_connect_fail = self._handle_connect_fail
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}", daemon=True)
-        self._thread.start()
+        """Connect in the background; paho's own thread reconnects after jittered, growing delays.
+
+        paho's thread must own the socket: publishing from other threads only queues the packet and
+        wakes that thread (writing a TLS socket from two threads corrupts OpenSSL's state).
+        """
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        self._jitter_reconnect()
+        self._client.connect_async(
+            self.address.host, self.address.port, keepalive=self.keepalive_s,
+            clean_start=False, properties=props,
+        )
+        self._client.loop_start()
 
     def stop(self) -> None:
-        self._stop.set()
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self._client.disconnect()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._client.loop_stop()
+        self._set_disconnected()
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
 
-    def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.session_expiry_s
-            try:
-                self._client.connect(
-                    self.address.host, self.address.port, keepalive=self.keepalive_s,
-                    clean_start=False, properties=props,
-                )
-            except (OSError, ssl.SSLError) as e:
-                self.last_error = f"cannot reach broker {self.address.url}: {e}"
-                log.warning("%s", self.last_error)
-                self._stop.wait(self.backoff.delay(attempt))
-                attempt += 1
-                continue
-            while not self._stop.is_set():
-                rc = self._client.loop(timeout=0.05)
-                if rc != paho.MQTT_ERR_SUCCESS:
-                    break
-            self._set_disconnected()
-            if not self._stop.is_set():
-                attempt = 0 if self._was_connected else attempt + 1
-                self._was_connected = False
-                self._stop.wait(self.backoff.delay(attempt))
-        self._set_disconnected()
-
-    _was_connected = False
+    def _jitter_reconnect(self) -> None:
+        """paho doubles the delay from ``min_delay`` up to ``max_delay``; we jitter the start point."""
+        first = self.backoff.delay(0)
+        self._client.reconnect_delay_set(min_delay=max(first, 0.05), max_delay=self.backoff.cap_s)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ callbacks (network thread)
     def _handle_connect(self, client: paho.Client, userdata: object, flags: paho.ConnectFlags,
@@ -162,7 +146,6 @@ class MqttLink:
             self.last_error = f"broker refused connection: {reason}"
             log.error("%s", self.last_error)
             return
-        self._was_connected = True
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()
@@ -172,6 +155,11 @@ class MqttLink:
     def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object,
                            reason: object, properties: object) -> None:
         self._set_disconnected()
+        self._jitter_reconnect()
+
+    def _handle_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        self.last_error = f"cannot reach broker {self.address.url}"
+        log.warning("%s", self.last_error)
 
     def _set_disconnected(self) -> None:
         if self.connected.is_set():

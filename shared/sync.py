@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from shared.crypto import FieldCipher
@@ -335,7 +335,7 @@ class Outbox:
 
 
 # ----------------------------------------------------------------------------------------------- inbox
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     APPLIED = "applied"
     EXPIRED = "expired"
     SKIPPED = "skipped"

@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set everything up first, idempotently.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export PATH := /usr/sbin:$(PATH)
+
+.PHONY: setup os-deps demo test lint bench clean
+
+setup: os-deps $(STAMP)
+
+os-deps:
+	@scripts/setup-os.sh
+
+# llama-cpp-python builds from source once; pip's wheel cache makes every later install instant.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/linecrew demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy agent server shared linecrew
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: setup
+	@for b in tests/benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .linecrew .pytest_cache .mypy_cache .ruff_cache
