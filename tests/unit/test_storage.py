@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.config import TomlSettings
+from shared.crypto import FieldCipher, load_or_create_secret
+from shared.db import Database, Migration
+from shared.errors import CryptoError, MigrationError
+
+
+def test_migrations_apply_once_each_in_its_own_transaction(tmp_path: Path) -> None:
+    db = Database(tmp_path / "x.db")
+    m1 = Migration(1, "t", lambda c: c.execute("CREATE TABLE t (x)"))
+    m2 = Migration(2, "bad", lambda c: (c.execute("CREATE TABLE u (x)"), c.execute("NOT SQL")))
+    assert db.migrate([m1]) == 1
+    with pytest.raises(MigrationError):
+        db.migrate([m1, m2])
+    assert db.version() == 1
+    assert db.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name='u'") == 0, "failed migration rolled back"
+    assert db.scalar("PRAGMA journal_mode") == "wal"
+
+
+def test_field_cipher_detects_tampering_and_wrong_key(tmp_path: Path) -> None:
+    c = FieldCipher.from_key_file(tmp_path / "k")
+    blob = c.encrypt_text("breaker 4 code", b"row-1")
+    assert c.decrypt_text(blob, b"row-1") == "breaker 4 code"
+    with pytest.raises(CryptoError):
+        c.decrypt(blob, b"row-2")
+    with pytest.raises(CryptoError):
+        c.decrypt(blob[:-1] + bytes([blob[-1] ^ 1]), b"row-1")
+    with pytest.raises(CryptoError):
+        FieldCipher(os.urandom(32)).decrypt(blob, b"row-1")
+
+
+def test_key_file_is_private_and_loose_permissions_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    load_or_create_secret(path, 32)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    with pytest.raises(CryptoError, match="readable by others"):
+        load_or_create_secret(path, 32)
+
+
+def test_config_precedence_defaults_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import AgentConfig
+
+    toml = tmp_path / "agent.toml"
+    toml.write_text('device_class = "rpi5"\nwindow = 10\nack_timeout_s = 2.5\n')
+    assert AgentConfig.load(None).device_class == "x86-dev"
+    assert AgentConfig.load(toml).device_class == "rpi5"
+    monkeypatch.setenv("LINECREW_AGENT_WINDOW", "20")
+    cfg = AgentConfig.load(toml, ack_timeout_s=9.0, device_class=None)
+    assert (cfg.device_class, cfg.window, cfg.ack_timeout_s) == ("rpi5", 20, 9.0)
+    assert issubclass(AgentConfig, TomlSettings)
+
+
+def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
+    from server.config import ServerConfig
+
+    toml = tmp_path / "server.toml"
+    toml.write_text("htp_port = 1\n")
+    with pytest.raises(ValueError, match="htp_port"):
+        ServerConfig.load(toml)
+
+
+def test_default_models_resolve_offline_from_packages() -> None:
+    from shared.models import default_asr_path, default_llm_path
+
+    assert default_llm_path().suffix == ".gguf" and default_llm_path().stat().st_size > 50e6
+    assert (default_asr_path() / "model.bin").exists()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
