@@ -43,7 +43,8 @@ class BrokerConfig:
     max_queued_messages: int = 100_000
     max_inflight_messages: int = 1000
     mosquitto_bin: str = "mosquitto"
-    extra: tuple[str, ...] = field(default_factory=tuple)
+    extra: tuple[str, ...] = field(default_factory=tuple)  # more mosquitto.conf lines
+    extra_acl: tuple[str, ...] = field(default_factory=tuple)  # more ACL lines (e.g. a benchmark user)
 
 
 class ManagedBroker:
@@ -83,7 +84,7 @@ class ManagedBroker:
         if not self.passwd_file.exists():
             atomic_write_text(self.passwd_file, "", mode=0o600)
         self._passwd("-b", str(self.passwd_file), SERVER_USER, self._server_password())
-        acl = [f"user {SERVER_USER}", f"topic readwrite {TOPIC_ROOT}/#", "", *acl_patterns(), ""]
+        acl = [f"user {SERVER_USER}", f"topic readwrite {TOPIC_ROOT}/#", "", *c.extra_acl, "", *acl_patterns(), ""]
         atomic_write_text(self.folder / "acl", "\n".join(acl), mode=0o600)
         conf = [
             "per_listener_settings false",
