@@ -72,3 +72,12 @@ def test_default_models_resolve_offline_from_packages() -> None:
     assert default_llm_path().suffix == ".gguf" and default_llm_path().stat().st_size > 50e6
     assert (default_asr_path() / "model.bin").exists()
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_example_config_files_load() -> None:
+    from agent.config import AgentConfig
+    from server.config import ServerConfig
+
+    root = Path(__file__).resolve().parents[2] / "config"
+    assert AgentConfig.load(root / "agent.example.toml") == AgentConfig.load(None)
+    assert ServerConfig.load(root / "server.example.toml") == ServerConfig.load(None)
