@@ -57,8 +57,8 @@ class DeviceSync:
         """Something was put in the outbox: send it now rather than at the next tick."""
         self.pacer.wake()
 
-    def _publish(self, topic: str, body: bytes) -> None:
-        self.link.publish(topic, body)
+    def _publish(self, topic: str, body: bytes, expiry_s: int | None) -> None:
+        self.link.publish(topic, body, expiry_s=expiry_s)
 
     def _on_connect(self, session_present: bool) -> None:
         online = make_envelope("presence", Presence(online=True, agent_version=AGENT_VERSION),

@@ -69,8 +69,8 @@ class Ingest:
         self.pacer.stop()
         self.receiver.stop()
 
-    def _publish(self, topic: str, body: bytes) -> None:
-        self.link.publish(topic, body)
+    def _publish(self, topic: str, body: bytes, expiry_s: int | None) -> None:
+        self.link.publish(topic, body, expiry_s=expiry_s)
 
     def _on_connect(self, session_present: bool) -> None:
         for d in self.store.devices():

@@ -63,14 +63,21 @@ class Database:
                 raise StorageError(f"cannot begin transaction: {e}") from e
             try:
                 yield self.conn
+            except sqlite3.Error as e:
+                self._rollback()
+                raise StorageError(_explain(e)) from e
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as e:
-                self.conn.execute("ROLLBACK")
-                raise StorageError(f"commit failed: {e}") from e
+                self._rollback()
+                raise StorageError(f"commit failed: {_explain(e)}") from e
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+            self.conn.execute("ROLLBACK")
 
     def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict[str, object]]:
         with self.lock:
@@ -120,3 +127,9 @@ def executescript(conn: sqlite3.Connection, script: str) -> None:
     for stmt in script.split(";"):
         if stmt.strip():
             conn.execute(stmt)
+
+
+def _explain(e: sqlite3.Error) -> str:
+    if "full" in str(e).lower():
+        return f"disk full: {e}; nothing was written, everything committed before is intact"
+    return f"database error: {e}"

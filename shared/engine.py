@@ -19,7 +19,7 @@ from shared.sync import Backoff, Outbox, RetrySchedule
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, bytes], object]
+Publish = Callable[[str, bytes, "int | None"], object]  # topic, body, MQTT message expiry (s)
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,12 @@ class SyncSender:
                 sched.done(due)  # due ids no longer in the outbox were acknowledged meanwhile
             return 0
         topic = self.topic_for(peer)
+        wall = time.time()
         for p in batch:
-            self.publish(topic, p.body)
+            # A stale message still goes (the receiver must advance its stream), but the broker may
+            # drop it from an offline queue: the receiver then asks for a resend and sees it expired.
+            expiry = None if p.expires is None else max(1, int(p.expires - wall))
+            self.publish(topic, p.body, expiry)
         with self._lock:
             for p in batch:
                 sched.sent(p, now)

@@ -124,6 +124,7 @@ class Pending:
     stream: str
     seq: int
     body: bytes  # the encoded envelope, ready to publish
+    expires: float | None = None  # Unix seconds; also set as the MQTT message expiry
 
 
 class Outbox:
@@ -254,16 +255,16 @@ class Outbox:
         while len(out) < limit:
             with self.db.lock:
                 rows = self.db.conn.execute(
-                    "SELECT id, stream, seq, body FROM outbox WHERE peer=?"
+                    "SELECT id, stream, seq, body, expires FROM outbox WHERE peer=?"
                     " ORDER BY priority DESC, stream, seq LIMIT ? OFFSET ?",
                     (peer, limit + len(exclude), offset),
                 ).fetchall()
             if not rows:
                 break
             offset += len(rows)
-            for rid, stream, seq, body in rows:
+            for rid, stream, seq, body, expires in rows:
                 if rid not in exclude:
-                    out.append(Pending(rid, peer, stream, seq, self._open(body, rid)))
+                    out.append(Pending(rid, peer, stream, seq, self._open(body, rid), expires))
                     if len(out) >= limit:
                         break
         return out
@@ -271,11 +272,11 @@ class Outbox:
     def stream_from(self, peer: str, stream: str, from_seq: int, *, limit: int) -> list[Pending]:
         with self.db.lock:
             rows = self.db.conn.execute(
-                "SELECT id, stream, seq, body FROM outbox WHERE peer=? AND stream=? AND seq>=?"
+                "SELECT id, stream, seq, body, expires FROM outbox WHERE peer=? AND stream=? AND seq>=?"
                 " ORDER BY seq LIMIT ?",
                 (peer, stream, from_seq, limit),
             ).fetchall()
-        return [Pending(r[0], peer, r[1], r[2], self._open(r[3], r[0])) for r in rows]
+        return [Pending(r[0], peer, r[1], r[2], self._open(r[3], r[0]), r[4]) for r in rows]
 
     def acknowledge(self, peer: str, ids: Iterable[str], rejected: Iterable[Rejection] = ()) -> int:
         """Delete acknowledged messages; move rejected ones to ``dead_letters`` with the reason."""

@@ -81,3 +81,18 @@ def test_example_config_files_load() -> None:
     root = Path(__file__).resolve().parents[2] / "config"
     assert AgentConfig.load(root / "agent.example.toml") == AgentConfig.load(None)
     assert ServerConfig.load(root / "server.example.toml") == ServerConfig.load(None)
+
+
+def test_disk_full_is_a_clear_error_and_keeps_committed_data(tmp_path: Path) -> None:
+    from shared.errors import StorageError
+    from shared.sync import Outbox, sync_migration
+
+    db = Database(tmp_path / "full.db")
+    db.migrate([sync_migration(1)])
+    ob = Outbox(db, sender_id="dev-1")
+    ob.put("event", {"name": "kept"}, peer="server")
+    pages = int(db.scalar("PRAGMA page_count") or 0)
+    db.conn.execute(f"PRAGMA max_page_count={pages}")  # the disk is now full
+    with pytest.raises(StorageError, match="disk full"):
+        ob.put_many([("event", {"name": "x" * 100, "data": {"pad": "y" * 4000}})] * 20, peer="server")
+    assert ob.depth() == 1 and ob.last_seq("server", "default") == 1
