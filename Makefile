@@ -30,6 +30,7 @@ lint: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy agent server shared linecrew
 	$(BIN)/pytest -q
 
 bench: setup

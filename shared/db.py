@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -86,7 +87,7 @@ class Database:
             except sqlite3.Error as e:
                 raise StorageError(f"query failed: {e}") from e
 
-    def scalar(self, sql: str, params: Sequence[object] = ()) -> object:
+    def scalar(self, sql: str, params: Sequence[object] = ()) -> Any:
         with self.lock:
             row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]

@@ -66,10 +66,10 @@ class SyncSender:
             if sched is not None:
                 sched.done(ack.ids)
                 sched.done(r.id for r in ack.rejected)
-                for r in ack.resend:
-                    sched.forget_stream_from(r.stream, r.from_seq)
-        for r in ack.rejected:
-            log.warning("peer %s rejected message %s: %s", peer, r.id, r.reason)
+                for rs in ack.resend:
+                    sched.forget_stream_from(rs.stream, rs.from_seq)
+        for rj in ack.rejected:
+            log.warning("peer %s rejected message %s: %s", peer, rj.id, rj.reason)
         return deleted
 
     def pump(self, now: float | None = None) -> int:

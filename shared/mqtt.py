@@ -169,7 +169,7 @@ class MqttLink:
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         try:
-            self._on_message(message.topic, message.payload)
+            self._on_message(message.topic, bytes(message.payload))
         except Exception:  # a bad message must never kill the network thread
             log.exception("message handler failed on topic %s", message.topic)
 
