@@ -7,7 +7,11 @@ import shutil
 import threading
 from collections.abc import Callable
 
+from agent.assistant import Assistant, AssistantConfig
 from agent.config import AgentConfig
+from agent.knowledge import SAMPLE_KB, KnowledgeBase
+from agent.llm import LlmConfig, LocalLLM
+from agent.router import RoutingPolicy
 from agent.store import SERVER_PEER, AgentStore
 from agent.sync import DeviceSync, open_device
 from shared.engine import SenderLimits
@@ -19,6 +23,15 @@ log = logging.getLogger(__name__)
 def open_configured(cfg: AgentConfig) -> tuple[AgentStore, BrokerAddress]:
     return open_device(cfg.data_dir, synchronous=cfg.sqlite_synchronous,
                        quota_bytes=cfg.outbox_quota_mb * 1024 * 1024, on_full=cfg.outbox_on_full)
+
+
+def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
+    """The assistant with a warm local model, the knowledge base indexed and the configured policy."""
+    kb = KnowledgeBase(store.db)
+    kb.ensure_indexed(cfg.knowledge_dir or SAMPLE_KB)
+    llm = LocalLLM(LlmConfig(model_path=cfg.llm_model, threads=cfg.threads, n_ctx=cfg.llm_ctx))
+    return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
+                     config=AssistantConfig(intent_mode=cfg.intent_mode, answer_budget_ms=cfg.answer_budget_ms))
 
 
 def telemetry(store: AgentStore) -> dict[str, float]:

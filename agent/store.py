@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.crypto import FieldCipher
 from shared.db import Database, Migration, executescript
-from shared.protocol import Command, Message, new_id
+from shared.protocol import Command, EscalationAnswer, Message, TaskResult, new_id
 from shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
 
 _SCHEMA_1 = """
@@ -44,9 +44,40 @@ CREATE TABLE commands (
 CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_SCHEMA_3 = """
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    intent TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    route TEXT NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    reused_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    model_version TEXT,
+    degraded INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    ref TEXT,
+    resolved_at REAL
+);
+CREATE INDEX requests_by_ref ON requests (ref);
+CREATE TABLE answers (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    text_sealed BLOB NOT NULL,
+    source TEXT NOT NULL,
+    received REAL NOT NULL,
+    seen INTEGER NOT NULL DEFAULT 0
+);
+"""
+
 MIGRATIONS = [
     Migration(1, "context cache, notes, commands", lambda c: executescript(c, _SCHEMA_1)),
     sync_migration(2),
+    Migration(3, "assistant requests and answers", lambda c: executescript(c, _SCHEMA_3)),
 ]
 
 SERVER_PEER = "server"
@@ -109,8 +140,45 @@ class AgentStore:
             r["text"] = self.cipher.decrypt_text(blob, str(r["id"]).encode())
         return rows
 
+    # ------------------------------------------------------------------ key/value (job context, link)
+    def get(self, key: str) -> object:
+        raw = self.db.scalar("SELECT value FROM kv WHERE key=?", (key,))
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: str, value: object) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # ------------------------------------------------------------------ answers from the server/experts
+    def answers(self, *, unseen_only: bool = False) -> list[dict[str, object]]:
+        rows = self.db.query("SELECT * FROM answers" + (" WHERE seen=0" if unseen_only else "") + " ORDER BY received")
+        for r in rows:
+            blob = r.pop("text_sealed")
+            assert isinstance(blob, bytes)
+            r["text"] = self.cipher.decrypt_text(blob, str(r["id"]).encode())
+        return rows
+
+    def mark_seen(self, ids: list[str]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE answers SET seen=1 WHERE id=?", [(i,) for i in ids])
+
+    def _store_answer(self, conn: sqlite3.Connection, msg_id: str, kind: str, ref: str, text: str, source: str) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO answers (id, kind, ref, text_sealed, source, received) VALUES (?,?,?,?,?,?)",
+            (msg_id, kind, ref, self.cipher.encrypt_text(text, msg_id.encode()), source, time.time()),
+        )
+        conn.execute("UPDATE requests SET resolved_at=? WHERE ref=? AND resolved_at IS NULL", (time.time(), ref))
+
     def apply_server_message(self, conn: sqlite3.Connection, peer: str, msg: Message) -> None:
         """Effect of one server→device message, inside the inbox transaction (exactly once)."""
+        p = msg.payload
+        if isinstance(p, EscalationAnswer):
+            self._store_answer(conn, msg.id, "expert", p.escalation_id, p.answer, p.expert)
+            return
+        if isinstance(p, TaskResult):
+            self._store_answer(conn, msg.id, "task", p.task_id, p.result if p.ok else f"failed: {p.result}",
+                               f"server:{p.kind}")
+            return
         if isinstance(msg.payload, Command):
             env = msg.envelope
             conn.execute(

@@ -8,6 +8,7 @@ device acknowledges it.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from agent.store import SERVER_PEER, AgentStore
@@ -50,6 +51,7 @@ class DeviceSync:
 
     def stop(self) -> None:
         self.link.stop()
+        self.store.put("link", {"online": False, "since": time.time()})
         self.pacer.stop()
         self.receiver.stop()
 
@@ -65,10 +67,12 @@ class DeviceSync:
                                device_id=self.device_id)
         self.link.publish(Topics.presence(self.device_id), encode(online), retain=True)
         self.sender.peer_online(SERVER_PEER)
+        self.store.put("link", {"online": True, "since": time.time()})
         self.pacer.wake()
 
     def _on_disconnect(self) -> None:
         self.sender.peer_offline(SERVER_PEER)
+        self.store.put("link", {"online": False, "since": time.time()})
 
     def _handle_batch(self, items: list[tuple[str, bytes]]) -> None:
         inbound: list[tuple[str, Message]] = []

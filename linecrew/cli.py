@@ -221,6 +221,125 @@ def transcribe(config_path: Path | None, source: str, realtime: bool, as_json: b
     _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg) if store_dir else None)
 
 
+@agent.command("ask")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object with answer, intent, route, timings")
+@click.argument("text")
+@_friendly
+def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, text: str) -> None:
+    """Ask the assistant; tokens stream to the terminal as the local model writes them."""
+    from agent.daemon import build_assistant
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    assistant = build_assistant(cfg, _local_store(cfg))
+    streamed: list[str] = []
+
+    def show(piece: str) -> None:
+        if not as_json:
+            streamed.append(piece)
+            click.echo(piece, nl=False)
+
+    reply = assistant.ask(text, on_token=show)
+    assistant.llm.close()
+    if as_json:
+        click.echo(json.dumps(reply.as_dict()))
+        return
+    if not streamed:
+        click.echo(reply.answer, nl=False)
+    click.echo()
+    if reply.citations:
+        click.echo("sources: " + ", ".join(reply.citations), err=True)
+    click.echo(f"[{reply.intent} {reply.confidence:.2f} -> {reply.route}{', degraded' if reply.degraded else ''}]",
+               err=True)
+
+
+@agent.command("talk")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--file", "audio_file", type=click.Path(path_type=Path), default=None,
+              help="audio file instead of the microphone")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per answered utterance")
+@_friendly
+def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path | None, as_json: bool) -> None:
+    """Voice: listen -> transcript -> intent -> answer, one answer per utterance."""
+    from agent.audio import file_chunks, mic_chunks
+    from agent.daemon import build_assistant
+    from agent.speech import Final, StreamingRecognizer
+    from agent.voice import VoiceSession, speech_config
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    store = _local_store(cfg)
+    assistant = build_assistant(cfg, store)
+    chunks = file_chunks(audio_file) if audio_file else mic_chunks()
+    session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
+    try:
+        for ev in session.events(chunks):
+            if not isinstance(ev, Final):
+                continue
+            reply = assistant.ask(ev.text)
+            if as_json:
+                click.echo(json.dumps({"transcript": ev.text, "final_latency_ms": ev.latency_ms, **reply.as_dict()}))
+            else:
+                click.echo(f"you: {ev.text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        assistant.llm.close()
+    if session.error is not None:
+        raise session.error
+
+
+@agent.group("job")
+def agent_job() -> None:
+    """The technician's current job (set by the planner, or by hand)."""
+
+
+@agent_job.command("set")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--title", default="")
+@click.option("--location", default="")
+@click.option("--details", default="")
+@click.argument("job_id")
+@_friendly
+def agent_job_set(config_path: Path | None, data_dir: Path | None, title: str, location: str, details: str,
+                  job_id: str) -> None:
+    from dataclasses import asdict
+
+    from agent.assistant import JobContext
+
+    store = _local_store(_agent_config(config_path, data_dir=data_dir))
+    job = JobContext(job_id, title, location, details)
+    store.put("current_job", asdict(job))
+    click.echo(f"current job: {job.describe()}")
+
+
+@agent.command("inbox")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def agent_inbox(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Answers from experts and results of deferred tasks that reached this device."""
+    store = _local_store(_agent_config(config_path, data_dir=data_dir))
+    rows = store.answers()
+    for r in rows:
+        click.echo(json.dumps(r) if as_json else f"[{r['kind']} from {r['source']}] {r['text']}")
+    store.mark_seen([str(r["id"]) for r in rows])
+
+
+@agent.command("stats")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@_friendly
+def agent_stats(config_path: Path | None, data_dir: Path | None) -> None:
+    """Request metrics: latency and TTFT p50/p95/p99, routes, manual-intervention rate."""
+    from agent.assistant import request_stats
+
+    click.echo(json.dumps(request_stats(_local_store(_agent_config(config_path, data_dir=data_dir)))))
+
+
 # =========================================================================================== server
 @main.group()
 def server() -> None:
@@ -328,6 +447,70 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
     env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream="commands",
                            ttl_s=ttl_s, device_id=device_id)
     click.echo(f"queued {env.id} for {device_id}")
+
+
+@server.group("escalations")
+def server_escalations() -> None:
+    """Questions waiting for a human expert."""
+
+
+@server_escalations.command("list")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--all", "show_all", is_flag=True, help="answered ones too")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def server_escalations_list(config_path: Path | None, data_dir: Path | None, show_all: bool, as_json: bool) -> None:
+    from server.store import SqliteServerStore
+
+    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    for e in store.escalations(status=None if show_all else "open"):
+        if as_json:
+            click.echo(json.dumps(e))
+        else:
+            click.echo(f"{e['id']}  {e['device_id']}  {e['intent']}  [{e['status']}]  {e['question']}")
+
+
+@server_escalations.command("answer")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@click.option("--expert", default="expert", help="who answers")
+@click.argument("escalation_id")
+@click.argument("answer")
+@_friendly
+def server_escalations_answer(config_path: Path | None, data_dir: Path | None, expert: str, escalation_id: str,
+                              answer: str) -> None:
+    """Answer an escalation; the answer travels to the device through the durable outbox."""
+    from server.store import SqliteServerStore
+
+    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    device = store.answer_escalation(escalation_id, answer, expert=expert)
+    click.echo(f"answer queued for {device}")
+
+
+@server.command("worker")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder (broker secrets)")
+@click.option("--id", "worker_id", required=True, help="unique worker id")
+@_friendly
+def server_worker(config_path: Path | None, data_dir: Path | None, worker_id: str) -> None:
+    """Run a deferred-task worker (scale out: start more, on more machines)."""
+    from agent.llm import LlmConfig
+    from server.app import make_broker
+    from server.broker import ManagedBroker
+    from server.workers import TaskWorker, default_handlers
+
+    cfg = _server_config(config_path, data_dir=data_dir)
+    broker = make_broker(cfg)
+    address = broker.server_address() if isinstance(broker, ManagedBroker) else broker.address
+    worker = TaskWorker(address, worker_id=worker_id,
+                        handlers=default_handlers(LlmConfig(model_path=cfg.worker_llm_model,
+                                                            threads=cfg.worker_threads)))
+    worker.start()
+    try:
+        _wait_for_signal()
+    finally:
+        worker.stop()
 
 
 # ============================================================================================= demo

@@ -9,12 +9,14 @@ from pathlib import Path
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 
+from agent.llm import LlmConfig
 from server.api import create_app
 from server.broker import BrokerConfig, ManagedBroker
 from server.config import ServerConfig
 from server.errors import ServerError
 from server.ingest import Ingest
 from server.store import SqliteServerStore
+from server.workers import TaskWorker, default_handlers
 from shared.identity import load_or_create_key
 from shared.mqtt import BrokerAddress
 
@@ -70,6 +72,7 @@ class Server:
         self.store = SqliteServerStore(config.data_dir)
         self.broker = make_broker(config)
         self.ingest: Ingest | None = None
+        self.workers: list[TaskWorker] = []
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -79,6 +82,12 @@ class Server:
         self.ingest = Ingest(self.store, address, client_id=self.config.client_id,
                              share_group=self.config.share_group)
         self.ingest.start()
+        handlers = default_handlers(LlmConfig(model_path=self.config.worker_llm_model,
+                                              threads=self.config.worker_threads)) if self.config.workers else {}
+        self.workers = [TaskWorker(address, worker_id=f"{self.config.client_id}-w{i}", handlers=handlers)
+                        for i in range(self.config.workers)]
+        for w in self.workers:
+            w.start()
         app = create_app(self.store, self.broker, trust_root_pem(self.config.data_dir))
         cfg = uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port, log_level="warning")
         self._http = uvicorn.Server(cfg)
@@ -92,6 +101,8 @@ class Server:
             self._http.should_exit = True
         if self._http_thread:
             self._http_thread.join(timeout=5)
+        for w in self.workers:
+            w.stop()
         if self.ingest:
             self.ingest.stop()
         self.broker.stop()

@@ -19,3 +19,7 @@ class UnknownDeviceError(ServerError):
 
 class BrokerStartError(ServerError):
     """The managed Mosquitto could not be started or did not come up."""
+
+
+class UnknownEscalationError(ServerError):
+    """No such escalation, or it was already answered."""

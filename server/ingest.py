@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from server.store import SqliteServerStore
+from server.workers import task_message
 from shared.engine import Pacer, Receiver, SenderLimits, SyncSender
 from shared.errors import ProtocolError, UnknownMessageTypeError, WrongSenderError
 from shared.mqtt import BrokerAddress, MqttLink
@@ -23,6 +24,7 @@ from shared.protocol import (
     Message,
     Presence,
     Rejection,
+    TaskDone,
     Topics,
     decode,
     encode,
@@ -57,7 +59,24 @@ class Ingest:
             on_disconnect=self._on_disconnect,
         )
         self.sender = SyncSender(store.outbox, self._publish, Topics.s2d, limits)
-        self.pacer = Pacer(self.sender.pump, interval_s=0.2, name="server-sender")
+        self.pacer = Pacer(self._pump, interval_s=0.2, name="server-sender")
+        self.task_retry_s = 120.0
+        self.task_max_attempts = 5
+
+    def _pump(self) -> None:
+        self.sender.pump()
+        self.dispatch_tasks()
+
+    def dispatch_tasks(self) -> int:
+        """Publish queued deferred tasks (and re-publish stalled ones) to the worker pool."""
+        if not self.link.connected.is_set():
+            return 0
+        tasks = self.store.tasks_to_dispatch(now=time.time(), retry_after_s=self.task_retry_s,
+                                             max_attempts=self.task_max_attempts)
+        for t in tasks:
+            ctx = self.store.task_context(str(t["device_id"]), t["job_id"])  # type: ignore[arg-type]
+            self.link.publish(Topics.task_run(str(t["kind"])), task_message(t, ctx))
+        return len(tasks)
 
     def start(self) -> None:
         self.receiver.start()
@@ -98,6 +117,9 @@ class Ingest:
         for topic, raw in items:
             self.stats.received += 1
             try:
+                if topic == Topics.task_results():
+                    self._on_task_done(decode(raw))
+                    continue
                 device_id, leaf = Topics.parse(topic)
                 if not self.store.is_known(device_id):
                     raise WrongSenderError(f"unknown device {device_id}", reason="unknown_device")
@@ -123,6 +145,8 @@ class Ingest:
                 self._reject_back(topic, raw, e, rejected)
         if durable:
             result = self.store.inbox.accept(durable, self.store.apply_device_message)
+            if any(m.type == "deferred_task" for _, m in result.applied):
+                self.pacer.wake()
             self.stats.applied += result.outcomes.get(Outcome.APPLIED, 0)
             self.stats.duplicates += result.outcomes.get(Outcome.DUPLICATE, 0)
             for device_id, ack in result.acks.items():
@@ -145,6 +169,13 @@ class Ingest:
     def _send_ack(self, device_id: str, ack: Ack) -> None:
         env = make_envelope("ack", ack, device_id=device_id)
         self.link.publish(Topics.d2s_ack(device_id), encode(env))
+
+    def _on_task_done(self, msg: Message) -> None:
+        if not isinstance(msg.payload, TaskDone):
+            raise UnknownMessageTypeError(f"expected task_done, got {msg.type}")
+        p = msg.payload
+        if self.store.complete_task(p.task_id, ok=p.ok, result=p.result, worker=p.worker):
+            self.pacer.wake()
 
     def _on_device_ack(self, device_id: str, msg: Message) -> None:
         if not isinstance(msg.payload, Ack):

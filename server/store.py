@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from server.errors import EnrollmentError
+from server.errors import EnrollmentError, UnknownEscalationError
 from shared.crypto import FieldCipher
 from shared.db import Database, Migration, executescript
-from shared.protocol import Message, Note, Telemetry, is_valid_device_id
+from shared.protocol import DeferredTask, Escalation, Message, Telemetry, is_valid_device_id
 from shared.sync import Inbox, Outbox, sync_migration
 
-SENSITIVE_TYPES = {"note"}
+SENSITIVE_TYPES = {"note", "escalation"}
 
 _SCHEMA_1 = """
 CREATE TABLE devices (
@@ -56,9 +56,42 @@ CREATE TABLE device_messages (
 CREATE INDEX device_messages_by_device ON device_messages (device_id, stream, seq);
 """
 
+_SCHEMA_3 = """
+CREATE TABLE escalations (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    intent TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    job_id TEXT,
+    question_sealed BLOB NOT NULL,
+    context_sealed BLOB NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    answer_sealed BLOB,
+    expert TEXT,
+    answered_at REAL
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    job_id TEXT,
+    args TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued',
+    created REAL NOT NULL,
+    dispatched_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result_sealed BLOB,
+    worker TEXT,
+    finished_at REAL
+);
+CREATE INDEX tasks_by_status ON tasks (status, dispatched_at);
+"""
+
 MIGRATIONS = [
     Migration(1, "registry and message log", lambda c: executescript(c, _SCHEMA_1)),
     sync_migration(2),
+    Migration(3, "escalations and deferred tasks", lambda c: executescript(c, _SCHEMA_3)),
 ]
 
 
@@ -185,8 +218,102 @@ class SqliteServerStore:
                 "UPDATE devices SET telemetry=?, last_seen=? WHERE id=?",
                 (json.dumps(msg.payload.metrics), now, device_id),
             )
-        elif isinstance(msg.payload, Note):
-            pass  # stored sealed above; the job log reads it from device_messages
+        elif isinstance(msg.payload, Escalation):
+            p = msg.payload
+            conn.execute(
+                "INSERT OR IGNORE INTO escalations (id, device_id, intent, reason, job_id, question_sealed,"
+                " context_sealed, created) VALUES (?,?,?,?,?,?,?,?)",
+                (p.escalation_id, device_id, p.intent, p.reason, p.job_id, self._seal(p.question, p.escalation_id),
+                 self._seal(json.dumps(p.context), p.escalation_id + ":ctx"), now),
+            )
+        elif isinstance(msg.payload, DeferredTask):
+            p2 = msg.payload
+            conn.execute(
+                "INSERT OR IGNORE INTO tasks (id, device_id, kind, job_id, args, created) VALUES (?,?,?,?,?,?)",
+                (p2.task_id, device_id, p2.kind, p2.job_id, json.dumps(p2.args), now),
+            )
+
+    def _seal(self, text: str, aad: str) -> bytes:
+        return self.cipher.encrypt_text(text, aad.encode())
+
+    # ------------------------------------------------------------------ escalations
+    def escalations(self, *, status: str | None = "open") -> list[dict[str, object]]:
+        where, params = ("WHERE status=?", [status]) if status else ("", [])
+        rows = self.db.query(f"SELECT * FROM escalations {where} ORDER BY created", params)
+        for r in rows:
+            eid = str(r["id"])
+            r["question"] = self.cipher.decrypt_text(r.pop("question_sealed"), eid.encode())  # type: ignore[arg-type]
+            r["context"] = json.loads(self.cipher.decrypt_text(r.pop("context_sealed"),  # type: ignore[arg-type]
+                                                               (eid + ":ctx").encode()))
+            blob = r.pop("answer_sealed")
+            sealed = isinstance(blob, bytes)
+            r["answer"] = self.cipher.decrypt_text(blob, (eid + ":answer").encode()) if sealed else None  # type: ignore[arg-type]
+        return rows
+
+    def answer_escalation(self, escalation_id: str, answer: str, *, expert: str) -> str:
+        """Record the expert's answer and queue it to the device, atomically; returns the device id."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT device_id, status FROM escalations WHERE id=?", (escalation_id,)).fetchone()
+            if row is None:
+                raise UnknownEscalationError(f"no escalation {escalation_id}")
+            if row[1] != "open":
+                raise UnknownEscalationError(f"escalation {escalation_id} is already {row[1]}")
+            conn.execute(
+                "UPDATE escalations SET status='answered', answer_sealed=?, expert=?, answered_at=? WHERE id=?",
+                (self._seal(answer, escalation_id + ":answer"), expert, time.time(), escalation_id),
+            )
+            self.outbox.put("escalation_answer", {"escalation_id": escalation_id, "answer": answer, "expert": expert},
+                            peer=row[0], stream="answers", priority=9, device_id=row[0])
+        return str(row[0])
+
+    # ------------------------------------------------------------------ deferred tasks
+    def tasks_to_dispatch(self, *, now: float, retry_after_s: float, max_attempts: int) -> list[dict[str, object]]:
+        """Queued tasks, and dispatched ones whose worker went quiet; too many attempts → failed."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, device_id, kind, job_id, args, attempts FROM tasks WHERE status='queued'"
+                " OR (status='dispatched' AND dispatched_at < ?)", (now - retry_after_s,),
+            ).fetchall()
+            out = []
+            for tid, dev, kind, job_id, args, attempts in rows:
+                if attempts >= max_attempts:
+                    self._finish_task(conn, tid, dev, kind, ok=False, result="no worker finished it", worker="-")
+                    continue
+                conn.execute("UPDATE tasks SET status='dispatched', dispatched_at=?, attempts=attempts+1 WHERE id=?",
+                             (now, tid))
+                out.append({"task_id": tid, "device_id": dev, "kind": kind, "job_id": job_id,
+                            "args": json.loads(args)})
+        return out
+
+    def task_context(self, device_id: str, job_id: str | None) -> dict[str, object]:
+        """What a worker needs: the job's notes from that device (decrypted; travels inside the server)."""
+        notes = []
+        for m in reversed(self.messages(device_id, limit=500)):
+            payload = m["payload"]
+            same_job = isinstance(payload, dict) and (job_id is None or payload.get("job_id") == job_id)
+            if m["type"] == "note" and same_job:
+                notes.append(payload["text"])  # type: ignore[index]
+        return {"notes": notes}
+
+    def complete_task(self, task_id: str, *, ok: bool, result: str, worker: str) -> bool:
+        """Store a worker's result and queue it to the device; a repeated result is ignored."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT device_id, kind, status FROM tasks WHERE id=?", (task_id,)).fetchone()
+            if row is None or row[2] in ("done", "failed"):
+                return False
+            self._finish_task(conn, task_id, row[0], row[1], ok=ok, result=result, worker=worker)
+        return True
+
+    def _finish_task(self, conn: sqlite3.Connection, task_id: str, device_id: str, kind: str, *, ok: bool,
+                     result: str, worker: str) -> None:
+        conn.execute("UPDATE tasks SET status=?, result_sealed=?, worker=?, finished_at=? WHERE id=?",
+                     ("done" if ok else "failed", self._seal(result, task_id), worker, time.time(), task_id))
+        self.outbox.put("task_result", {"task_id": task_id, "kind": kind, "ok": ok, "result": result},
+                        peer=device_id, stream="answers", priority=5, device_id=device_id)
+
+    def tasks(self) -> list[dict[str, object]]:
+        return self.db.query("SELECT id, device_id, kind, job_id, status, attempts, worker, created, finished_at"
+                             " FROM tasks ORDER BY created")
 
     def messages(self, device_id: str | None = None, limit: int = 100) -> list[dict[str, object]]:
         where, params = ("WHERE device_id=?", [device_id]) if device_id else ("", [])

@@ -69,12 +69,26 @@ class Topics:
         return f"{cls.device_root(device_id)}/presence"
 
     @staticmethod
+    def task_run(kind: str) -> str:
+        """Deferred work for server workers (shared subscription ``$share/linecrew-workers/...``)."""
+        return f"{TOPIC_ROOT}/tasks/run/{kind}"
+
+    @staticmethod
+    def task_results() -> str:
+        return f"{TOPIC_ROOT}/tasks/results"
+
+    @staticmethod
+    def worker_subscriptions(share_group: str = "linecrew-workers") -> list[str]:
+        return [f"$share/{share_group}/{TOPIC_ROOT}/tasks/run/+"]
+
+    @staticmethod
     def server_subscriptions(share_group: str | None = SERVER_SHARE_GROUP) -> list[str]:
         """What server processes subscribe to; a shared group spreads devices over processes."""
         filters = [
             f"{TOPIC_ROOT}/devices/+/d2s",
             f"{TOPIC_ROOT}/devices/+/s2d/ack",
             f"{TOPIC_ROOT}/devices/+/presence",
+            f"{TOPIC_ROOT}/tasks/results",
         ]
         if share_group:
             return [f"$share/{share_group}/{f}" for f in filters]
@@ -164,6 +178,74 @@ class Presence(Payload):
     agent_version: str | None = None
 
 
+class JobStatus(Payload):
+    """A technician's job status; ``blocked`` carries the reason. Feeds the planner's next plan."""
+
+    job_id: str | None = Field(default=None, max_length=128)
+    status: Literal["on_site", "done", "blocked"]
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class PartItem(Payload):
+    part: str = Field(min_length=1, max_length=200)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class PartsRequest(Payload):
+    job_id: str | None = Field(default=None, max_length=128)
+    items: list[PartItem] = Field(min_length=1, max_length=50)
+
+
+class Escalation(Payload):
+    """A question for a human expert (always sent on a safety emergency). Sensitive."""
+
+    escalation_id: str = Field(min_length=8, max_length=64)
+    question: str = Field(min_length=1, max_length=4000)
+    reason: str = Field(max_length=500)
+    intent: str = Field(max_length=64)
+    job_id: str | None = Field(default=None, max_length=128)
+    context: list[str] = Field(default_factory=list, max_length=20)
+
+
+class EscalationAnswer(Payload):
+    escalation_id: str = Field(min_length=8, max_length=64)
+    answer: str = Field(min_length=1, max_length=8000)
+    expert: str = Field(max_length=128)
+
+
+class DeferredTask(Payload):
+    """Heavy work the device hands to the server (e.g. summarising a whole job log)."""
+
+    task_id: str = Field(min_length=8, max_length=64)
+    kind: str = Field(min_length=1, max_length=64)
+    job_id: str | None = Field(default=None, max_length=128)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskResult(Payload):
+    task_id: str = Field(min_length=8, max_length=64)
+    kind: str = Field(max_length=64)
+    ok: bool
+    result: str = Field(max_length=16_000)
+
+
+class TaskRun(Payload):
+    """Server → worker: one deferred task with the context the worker needs (workers hold no state)."""
+
+    task_id: str = Field(min_length=8, max_length=64)
+    kind: str = Field(max_length=64)
+    job_id: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskDone(Payload):
+    task_id: str = Field(min_length=8, max_length=64)
+    ok: bool
+    result: str = Field(max_length=16_000)
+    worker: str = Field(max_length=128)
+
+
 @dataclass(frozen=True)
 class MessageType:
     name: str
@@ -199,6 +281,14 @@ register("telemetry", Telemetry)
 register("note", Note)
 register("event", Event)
 register("command", Command)
+register("job_status", JobStatus)
+register("parts_request", PartsRequest)
+register("escalation", Escalation)
+register("escalation_answer", EscalationAnswer)
+register("deferred_task", DeferredTask)
+register("task_result", TaskResult)
+register("task_run", TaskRun, durable=False)
+register("task_done", TaskDone, durable=False)
 register("ack", Ack, durable=False)
 register("presence", Presence, durable=False)
 

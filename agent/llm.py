@@ -1,0 +1,182 @@
+"""Local LLM through llama-cpp-python: one warm model, one request queue, streamed tokens.
+
+Rules:
+
+* The model loads once, lazily, and stays loaded.
+* Every request goes through one FIFO queue served by one thread, so no request cancels or corrupts
+  another (llama.cpp contexts are not re-entrant); callers get a ``Future``.
+* Prompts share a fixed prefix (the system prompt). llama.cpp keeps the evaluated tokens of the last
+  request in its KV cache and re-evaluates only what differs, so the prefix is paid for once; each
+  result reports how many prompt tokens were reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+from shared.models import default_llm_path, resolve
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(AgentError):
+    """The local model failed to load or to generate."""
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    model_path: Path | None = None
+    threads: int = 2
+    n_ctx: int = 2048
+    max_tokens: int = 160
+    temperature: float = 0.0
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    reused_prompt_tokens: int
+    ttft_ms: float
+    total_ms: float
+    queued_ms: float
+    model_version: str
+    logprobs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        gen_s = (self.total_ms - self.ttft_ms) / 1000
+        return (self.completion_tokens - 1) / gen_s if gen_s > 0 and self.completion_tokens > 1 else 0.0
+
+
+@dataclass
+class _Request:
+    prompt: str
+    max_tokens: int
+    grammar: str | None
+    on_token: Callable[[str], None] | None
+    logprobs: int | None
+    future: Future[Completion]
+    submitted: float
+
+
+def model_version(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))  # header + metadata identify the file cheaply
+    h.update(str(path.stat().st_size).encode())
+    return f"{path.stem}@{h.hexdigest()[:12]}"
+
+
+class LocalLLM:
+    def __init__(self, config: LlmConfig | None = None) -> None:
+        self.config = config or LlmConfig()
+        self.path = resolve(self.config.model_path, default_llm_path())
+        self.version = model_version(self.path)
+        self._llm: Any = None
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _load(self) -> Any:
+        if self._llm is None:
+            try:
+                from llama_cpp import Llama
+
+                self._llm = Llama(model_path=str(self.path), n_ctx=self.config.n_ctx,
+                                  n_threads=self.config.threads, verbose=False, logits_all=False)
+            except (ValueError, RuntimeError, OSError) as e:
+                raise ModelError(f"cannot load model {self.path}: {e}") from e
+        return self._llm
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="llm", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._load().tokenize(text.encode(), add_bos=False, special=True))
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, prompt: str, *, max_tokens: int | None = None, grammar: str | None = None,
+               on_token: Callable[[str], None] | None = None, logprobs: int | None = None) -> Future[Completion]:
+        self.start()
+        fut: Future[Completion] = Future()
+        self._queue.put(_Request(prompt, max_tokens or self.config.max_tokens, grammar, on_token, logprobs, fut,
+                                 time.perf_counter()))
+        return fut
+
+    def complete(self, prompt: str, **kw: Any) -> Completion:
+        return self.submit(prompt, **kw).result()
+
+    def _serve(self) -> None:
+        while True:
+            req = self._queue.get()
+            if req is None:
+                return
+            if not req.future.set_running_or_notify_cancel():
+                continue
+            try:
+                req.future.set_result(self._run(req))
+            except Exception as e:
+                req.future.set_exception(e if isinstance(e, ModelError) else ModelError(f"generation failed: {e}"))
+
+    def _run(self, req: _Request) -> Completion:
+        llm = self._load()
+        started = time.perf_counter()
+        tokens = llm.tokenize(req.prompt.encode(), add_bos=True, special=True)
+        reused = _common_prefix(tokens, list(llm.input_ids[: llm.n_tokens]))
+        kwargs: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": self.config.temperature,
+                                  "stream": True, "stop": ["<|im_end|>", "<|im_start|>"]}
+        if req.grammar:
+            from llama_cpp import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_string(req.grammar, verbose=False)
+        if req.logprobs:
+            kwargs["logprobs"] = req.logprobs
+        text, n, first, lps = [], 0, None, []
+        for chunk in llm.create_completion(tokens, **kwargs):
+            choice = chunk["choices"][0]
+            piece = choice["text"]
+            if first is None:
+                first = time.perf_counter()
+            n += 1
+            text.append(piece)
+            if choice.get("logprobs") and choice["logprobs"].get("top_logprobs"):
+                lps.extend(choice["logprobs"]["top_logprobs"])
+            if req.on_token:
+                req.on_token(piece)
+        end = time.perf_counter()
+        return Completion(
+            text="".join(text), prompt_tokens=len(tokens), completion_tokens=n, reused_prompt_tokens=reused,
+            ttft_ms=((first or end) - started) * 1000, total_ms=(end - started) * 1000,
+            queued_ms=(started - req.submitted) * 1000, model_version=self.version, logprobs=lps,
+        )
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,100 @@
+"""Deferred-task workers: receive tasks through an MQTT 5 shared subscription, return results.
+
+Every worker process subscribes ``$share/linecrew-workers/linecrew/v1/tasks/run/+``; the broker hands
+each task to one of them, so adding processes on more machines scales the work out. Workers hold no
+state: the task carries its context, the result goes back on ``linecrew/v1/tasks/results``, and the
+server (which re-dispatches tasks whose worker went quiet) ignores a repeated result.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.llm import LlmConfig, LocalLLM
+from shared.errors import ProtocolError
+from shared.mqtt import BrokerAddress, MqttLink
+from shared.protocol import TaskDone, TaskRun, Topics, decode, encode, make_envelope
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TaskRun], str]
+
+
+def summarize_job_log(llm: LocalLLM) -> Handler:
+    def run(task: TaskRun) -> str:
+        notes = [str(n) for n in task.context.get("notes", [])]
+        if not notes:
+            return f"No notes were logged for job {task.job_id or '(none)'} yet."
+        joined = "\n".join(f"- {n}" for n in notes[-60:])
+        prompt = ("<|im_start|>system\nYou summarise field job logs for a utility dispatcher in three short "
+                  "sentences: what was found, what was done, what is still open.<|im_end|>\n<|im_start|>user\n"
+                  f"Job {task.job_id or ''} notes:\n{joined}<|im_end|>\n<|im_start|>assistant\n")
+        summary = llm.complete(prompt, max_tokens=120).text.strip()
+        return f"Summary of {len(notes)} note(s) for job {task.job_id or '(none)'}: {summary}"
+
+    return run
+
+
+class TaskWorker:
+    def __init__(self, address: BrokerAddress, *, worker_id: str, handlers: dict[str, Handler],
+                 share_group: str = "linecrew-workers") -> None:
+        self.worker_id = worker_id
+        self.handlers = handlers
+        self.done = 0
+        self._queue: queue.Queue[bytes] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"worker-{worker_id}", daemon=True)
+        self.link = MqttLink(client_id=worker_id, address=address,
+                             subscriptions=Topics.worker_subscriptions(share_group),
+                             on_message=lambda _t, raw: self._queue.put(raw))
+
+    def start(self) -> None:
+        self._thread.start()
+        self.link.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.link.stop()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                msg = decode(raw)
+            except ProtocolError as e:
+                log.warning("worker %s rejected a task: %s", self.worker_id, e.reason)
+                continue
+            if isinstance(msg.payload, TaskRun):
+                self._execute(msg.payload)
+
+    def _execute(self, task: TaskRun) -> None:
+        handler = self.handlers.get(task.kind)
+        try:
+            if handler is None:
+                raise KeyError(f"no worker handles tasks of kind {task.kind!r}")
+            ok, result = True, handler(task)
+        except Exception as e:
+            log.warning("task %s (%s) failed: %s", task.task_id, task.kind, e)
+            ok, result = False, str(e)[:2000]
+        done = TaskDone(task_id=task.task_id, ok=ok, result=result[:16_000], worker=self.worker_id)
+        self.link.publish(Topics.task_results(), encode(make_envelope("task_done", done, device_id="server")))
+        self.done += 1
+
+
+def default_handlers(llm_config: LlmConfig | None = None) -> dict[str, Handler]:
+    llm = LocalLLM(llm_config)
+    return {"summarize_job_log": summarize_job_log(llm)}
+
+
+def task_message(task: dict[str, Any], context: dict[str, Any]) -> bytes:
+    run = TaskRun(task_id=task["task_id"], kind=task["kind"], job_id=task["job_id"], args=task["args"],
+                  context=context)
+    return encode(make_envelope("task_run", run, device_id=task["device_id"]))
