@@ -17,7 +17,8 @@ from typing import Any
 INTENTS = ("procedure_question", "log_note", "job_status", "parts_request", "safety_emergency",
            "escalate_to_expert", "other")
 
-_NUM = {"a couple of": 2, "a pair of": 2, "a dozen": 12, "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+_NUM = {"a couple of": 2, "a pair of": 2, "a dozen": 12,
+        "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
         "nine": 9, "ten": 10, "twelve": 12, "dozen": 12, "couple": 2, "pair": 2}
 _NUM_RE = r"(a couple of|a pair of|a dozen|\d+|an|a|one|two|three|four|five|six|seven|eight|nine|ten|twelve)"
 
