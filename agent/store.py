@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.crypto import FieldCipher
 from shared.db import Database, Migration, executescript
-from shared.protocol import Command, EscalationAnswer, Message, TaskResult, new_id
+from shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, new_id
 from shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
 
 _SCHEMA_1 = """
@@ -179,6 +179,9 @@ class AgentStore:
             self._store_answer(conn, msg.id, "task", p.task_id, p.result if p.ok else f"failed: {p.result}",
                                f"server:{p.kind}")
             return
+        if isinstance(p, Assignment):
+            self._apply_assignment(conn, p)
+            return
         if isinstance(msg.payload, Command):
             env = msg.envelope
             conn.execute(
@@ -187,6 +190,19 @@ class AgentStore:
             )
             return
         raise Rejected(f"device does not apply {msg.type} messages")
+
+    @staticmethod
+    def _apply_assignment(conn: sqlite3.Connection, a: Assignment) -> None:
+        """Keep the newest plan only; its first job becomes the current job context."""
+        row = conn.execute("SELECT value FROM kv WHERE key='assignment'").fetchone()
+        if row and json.loads(row[0]).get("plan_version", 0) > a.plan_version:
+            return
+        conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('assignment', ?)", (a.model_dump_json(),))
+        if a.jobs:
+            j = a.jobs[0]
+            job = {"job_id": j.job_id, "title": j.title, "location": f"{j.location[0]:g},{j.location[1]:g}",
+                   "details": f"planned {j.start_min // 60:02d}:{j.start_min % 60:02d}, priority {j.priority}"}
+            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('current_job', ?)", (json.dumps(job),))
 
     def commands(self) -> list[dict[str, object]]:
         return self.db.query("SELECT id, stream, seq, name, args, received FROM commands ORDER BY stream, seq")

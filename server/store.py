@@ -19,7 +19,7 @@ from typing import Protocol
 from server.errors import EnrollmentError, UnknownEscalationError
 from shared.crypto import FieldCipher
 from shared.db import Database, Migration, executescript
-from shared.protocol import DeferredTask, Escalation, Message, Telemetry, is_valid_device_id
+from shared.protocol import DeferredTask, Escalation, JobStatus, Message, Telemetry, is_valid_device_id
 from shared.sync import Inbox, Outbox, sync_migration
 
 SENSITIVE_TYPES = {"note", "escalation"}
@@ -88,10 +88,48 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_by_status ON tasks (status, dispatched_at);
 """
 
+_SCHEMA_4 = """
+CREATE TABLE technicians (
+    id TEXT PRIMARY KEY,
+    device_id TEXT,
+    skills TEXT NOT NULL,
+    depot_x REAL NOT NULL,
+    depot_y REAL NOT NULL,
+    shift_start INTEGER NOT NULL,
+    shift_end INTEGER NOT NULL,
+    available INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    duration INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    skills TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    pinned_to TEXT,
+    in_progress_by TEXT,
+    reason TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE plans (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    runtime_s REAL NOT NULL,
+    travel REAL NOT NULL,
+    changed INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
 MIGRATIONS = [
     Migration(1, "registry and message log", lambda c: executescript(c, _SCHEMA_1)),
     sync_migration(2),
     Migration(3, "escalations and deferred tasks", lambda c: executescript(c, _SCHEMA_3)),
+    Migration(4, "planner: technicians, jobs, plans", lambda c: executescript(c, _SCHEMA_4)),
 ]
 
 
@@ -226,12 +264,24 @@ class SqliteServerStore:
                 (p.escalation_id, device_id, p.intent, p.reason, p.job_id, self._seal(p.question, p.escalation_id),
                  self._seal(json.dumps(p.context), p.escalation_id + ":ctx"), now),
             )
+        elif isinstance(msg.payload, JobStatus):
+            self._apply_job_status(conn, device_id, msg.payload, now)
         elif isinstance(msg.payload, DeferredTask):
             p2 = msg.payload
             conn.execute(
                 "INSERT OR IGNORE INTO tasks (id, device_id, kind, job_id, args, created) VALUES (?,?,?,?,?,?)",
                 (p2.task_id, device_id, p2.kind, p2.job_id, json.dumps(p2.args), now),
             )
+
+    @staticmethod
+    def _apply_job_status(conn: sqlite3.Connection, device_id: str, p: JobStatus, now: float) -> None:
+        """Device job status feeds the next plan: on site pins the job as work in progress."""
+        if not p.job_id:
+            return
+        tech = conn.execute("SELECT id FROM technicians WHERE device_id=?", (device_id,)).fetchone()
+        status = {"on_site": "in_progress", "done": "done", "blocked": "blocked"}[p.status]
+        conn.execute("UPDATE jobs SET status=?, in_progress_by=?, reason=?, updated=? WHERE id=?",
+                     (status, tech[0] if tech and status == "in_progress" else None, p.reason, now, p.job_id))
 
     def _seal(self, text: str, aad: str) -> bytes:
         return self.cipher.encrypt_text(text, aad.encode())

@@ -229,6 +229,25 @@ class TaskResult(Payload):
     result: str = Field(max_length=16_000)
 
 
+class AssignedJob(Payload):
+    job_id: str = Field(max_length=128)
+    title: str = Field(default="", max_length=500)
+    location: tuple[float, float]
+    order: int = Field(ge=1)
+    start_min: int  # planned start, minutes since midnight
+    end_min: int
+    window: tuple[int, int]
+    priority: int = Field(ge=1, le=5)
+
+
+class Assignment(Payload):
+    """A technician's route from the planner; the first job becomes the assistant's job context."""
+
+    plan_version: int = Field(ge=1)
+    technician_id: str = Field(max_length=128)
+    jobs: list[AssignedJob] = Field(max_length=200)
+
+
 class TaskRun(Payload):
     """Server → worker: one deferred task with the context the worker needs (workers hold no state)."""
 
@@ -287,6 +306,7 @@ register("escalation", Escalation)
 register("escalation_answer", EscalationAnswer)
 register("deferred_task", DeferredTask)
 register("task_result", TaskResult)
+register("assignment", Assignment)
 register("task_run", TaskRun, durable=False)
 register("task_done", TaskDone, durable=False)
 register("ack", Ack, durable=False)

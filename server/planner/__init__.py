@@ -1,0 +1,1 @@
+"""Central planner: rostering (CP-SAT) and dispatch (OR-Tools routing), re-planned live."""

@@ -1,0 +1,100 @@
+"""The planner for the live fleet: technicians and jobs in the server store, plans pushed to devices.
+
+``replan`` reads open and in-progress jobs and available technicians, solves with the previous plan as
+the reference for stability, stores the new plan and, in the same transaction, queues each
+technician's route to their device through the durable server outbox. Job status reported by devices
+(on site, done, blocked) is already in the jobs table when the next plan is made.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
+from server.store import SqliteServerStore
+
+
+class LivePlanner:
+    def __init__(self, store: SqliteServerStore) -> None:
+        self.store = store
+        self.db = store.db
+
+    # ------------------------------------------------------------------ registry
+    def add_technician(self, t: Technician) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO technicians (id, device_id, skills, depot_x, depot_y, shift_start, shift_end,"
+                " available) VALUES (?,?,?,?,?,?,?,?)",
+                (t.id, t.device_id, json.dumps(sorted(t.skills)), t.depot[0], t.depot[1], t.shift[0], t.shift[1],
+                 int(t.available)),
+            )
+
+    def set_available(self, technician_id: str, available: bool) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE technicians SET available=? WHERE id=?", (int(available), technician_id))
+
+    def add_job(self, j: Job) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO jobs (id, title, x, y, duration, window_start, window_end, skills, priority,"
+                " status, pinned_to, in_progress_by, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (j.id, j.title, j.location[0], j.location[1], j.duration, j.window[0], j.window[1],
+                 json.dumps(sorted(j.skills)), j.priority, "in_progress" if j.in_progress_by else "open",
+                 j.pinned_to, j.in_progress_by, time.time()),
+            )
+
+    def technicians(self) -> list[Technician]:
+        rows: list[dict[str, Any]] = self.db.query("SELECT * FROM technicians ORDER BY id")
+        return [Technician(r["id"], frozenset(json.loads(r["skills"])), (r["depot_x"], r["depot_y"]),
+                           (r["shift_start"], r["shift_end"]), r["device_id"], bool(r["available"])) for r in rows]
+
+    def jobs(self, *, statuses: tuple[str, ...] = ("open", "in_progress")) -> list[Job]:
+        marks = ",".join("?" * len(statuses))
+        rows: list[dict[str, Any]] = self.db.query(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY id",
+                                                   list(statuses))
+        return [Job(r["id"], (r["x"], r["y"]), r["duration"], (r["window_start"], r["window_end"]),
+                    frozenset(json.loads(r["skills"])), r["priority"], r["title"], r["pinned_to"],
+                    r["in_progress_by"]) for r in rows]
+
+    def job_statuses(self) -> dict[str, str]:
+        return {str(r["id"]): str(r["status"]) for r in self.db.query("SELECT id, status FROM jobs")}
+
+    # ------------------------------------------------------------------ plans
+    def latest(self) -> tuple[int, DispatchPlan] | None:
+        rows: list[dict[str, Any]] = self.db.query("SELECT version, body FROM plans ORDER BY version DESC LIMIT 1")
+        if not rows:
+            return None
+        body = json.loads(str(rows[0]["body"]))
+        plan = DispatchPlan([Assignment(**a) for a in body["assignments"]], body["unassigned"], body["travel"],
+                            body["runtime_s"], body["changed"])
+        return int(rows[0]["version"]), plan
+
+    def replan(self, *, time_limit_s: float = 3.0, now: int | None = None, push: bool = True,
+               speed: float = 1.0) -> tuple[int, DispatchPlan]:
+        techs, jobs = self.technicians(), self.jobs()
+        prev = self.latest()
+        plan = plan_dispatch(techs, jobs, previous=prev[1] if prev else None, time_limit_s=time_limit_s, now=now,
+                             speed=speed)
+        body = {"assignments": [asdict(a) for a in plan.assignments], "unassigned": plan.unassigned,
+                "travel": plan.travel, "runtime_s": plan.runtime_s, "changed": plan.changed}
+        by_job = {j.id: j for j in jobs}
+        with self.db.transaction() as conn:
+            cur = conn.execute("INSERT INTO plans (created, runtime_s, travel, changed, body) VALUES (?,?,?,?,?)",
+                               (time.time(), plan.runtime_s, plan.travel, plan.changed, json.dumps(body)))
+            version = int(cur.lastrowid or 0)
+            if push:
+                for t in techs:
+                    if t.device_id and t.available:
+                        self._push(t, plan.by_technician().get(t.id, []), by_job, version)
+        return version, plan
+
+    def _push(self, t: Technician, route: list[Assignment], by_job: dict[str, Job], version: int) -> None:
+        jobs = [{"job_id": a.job_id, "title": by_job[a.job_id].title, "location": list(by_job[a.job_id].location),
+                 "order": a.order, "start_min": a.start, "end_min": a.end, "window": list(by_job[a.job_id].window),
+                 "priority": by_job[a.job_id].priority} for a in route]
+        assert t.device_id
+        self.store.outbox.put("assignment", {"plan_version": version, "technician_id": t.id, "jobs": jobs},
+                              peer=t.device_id, stream="assignments", priority=7, device_id=t.device_id)

@@ -1,0 +1,123 @@
+"""One narrow interface over the OR-Tools routing library, shared by the benchmark and live dispatch.
+
+A ``RoutingProblem`` is plain integers: nodes (depots and jobs), per-vehicle start/end nodes, arc
+distances and travel times, service times, time windows, optional capacity, optional per-node drop
+penalties (a job may stay unassigned at that cost; ``None`` means it must be served), allowed
+vehicles per node (skills, pins), nodes that must come first on a vehicle (work in progress), and a
+penalty for moving a job away from the vehicle it had in the previous plan (plan stability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
+
+@dataclass
+class RoutingProblem:
+    n_vehicles: int
+    depot_starts: list[int]
+    depot_ends: list[int]
+    distance: list[list[int]]
+    travel: list[list[int]]
+    service: list[int]
+    windows: list[tuple[int, int]]
+    demand: list[int] | None = None
+    capacity: int | None = None
+    drop_penalty: list[int | None] | None = None
+    allowed_vehicles: dict[int, list[int]] = field(default_factory=dict)
+    vehicle_windows: list[tuple[int, int]] | None = None
+    first_node: dict[int, int] = field(default_factory=dict)  # vehicle → node it must visit first
+    previous_vehicle: dict[int, int] = field(default_factory=dict)  # node → vehicle in the previous plan
+    change_penalty: int = 0
+
+
+@dataclass
+class RoutingSolution:
+    found: bool
+    routes: list[list[int]]  # per vehicle, customer nodes in order
+    arrivals: dict[int, int]  # node → service start time
+    unassigned: list[int]
+    cost: int
+
+
+def solve_routing(p: RoutingProblem, *, time_limit_s: float, initial: list[list[int]] | None = None
+                  ) -> RoutingSolution:
+    n = len(p.distance)
+    manager = pywrapcp.RoutingIndexManager(n, p.n_vehicles, p.depot_starts, p.depot_ends)
+    routing = pywrapcp.RoutingModel(manager)
+    depots = set(p.depot_starts) | set(p.depot_ends)
+    customers = [i for i in range(n) if i not in depots]
+
+    for v in range(p.n_vehicles):
+        def arc(i: int, j: int, v: int = v) -> int:
+            a, b = manager.IndexToNode(i), manager.IndexToNode(j)
+            moved = p.change_penalty if p.previous_vehicle.get(b, v) != v else 0
+            return p.distance[a][b] + moved
+
+        routing.SetArcCostEvaluatorOfVehicle(routing.RegisterTransitCallback(arc), v)
+
+    def transit(i: int, j: int) -> int:
+        a, b = manager.IndexToNode(i), manager.IndexToNode(j)
+        return p.service[a] + p.travel[a][b]
+
+    t_cb = routing.RegisterTransitCallback(transit)
+    horizon = max(b for _, b in p.windows)
+    if p.vehicle_windows:
+        horizon = max(horizon, max(b for _, b in p.vehicle_windows))
+    routing.AddDimension(t_cb, horizon, horizon, False, "time")
+    time_dim = routing.GetDimensionOrDie("time")
+    for node in customers:
+        a, b = p.windows[node]
+        time_dim.CumulVar(manager.NodeToIndex(node)).SetRange(a, b)
+    for v in range(p.n_vehicles):
+        a, b = p.vehicle_windows[v] if p.vehicle_windows else p.windows[p.depot_starts[v]]
+        time_dim.CumulVar(routing.Start(v)).SetRange(a, b)
+        time_dim.CumulVar(routing.End(v)).SetRange(a, b)
+        routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.Start(v)))
+        routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(v)))
+
+    if p.demand is not None and p.capacity is not None:
+        demand = p.demand
+
+        def dem(i: int) -> int:
+            return demand[manager.IndexToNode(i)]
+
+        d_cb = routing.RegisterUnaryTransitCallback(dem)
+        routing.AddDimensionWithVehicleCapacity(d_cb, 0, [p.capacity] * p.n_vehicles, True, "load")
+
+    for node, vehicles in p.allowed_vehicles.items():
+        droppable = p.drop_penalty is not None and p.drop_penalty[node] is not None
+        routing.VehicleVar(manager.NodeToIndex(node)).SetValues([-1, *vehicles] if droppable else vehicles)
+    for v, node in p.first_node.items():
+        routing.NextVar(routing.Start(v)).SetValues([manager.NodeToIndex(node)])
+    if p.drop_penalty is not None:
+        for node in customers:
+            pen = p.drop_penalty[node]
+            if pen is not None:
+                routing.AddDisjunction([manager.NodeToIndex(node)], pen)
+
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
+    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    params.time_limit.FromMilliseconds(int(time_limit_s * 1000))
+    if initial:
+        routing.CloseModelWithParameters(params)
+        start = routing.ReadAssignmentFromRoutes(initial, True)
+        sol = routing.SolveFromAssignmentWithParameters(start, params) if start else routing.SolveWithParameters(params)
+    else:
+        sol = routing.SolveWithParameters(params)
+    if sol is None:
+        return RoutingSolution(False, [[] for _ in range(p.n_vehicles)], {}, customers, 0)
+    routes, arrivals, served = [], {}, set()
+    for v in range(p.n_vehicles):
+        idx, route = sol.Value(routing.NextVar(routing.Start(v))), []
+        while not routing.IsEnd(idx):
+            node = manager.IndexToNode(idx)
+            route.append(node)
+            served.add(node)
+            arrivals[node] = sol.Min(time_dim.CumulVar(idx))
+            idx = sol.Value(routing.NextVar(idx))
+        routes.append(route)
+    return RoutingSolution(True, routes, arrivals, [c for c in customers if c not in served], sol.ObjectiveValue())
