@@ -10,6 +10,7 @@ are committed to the outbox; the answer tells the technician what happens next, 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -199,7 +200,7 @@ class Assistant:
             reply.degraded = True
             return
         self.breaker.record(ok=True, latency_ms=c.total_ms, now=self.clock())
-        reply.answer = c.text.strip() or _retrieval_only(passages, "the local model gave an empty answer")
+        reply.answer = _without_repeats(c.text) or _retrieval_only(passages, "the local model gave an empty answer")
         reply.ttft_ms = round(c.ttft_ms, 1)
         reply.tokens_per_s = round(c.tokens_per_s, 1)
         reply.prompt_tokens, reply.completion_tokens = c.prompt_tokens, c.completion_tokens
@@ -235,6 +236,19 @@ def retrieval_strength(passages: list[Passage]) -> float:
     if not passages:
         return 0.0
     return min(1.0, -passages[0].score / 8.0)
+
+
+def _without_repeats(text: str) -> str:
+    """Drop lines the model already said (ignoring list numbering): small models sometimes loop."""
+    seen: set[str] = set()
+    out = []
+    for line in text.strip().splitlines():
+        key = re.sub(r"^\s*\d+[.)]\s*", "", line).strip().lower()
+        if key and key in seen:
+            continue
+        seen.add(key)
+        out.append(line)
+    return "\n".join(out).strip()
 
 
 def _retrieval_only(passages: list[Passage], why: str) -> str:

@@ -100,3 +100,10 @@ def test_knowledge_base_ranks_the_right_procedure(tmp_path: Path) -> None:
     assert kb.search("the and of") == []
     title, sections = split_markdown("# T\nintro\n## A\nx\n## B\ny")
     assert title == "T" and [h for h, _ in sections] == ["T", "A", "B"]
+
+
+def test_repeated_lines_from_a_looping_model_are_dropped() -> None:
+    from agent.assistant import _without_repeats
+
+    looped = "1. Check the gauge.\n2. Check the gauge.\n3. Report a leak.\n4. check the gauge."
+    assert _without_repeats(looped) == "1. Check the gauge.\n3. Report a leak."
