@@ -99,7 +99,8 @@ def solve_routing(p: RoutingProblem, *, time_limit_s: float, initial: list[list[
                 routing.AddDisjunction([manager.NodeToIndex(node)], pen)
 
     params = pywrapcp.DefaultRoutingSearchParameters()
-    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
+    # SAVINGS measured best on R101.100.20 (1660 vs 1676 path-cheapest-arc, 1686 parallel insertion, 60 s)
+    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.SAVINGS
     params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
     params.time_limit.FromMilliseconds(int(time_limit_s * 1000))
     if initial:
