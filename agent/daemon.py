@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 
 from agent.assistant import Assistant, AssistantConfig
@@ -14,8 +15,12 @@ from agent.llm import LlmConfig, LocalLLM
 from agent.router import RoutingPolicy
 from agent.store import SERVER_PEER, AgentStore
 from agent.sync import DeviceSync, open_device
+from agent.transfer import UpdateAgent
+from agent.updates import Updater, llm_health_check
 from shared.engine import SenderLimits
 from shared.mqtt import BrokerAddress
+from shared.protocol import Topics
+from shared.release import load_trusted_root
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,19 @@ def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
     llm = LocalLLM(LlmConfig(model_path=cfg.llm_model, threads=cfg.threads, n_ctx=cfg.llm_ctx))
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
                      config=AssistantConfig(intent_mode=cfg.intent_mode, answer_budget_ms=cfg.answer_budget_ms))
+
+
+def _update_agent(cfg: AgentConfig, store: AgentStore, sync: DeviceSync) -> UpdateAgent | None:
+    """Model updates run only on a provisioned device (pinned trust root and an A/B model folder)."""
+    root_file = cfg.data_dir / "root.json"
+    if not root_file.exists() or not (cfg.data_dir / "models" / "active").is_symlink():
+        log.info("no pinned trust root or model slots: model updates are off on this device")
+        return None
+    root = load_trusted_root(root_file.read_bytes(), now=time.time())
+    updater = Updater(cfg.data_dir / "models", root=root, device_class=cfg.device_class, health=llm_health_check())
+    agent = UpdateAgent(store, updater, sync.link)
+    sync.binary[Topics.xfer_data(store.device_id)] = agent.on_chunk
+    return agent
 
 
 def telemetry(store: AgentStore) -> dict[str, float]:
@@ -54,12 +72,17 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
                              stream="telemetry", ttl_s=3600)
             sync.notify()
 
+    updates = _update_agent(cfg, store, sync)
     sync.start()
+    if updates is not None:
+        updates.start()
     threading.Thread(target=report, name="telemetry", daemon=True).start()
     log.info("agent %s running; broker %s", store.device_id, address.url)
     try:
         wait()
     finally:
         stop.set()
+        if updates is not None:
+            updates.stop()
         sync.stop()
         store.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.crypto import FieldCipher
 from shared.db import Database, Migration, executescript
-from shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, new_id
+from shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, UpdateOffer, new_id
 from shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
 
 _SCHEMA_1 = """
@@ -74,10 +74,21 @@ CREATE TABLE answers (
 );
 """
 
+_SCHEMA_4 = """
+CREATE TABLE xfer (
+    offer_id TEXT PRIMARY KEY,
+    offer TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE xfer_chunks (offer_id TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (offer_id, idx));
+"""
+
 MIGRATIONS = [
     Migration(1, "context cache, notes, commands", lambda c: executescript(c, _SCHEMA_1)),
     sync_migration(2),
     Migration(3, "assistant requests and answers", lambda c: executescript(c, _SCHEMA_3)),
+    Migration(4, "model update transfers", lambda c: executescript(c, _SCHEMA_4)),
 ]
 
 SERVER_PEER = "server"
@@ -178,6 +189,10 @@ class AgentStore:
         if isinstance(p, TaskResult):
             self._store_answer(conn, msg.id, "task", p.task_id, p.result if p.ok else f"failed: {p.result}",
                                f"server:{p.kind}")
+            return
+        if isinstance(p, UpdateOffer):
+            conn.execute("INSERT OR IGNORE INTO xfer (offer_id, offer, state, created) VALUES (?,?,?,?)",
+                         (p.offer_id, p.model_dump_json(), "downloading", time.time()))
             return
         if isinstance(p, Assignment):
             self._apply_assignment(conn, p)

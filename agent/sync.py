@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.store import SERVER_PEER, AgentStore
@@ -30,11 +31,14 @@ class DeviceSync:
         self.device_id = store.device_id
         self.rejected = 0
         self.receiver = Receiver(self._handle_batch, name="device-inbox")
+        self.binary: dict[str, Callable[[bytes, dict[str, str]], None]] = {}  # raw topics (update chunks)
         offline = encode(make_envelope("presence", Presence(online=False), device_id=self.device_id))
         self.link = MqttLink(
             client_id=self.device_id,
             address=address,
-            subscriptions=[Topics.d2s_ack(self.device_id), Topics.s2d(self.device_id)],
+            subscriptions=[Topics.d2s_ack(self.device_id), Topics.s2d(self.device_id),
+                           Topics.xfer_data(self.device_id)],
+            on_binary=self.binary,
             on_message=self.receiver.put,
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,

@@ -15,12 +15,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from server.store import SqliteServerStore
+from server.updates import ChunkServer
 from server.workers import task_message
 from shared.engine import Pacer, Receiver, SenderLimits, SyncSender
 from shared.errors import ProtocolError, UnknownMessageTypeError, WrongSenderError
 from shared.mqtt import BrokerAddress, MqttLink
 from shared.protocol import (
     Ack,
+    ChunkRequest,
     Message,
     Presence,
     Rejection,
@@ -60,6 +62,7 @@ class Ingest:
         )
         self.sender = SyncSender(store.outbox, self._publish, Topics.s2d, limits)
         self.pacer = Pacer(self._pump, interval_s=0.2, name="server-sender")
+        self.chunks = ChunkServer(store.releases, self.link)
         self.task_retry_s = 120.0
         self.task_max_attempts = 5
 
@@ -81,10 +84,12 @@ class Ingest:
     def start(self) -> None:
         self.receiver.start()
         self.pacer.start()
+        self.chunks.start()
         self.link.start()
 
     def stop(self) -> None:
         self.link.stop()
+        self.chunks.stop()
         self.pacer.stop()
         self.receiver.stop()
 
@@ -139,6 +144,11 @@ class Ingest:
                     self._on_device_ack(device_id, decode(raw))
                 elif leaf == "presence":
                     self._on_presence(device_id, decode(raw))
+                elif leaf == "xfer/req":
+                    req = decode(raw)
+                    if not isinstance(req.payload, ChunkRequest):
+                        raise UnknownMessageTypeError(f"expected chunk_request, got {req.type}")
+                    self.chunks.request(device_id, req.payload)
             except ProtocolError as e:
                 self.stats.rejected[e.reason] += 1
                 log.warning("rejected message on %s: %s (%s)", topic, e.reason, e)

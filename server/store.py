@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Protocol
 
 from server.errors import EnrollmentError, UnknownEscalationError
+from server.updates import MIGRATION as RELEASES_MIGRATION
+from server.updates import ReleaseRegistry
 from shared.crypto import FieldCipher
 from shared.db import Database, Migration, executescript
-from shared.protocol import DeferredTask, Escalation, JobStatus, Message, Telemetry, is_valid_device_id
+from shared.protocol import DeferredTask, Escalation, JobStatus, Message, Telemetry, UpdateReport, is_valid_device_id
 from shared.sync import Inbox, Outbox, sync_migration
 
 SENSITIVE_TYPES = {"note", "escalation"}
@@ -130,6 +132,7 @@ MIGRATIONS = [
     sync_migration(2),
     Migration(3, "escalations and deferred tasks", lambda c: executescript(c, _SCHEMA_3)),
     Migration(4, "planner: technicians, jobs, plans", lambda c: executescript(c, _SCHEMA_4)),
+    RELEASES_MIGRATION,
 ]
 
 
@@ -166,6 +169,7 @@ class SqliteServerStore:
         self.cipher = FieldCipher.from_key_file(folder / "field.key")
         self.outbox = Outbox(self.db, sender_id="server", cipher=self.cipher)
         self.inbox = Inbox(self.db)
+        self.releases = ReleaseRegistry(self.db, self.outbox)
         self._known: set[str] = set()
 
     # ------------------------------------------------------------------ enrollment
@@ -264,6 +268,9 @@ class SqliteServerStore:
                 (p.escalation_id, device_id, p.intent, p.reason, p.job_id, self._seal(p.question, p.escalation_id),
                  self._seal(json.dumps(p.context), p.escalation_id + ":ctx"), now),
             )
+        elif isinstance(msg.payload, UpdateReport):
+            row = conn.execute("SELECT device_class FROM devices WHERE id=?", (device_id,)).fetchone()
+            self.releases.on_report(conn, device_id, row[0] if row else "", msg.payload)
         elif isinstance(msg.payload, JobStatus):
             self._apply_job_status(conn, device_id, msg.payload, now)
         elif isinstance(msg.payload, DeferredTask):

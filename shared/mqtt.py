@@ -78,11 +78,13 @@ class MqttLink:
         keepalive_s: int = 30,
         max_inflight: int = 1000,
         backoff: Backoff | None = None,
+        on_binary: dict[str, Callable[[bytes, dict[str, str]], None]] | None = None,
     ) -> None:
         self.client_id = client_id
         self.address = address
         self.subscriptions = subscriptions
         self._on_message = on_message
+        self._on_binary = on_binary if on_binary is not None else {}  # exact topic → handler of raw bytes + MQTT 5 user properties
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
         self.session_expiry_s = session_expiry_s
@@ -169,17 +171,25 @@ class MqttLink:
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         try:
+            binary = self._on_binary.get(message.topic)
+            if binary is not None:
+                props = getattr(message.properties, "UserProperty", None) or []
+                binary(bytes(message.payload), dict(props))
+                return
             self._on_message(message.topic, bytes(message.payload))
         except Exception:  # a bad message must never kill the network thread
             log.exception("message handler failed on topic %s", message.topic)
 
     # ------------------------------------------------------------------ publishing
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, expiry_s: int | None = None
-                ) -> paho.MQTTMessageInfo:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, expiry_s: int | None = None,
+                user: dict[str, str] | None = None) -> paho.MQTTMessageInfo:
         props = None
-        if expiry_s is not None:
+        if expiry_s is not None or user:
             props = Properties(PacketTypes.PUBLISH)
-            props.MessageExpiryInterval = expiry_s
+            if expiry_s is not None:
+                props.MessageExpiryInterval = expiry_s
+            if user:
+                props.UserProperty = list(user.items())
         return self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
 
 

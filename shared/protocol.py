@@ -68,6 +68,16 @@ class Topics:
         """Retained ``presence`` message; the broker publishes the offline one as the will."""
         return f"{cls.device_root(device_id)}/presence"
 
+    @classmethod
+    def xfer_request(cls, device_id: str) -> str:
+        """Device asks for chunks of an offered update (``chunk_request``)."""
+        return f"{cls.device_root(device_id)}/xfer/req"
+
+    @classmethod
+    def xfer_data(cls, device_id: str) -> str:
+        """Raw chunk bytes; offer id, index and sha256 ride in MQTT 5 user properties."""
+        return f"{cls.device_root(device_id)}/xfer/data"
+
     @staticmethod
     def task_run(kind: str) -> str:
         """Deferred work for server workers (shared subscription ``$share/linecrew-workers/...``)."""
@@ -89,6 +99,7 @@ class Topics:
             f"{TOPIC_ROOT}/devices/+/s2d/ack",
             f"{TOPIC_ROOT}/devices/+/presence",
             f"{TOPIC_ROOT}/tasks/results",
+            f"{TOPIC_ROOT}/devices/+/xfer/req",
         ]
         if share_group:
             return [f"$share/{share_group}/{f}" for f in filters]
@@ -115,6 +126,8 @@ def acl_patterns() -> list[str]:
         f"pattern read {root}/s2d",
         f"pattern write {root}/s2d/ack",
         f"pattern readwrite {root}/presence",
+        f"pattern write {root}/xfer/req",
+        f"pattern read {root}/xfer/data",
     ]
 
 
@@ -248,6 +261,34 @@ class Assignment(Payload):
     jobs: list[AssignedJob] = Field(max_length=200)
 
 
+class UpdateOffer(Payload):
+    """A signed release and the payload chosen for this device (delta or full, whichever is smaller)."""
+
+    offer_id: str = Field(min_length=8, max_length=64)
+    manifest: dict[str, Any]
+    kind: Literal["full", "delta"]
+    length: int = Field(ge=0)
+    sha256: str = Field(min_length=64, max_length=64)
+    chunk_size: int = Field(ge=1024, le=128 * 1024)
+    chunks: int = Field(ge=0)
+
+
+class UpdateReport(Payload):
+    """Progress and outcome of an update, and what the device runs."""
+
+    offer_id: str | None = None
+    state: str = Field(max_length=32)
+    version: int | None = None
+    sha256: str | None = None
+    progress: float = Field(default=0.0, ge=0, le=1)
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class ChunkRequest(Payload):
+    offer_id: str = Field(min_length=8, max_length=64)
+    indexes: list[int] = Field(min_length=1, max_length=64)
+
+
 class TaskRun(Payload):
     """Server → worker: one deferred task with the context the worker needs (workers hold no state)."""
 
@@ -307,6 +348,9 @@ register("escalation_answer", EscalationAnswer)
 register("deferred_task", DeferredTask)
 register("task_result", TaskResult)
 register("assignment", Assignment)
+register("update_offer", UpdateOffer)
+register("update_report", UpdateReport)
+register("chunk_request", ChunkRequest, durable=False)
 register("task_run", TaskRun, durable=False)
 register("task_done", TaskDone, durable=False)
 register("ack", Ack, durable=False)

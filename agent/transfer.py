@@ -1,0 +1,157 @@
+"""Device side of model delivery: accept offers, fetch chunks, resume, verify, update, report.
+
+An ``update_offer`` is recorded in the inbox transaction (exactly once). Chunks are asked for a window at
+a time; each arriving chunk is checked against its sha256, written at its offset in a staging file,
+fsynced, and only then recorded in SQLite, so after a disconnect or a restart only the missing chunks
+are asked for again. A complete payload is hashed against the offer, then handed to the A/B updater,
+which verifies the signed release on its own; progress and outcome go back as ``update_report``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.store import SERVER_PEER, AgentStore
+from agent.updates import Updater
+from shared.mqtt import MqttLink
+from shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
+from shared.release import BoundedHasher, ReleaseError
+
+log = logging.getLogger(__name__)
+
+class UpdateAgent:
+    def __init__(self, store: AgentStore, updater: Updater, link: MqttLink, *, window: int = 16,
+                 retry_s: float = 5.0) -> None:
+        self.store = store
+        self.updater = updater
+        self.link = link
+        self.window = window
+        self.retry_s = retry_s
+        self.staging = store.folder / "downloads"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._chunks: queue.Queue[tuple[bytes, dict[str, str]]] = queue.Queue(maxsize=256)
+        self._asked: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
+
+    def on_chunk(self, data: bytes, props: dict[str, str]) -> None:
+        """Network thread: hand over; the worker thread verifies and writes."""
+        self._chunks.put((data, props))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    # ------------------------------------------------------------------ reports
+    def report(self, state: str, *, offer_id: str | None = None, progress: float = 0.0,
+               error: str | None = None) -> None:
+        st = self.updater.status()
+        self.store.outbox.put("update_report", {
+            "offer_id": offer_id, "state": state, "version": st["active_version"], "sha256": st["active_sha256"],
+            "progress": round(progress, 3), "error": error}, peer=SERVER_PEER, stream="updates", priority=4)
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        self.updater.resume()
+        self.report(self.updater.status()["update_state"])
+        while not self._stop.is_set():
+            offer = self._active()
+            try:
+                data, props = self._chunks.get(timeout=0.2)
+                if offer is not None:
+                    self._store_chunk(offer, data, props)
+            except queue.Empty:
+                pass
+            if offer is not None and self.link.connected.is_set():
+                self._progress(offer)
+
+    def _active(self) -> UpdateOffer | None:
+        rows = self.store.db.query("SELECT offer FROM xfer WHERE state='downloading' ORDER BY created LIMIT 1")
+        return UpdateOffer.model_validate_json(str(rows[0]["offer"])) if rows else None
+
+    def _path(self, offer: UpdateOffer) -> Path:
+        return self.staging / f"{offer.offer_id}.{offer.kind}"
+
+    def _have(self, offer: UpdateOffer) -> set[int]:
+        return {int(r["idx"]) for r in self.store.db.query(  # type: ignore[call-overload]
+            "SELECT idx FROM xfer_chunks WHERE offer_id=?", (offer.offer_id,))}
+
+    def _store_chunk(self, offer: UpdateOffer, data: bytes, props: dict[str, str]) -> None:
+        try:
+            idx = int(props.get("index", "-1"))
+        except ValueError:
+            return
+        if props.get("offer") != offer.offer_id or not 0 <= idx < offer.chunks:
+            return
+        expected = min(offer.chunk_size, offer.length - idx * offer.chunk_size)
+        if len(data) != expected or hashlib.sha256(data).hexdigest() != props.get("sha256"):
+            log.warning("chunk %d of offer %s failed its check; asking again", idx, offer.offer_id)
+            self._asked.pop(idx, None)
+            return
+        path = self._path(offer)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, data, idx * offer.chunk_size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with self.store.db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO xfer_chunks VALUES (?,?)", (offer.offer_id, idx))
+        self._asked.pop(idx, None)
+
+    def _progress(self, offer: UpdateOffer) -> None:
+        have = self._have(offer)
+        if len(have) >= offer.chunks:
+            self._finish(offer)
+            return
+        now = time.monotonic()
+        in_flight = {i for i, at in self._asked.items() if now - at < self.retry_s}
+        room = self.window - len(in_flight)
+        wanted = [i for i in range(offer.chunks) if i not in have and i not in in_flight][: max(0, room)]
+        if wanted:
+            req = ChunkRequest(offer_id=offer.offer_id, indexes=wanted)
+            self.link.publish(Topics.xfer_request(self.store.device_id),
+                              encode(make_envelope("chunk_request", req, device_id=self.store.device_id)))
+            for i in wanted:
+                self._asked[i] = now
+
+    def _finish(self, offer: UpdateOffer) -> None:
+        path = self._path(offer)
+        try:
+            _check(path, offer.length, offer.sha256)
+            self.report("installing", offer_id=offer.offer_id, progress=1.0)
+            rec = self.updater.apply(offer.manifest, path)
+            state, error = rec.state.value, rec.error
+        except ReleaseError as e:
+            state, error = "failed", f"{type(e).__name__}: {e}"
+        with self.store.db.transaction() as conn:
+            conn.execute("UPDATE xfer SET state=? WHERE offer_id=?", (state, offer.offer_id))
+            conn.execute("DELETE FROM xfer_chunks WHERE offer_id=?", (offer.offer_id,))
+        path.unlink(missing_ok=True)
+        self._asked.clear()
+        self.report(state, offer_id=offer.offer_id, progress=1.0, error=error)
+
+    def transfers(self) -> list[dict[str, Any]]:
+        rows = self.store.db.query("SELECT offer_id, state, offer FROM xfer ORDER BY created")
+        return [{"offer_id": r["offer_id"], "state": r["state"], **{k: v for k, v in json.loads(str(r["offer"])).items()
+                                                                      if k in ("kind", "length", "chunks")}}
+                for r in rows]
+
+
+def _check(path: Path, length: int, sha256: str) -> None:
+    h = BoundedHasher(length, sha256)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    h.finish()

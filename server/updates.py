@@ -1,0 +1,218 @@
+"""Model delivery: release registry, per-device offers (delta or full, whichever is smaller), chunks.
+
+Devices report what they run (``update_report``); the server offers the newest release for their
+class with the smallest payload that applies to what they have. Chunks of at most 128 KB travel as raw
+MQTT payloads with offer id, index and sha256 as MQTT 5 user properties, only when the device asks for
+them (so a transfer resumes from whatever the device already holds), through a per-device token
+bucket (bytes per second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.db import Database, Migration, executescript
+from shared.mqtt import MqttLink
+from shared.protocol import ChunkRequest, Topics, UpdateReport, new_id
+from shared.sync import Outbox
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 128 * 1024
+
+SCHEMA = """
+CREATE TABLE releases (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    manifest TEXT NOT NULL,
+    device_classes TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE release_payloads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    base_sha256 TEXT,
+    path TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE offers (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    payload_id INTEGER NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    bytes_sent INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE device_models (
+    device_id TEXT PRIMARY KEY,
+    version INTEGER,
+    sha256 TEXT,
+    state TEXT,
+    updated REAL NOT NULL
+);
+"""
+
+MIGRATION = Migration(5, "releases, payloads, offers", lambda c: executescript(c, SCHEMA))
+
+
+@dataclass(frozen=True)
+class Payload:
+    id: int
+    kind: str
+    path: Path
+    length: int
+    sha256: str
+
+
+class ReleaseRegistry:
+    def __init__(self, db: Database, outbox: Outbox) -> None:
+        self.db = db
+        self.outbox = outbox
+
+    def add(self, manifest: dict[str, Any], model: Path, deltas: list[Path] = ()) -> None:  # type: ignore[assignment]
+        """Register a signed release with its model and delta files (verified by their hashes)."""
+        from shared.delta import read_header, sha256_file
+
+        s = manifest["signed"]
+        if sha256_file(model) != s["sha256"]:
+            raise ValueError(f"{model} does not match the manifest's sha256")
+        rows = [("full", None, model, s["length"], s["sha256"])]
+        for d in deltas:
+            header, _ = read_header(d)
+            rows.append(("delta", header["old_sha256"], d, d.stat().st_size, sha256_file(d)))
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO releases VALUES (?,?,?,?)",
+                         (s["name"], s["version"], json.dumps(manifest), json.dumps(s["device_classes"])))
+            for kind, base, path, length, sha in rows:
+                conn.execute("INSERT INTO release_payloads (name, version, kind, base_sha256, path, length, sha256)"
+                             " VALUES (?,?,?,?,?,?,?)", (s["name"], s["version"], kind, base, str(path), length, sha))
+
+    def latest(self, device_class: str) -> tuple[dict[str, Any], int] | None:
+        for r in self.db.query("SELECT manifest, device_classes, version FROM releases ORDER BY version DESC"):
+            if device_class in json.loads(str(r["device_classes"])):
+                return json.loads(str(r["manifest"])), int(r["version"])  # type: ignore[call-overload]
+        return None
+
+    def choose(self, name: str, version: int, installed_sha256: str | None) -> Payload:
+        """The smallest payload that applies to what the device has: a matching delta, or the full file."""
+        rows = self.db.query("SELECT id, kind, base_sha256, path, length, sha256 FROM release_payloads"
+                             " WHERE name=? AND version=?", (name, version))
+        usable = [r for r in rows if r["kind"] == "full" or r["base_sha256"] == installed_sha256]
+        best = min(usable, key=lambda r: int(r["length"]))  # type: ignore[call-overload]
+        return Payload(int(best["id"]), str(best["kind"]), Path(str(best["path"])), int(best["length"]),  # type: ignore[call-overload]
+                       str(best["sha256"]))
+
+    def on_report(self, conn: Any, device_id: str, device_class: str, r: UpdateReport) -> None:
+        """Inside the inbox transaction: record the report and, when useful, queue the next offer."""
+        now = time.time()
+        conn.execute("INSERT OR REPLACE INTO device_models VALUES (?,?,?,?,?)",
+                     (device_id, r.version, r.sha256, r.state, now))
+        if r.offer_id:
+            conn.execute("UPDATE offers SET state=?, progress=?, error=? WHERE id=?",
+                         (r.state, r.progress, r.error, r.offer_id))
+        if r.state not in ("idle", "committed", "rolled_back"):
+            return
+        latest = self.latest(device_class)
+        if latest is None or (r.version or 0) >= latest[1]:
+            return
+        if r.state == "rolled_back" and r.offer_id:
+            return  # a release that failed here is not offered again automatically
+        pending = conn.execute("SELECT 1 FROM offers o JOIN release_payloads p ON p.id = o.payload_id WHERE"
+                               " o.device_id=? AND p.version=? AND o.state NOT IN ('rolled_back', 'failed')",
+                               (device_id, latest[1])).fetchone()
+        if pending:
+            return
+        manifest, version = latest
+        payload = self.choose(manifest["signed"]["name"], version, r.sha256)
+        offer_id = new_id()
+        conn.execute("INSERT INTO offers (id, device_id, payload_id, created, state) VALUES (?,?,?,?,?)",
+                     (offer_id, device_id, payload.id, now, "offered"))
+        chunks = -(-payload.length // CHUNK_BYTES)
+        self.outbox.put("update_offer", {"offer_id": offer_id, "manifest": manifest, "kind": payload.kind,
+                                         "length": payload.length, "sha256": payload.sha256,
+                                         "chunk_size": CHUNK_BYTES, "chunks": chunks},
+                        peer=device_id, stream="updates", priority=4, device_id=device_id)
+
+    def payload_for_offer(self, offer_id: str, device_id: str) -> Payload | None:
+        rows = self.db.query("SELECT p.id, p.kind, p.path, p.length, p.sha256 FROM offers o JOIN release_payloads p"
+                             " ON p.id = o.payload_id WHERE o.id=? AND o.device_id=?", (offer_id, device_id))
+        if not rows:
+            return None
+        r = rows[0]
+        return Payload(int(r["id"]), str(r["kind"]), Path(str(r["path"])), int(r["length"]), str(r["sha256"]))  # type: ignore[call-overload]
+
+    def offers(self) -> list[dict[str, object]]:
+        return self.db.query("SELECT * FROM offers ORDER BY created")
+
+
+class TokenBucket:
+    """``rate`` bytes per second, bursts up to ``burst`` bytes (pure; the caller passes the clock)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, 0.0
+
+    def wait_time(self, n: int, now: float) -> float:
+        if self.at:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return 0.0
+        need = (n - self.tokens) / self.rate
+        self.tokens -= n
+        return need
+
+
+class ChunkServer:
+    """Serves chunk requests on its own thread, per-device rate limited."""
+
+    def __init__(self, registry: ReleaseRegistry, link: MqttLink, *, rate_bytes_s: float = 2_000_000) -> None:
+        self.registry = registry
+        self.link = link
+        self.rate = rate_bytes_s
+        self.bytes_sent: dict[str, int] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._queue: queue.Queue[tuple[str, ChunkRequest] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="chunks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def request(self, device_id: str, req: ChunkRequest) -> None:
+        self._queue.put((device_id, req))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            device_id, req = item
+            payload = self.registry.payload_for_offer(req.offer_id, device_id)
+            if payload is None:
+                log.warning("device %s asked for chunks of unknown offer %s", device_id, req.offer_id)
+                continue
+            bucket = self._buckets.setdefault(device_id, TokenBucket(self.rate, CHUNK_BYTES * 4))
+            with open(payload.path, "rb") as f:
+                for idx in req.indexes:
+                    if idx < 0 or idx * CHUNK_BYTES >= payload.length:
+                        continue
+                    f.seek(idx * CHUNK_BYTES)
+                    data = f.read(CHUNK_BYTES)
+                    time.sleep(bucket.wait_time(len(data), time.monotonic()))
+                    self.link.publish(Topics.xfer_data(device_id), data, user={
+                        "offer": req.offer_id, "index": str(idx), "sha256": hashlib.sha256(data).hexdigest()})
+                    self.bytes_sent[device_id] = self.bytes_sent.get(device_id, 0) + len(data)
