@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.store import SERVER_PEER, AgentStore
-from agent.updates import Updater
+from agent.updates import Updater, check_file
 from shared.mqtt import MqttLink
 from shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
-from shared.release import BoundedHasher, ReleaseError
+from shared.release import ReleaseError
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class UpdateAgent:
     def _finish(self, offer: UpdateOffer) -> None:
         path = self._path(offer)
         try:
-            _check(path, offer.length, offer.sha256)
+            check_file(path, offer.length, offer.sha256)
             self.report("installing", offer_id=offer.offer_id, progress=1.0)
             rec = self.updater.apply(offer.manifest, path)
             state, error = rec.state.value, rec.error
@@ -148,10 +148,3 @@ class UpdateAgent:
                                                                       if k in ("kind", "length", "chunks")}}
                 for r in rows]
 
-
-def _check(path: Path, length: int, sha256: str) -> None:
-    h = BoundedHasher(length, sha256)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    h.finish()

@@ -147,9 +147,9 @@ class Updater:
             if delta is None or header["new_sha256"] != rel.sha256:
                 raise ReleaseError("this delta is not listed in the signed release")
             check_delta_base(delta, sha256_file(self.slots.active_model()))
-            _check_file(payload, delta.length, delta.sha256)
+            check_file(payload, delta.length, delta.sha256)
         else:
-            _check_file(payload, rel.length, rel.sha256)
+            check_file(payload, rel.length, rel.sha256)
         active = self.slots.active()
         rec = Record(State.VERIFYING, manifest, str(payload), kind, Slots.other(active), active)
         self._save(rec, State.INSTALLING)
@@ -273,7 +273,7 @@ def _is_delta(path: Path) -> bool:
         return f.read(8) == b"LCDELTA1"
 
 
-def _check_file(path: Path, length: int, sha256: str) -> None:
+def check_file(path: Path, length: int, sha256: str) -> None:
     """Hash a downloaded payload without reading past the signed length (endless data)."""
     hasher = BoundedHasher(length, sha256)
     with open(path, "rb") as f:

@@ -84,7 +84,8 @@ class MqttLink:
         self.address = address
         self.subscriptions = subscriptions
         self._on_message = on_message
-        self._on_binary = on_binary if on_binary is not None else {}  # exact topic → handler of raw bytes + MQTT 5 user properties
+        # exact topic → handler of raw bytes + MQTT 5 user properties (a dict the owner may fill later)
+        self._on_binary = on_binary if on_binary is not None else {}
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
         self.session_expiry_s = session_expiry_s
