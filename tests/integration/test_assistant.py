@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -155,3 +156,19 @@ def test_workers_share_the_load_through_a_shared_subscription(server: object, tm
     workers = {t["worker"] for t in server.store.tasks()}  # type: ignore[attr-defined]
     assert len(workers) >= 2, f"tasks were spread over workers: {workers}"
     assert sum(w.done for w in extra) > 0
+
+
+def test_talk_hears_a_spoken_request_and_acts_on_it(tmp_path: Path) -> None:
+    from tests.helpers.speech import have_espeak, synth
+
+    if not have_espeak():
+        pytest.skip("espeak-ng missing: run `make test`")
+    wav = synth("I need two fuse cutouts and one insulator.", tmp_path / "ask.wav")
+    out = subprocess.run([sys.executable, "-m", "linecrew.cli", "agent", "talk", "--dir", str(tmp_path / "dev"),
+                          "--file", str(wav), "--json"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    reply = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "fuse cutouts" in reply["transcript"].lower()
+    assert reply["intent"] == "parts_request" and reply["route"] == "local"
+    assert reply["slots"]["items"][0] == {"part": "fuse cutouts", "quantity": 2}
+    assert {"answer", "citations", "ttft_ms", "tokens_per_s", "prompt_tokens", "completion_tokens"} <= set(reply)
