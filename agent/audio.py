@@ -179,12 +179,6 @@ class _RateConverter:
         return _frames_to_float(self._r.resample(frame))
 
 
-def input_devices() -> list[str]:
-    sd = _sounddevice()
-    return [f"{i}: {d['name']} ({d['max_input_channels']} in)" for i, d in enumerate(sd.query_devices())
-            if d["max_input_channels"] > 0]
-
-
 def mic_chunks(device: int | str | None = None, *, max_backlog_s: float = 30.0) -> Iterator[AudioChunk]:
     """Capture from a microphone at its native rate; resampled to 16 kHz. If processing falls more than
     ``max_backlog_s`` behind, the oldest audio is dropped (with a warning) so memory stays bounded."""

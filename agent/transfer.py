@@ -10,14 +10,12 @@ which verifies the signed release on its own; progress and outcome go back as ``
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from agent.store import SERVER_PEER, AgentStore
 from agent.updates import Updater, check_file
@@ -141,10 +139,3 @@ class UpdateAgent:
         path.unlink(missing_ok=True)
         self._asked.clear()
         self.report(state, offer_id=offer.offer_id, progress=1.0, error=error)
-
-    def transfers(self) -> list[dict[str, Any]]:
-        rows = self.store.db.query("SELECT offer_id, state, offer FROM xfer ORDER BY created")
-        return [{"offer_id": r["offer_id"], "state": r["state"], **{k: v for k, v in json.loads(str(r["offer"])).items()
-                                                                      if k in ("kind", "length", "chunks")}}
-                for r in rows]
-

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -301,8 +300,3 @@ def llm_health_check(budget_s: float = 20.0) -> HealthCheck:
             raise HealthCheckError(f"smoke prompt took {took:.1f} s, budget {budget_s:.1f} s")
 
     return check
-
-
-def copy_model(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)

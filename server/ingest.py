@@ -209,12 +209,3 @@ class Ingest:
             self.pacer.wake()
         else:
             self.sender.peer_offline(device_id)
-
-
-def wait_applied(store: SqliteServerStore, device_id: str, count: int, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if store.message_count(device_id) >= count:
-            return True
-        time.sleep(0.05)
-    return store.message_count(device_id) >= count

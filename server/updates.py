@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ class ReleaseRegistry:
         self.db = db
         self.outbox = outbox
 
-    def add(self, manifest: dict[str, Any], model: Path, deltas: list[Path] = ()) -> None:  # type: ignore[assignment]
+    def add(self, manifest: dict[str, Any], model: Path, deltas: Sequence[Path] = ()) -> None:
         """Register a signed release with its model and delta files (verified by their hashes)."""
         from shared.delta import read_header, sha256_file
 

@@ -36,7 +36,6 @@ from shared.protocol import (
     Payload,
     Rejection,
     Resend,
-    decode,
     encode,
     make_envelope,
     register,
@@ -268,15 +267,6 @@ class Outbox:
                     if len(out) >= limit:
                         break
         return out
-
-    def stream_from(self, peer: str, stream: str, from_seq: int, *, limit: int) -> list[Pending]:
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT id, stream, seq, body, expires FROM outbox WHERE peer=? AND stream=? AND seq>=?"
-                " ORDER BY seq LIMIT ?",
-                (peer, stream, from_seq, limit),
-            ).fetchall()
-        return [Pending(r[0], peer, r[1], r[2], self._open(r[3], r[0]), r[4]) for r in rows]
 
     def acknowledge(self, peer: str, ids: Iterable[str], rejected: Iterable[Rejection] = ()) -> int:
         """Delete acknowledged messages; move rejected ones to ``dead_letters`` with the reason."""
@@ -527,10 +517,6 @@ class RetrySchedule:
 
     def __len__(self) -> int:
         return len(self._flights)
-
-
-def decode_body(body: bytes) -> Message:
-    return decode(body)
 
 
 def _chunks(items: list[str], n: int) -> Iterable[list[str]]:
