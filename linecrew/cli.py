@@ -69,6 +69,8 @@ def agent() -> None:
 
 config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
                              help="agent.toml / server.toml")
+device_dir_option = click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+server_dir_option = click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
 
 
 def _agent_config(config_path: Path | None, **overrides: Any) -> Any:
@@ -79,7 +81,7 @@ def _agent_config(config_path: Path | None, **overrides: Any) -> Any:
 
 @agent.command("enroll")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--server", "server_url", help="server HTTP URL, e.g. http://10.0.0.5:8700")
 @click.option("--token", required=True, help="one-time enrollment token from 'linecrew server enroll-token'")
 @click.option("--device-id", required=True, help="this device's id (a-z, 0-9, '-')")
@@ -98,7 +100,7 @@ def agent_enroll(config_path: Path | None, data_dir: Path | None, server_url: st
 
 @agent.command("run")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @_friendly
 def agent_run(config_path: Path | None, data_dir: Path | None) -> None:
     """Run the agent daemon: keep the link to the server and drain the outbox."""
@@ -110,7 +112,7 @@ def agent_run(config_path: Path | None, data_dir: Path | None) -> None:
 
 @agent.command("note")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--job", "job_id", default=None, help="job the note belongs to")
 @click.argument("text")
 @_friendly
@@ -125,7 +127,7 @@ def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | No
 
 @agent.command("status")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
@@ -147,7 +149,7 @@ def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool)
 
 @agent.command("listen")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--device", "input_device", default=None, help="input device index or name (default: system's)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON line per partial/final result")
 @_friendly
@@ -223,7 +225,7 @@ def transcribe(config_path: Path | None, source: str, realtime: bool, as_json: b
 
 @agent.command("ask")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON object with answer, intent, route, timings")
 @click.argument("text")
 @_friendly
@@ -256,7 +258,7 @@ def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, te
 
 @agent.command("talk")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--file", "audio_file", type=click.Path(path_type=Path), default=None,
               help="audio file instead of the microphone")
 @click.option("--json", "as_json", is_flag=True, help="one JSON line per answered utterance")
@@ -297,7 +299,7 @@ def agent_job() -> None:
 
 @agent_job.command("set")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--title", default="")
 @click.option("--location", default="")
 @click.option("--details", default="")
@@ -317,7 +319,7 @@ def agent_job_set(config_path: Path | None, data_dir: Path | None, title: str, l
 
 @agent.command("inbox")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def agent_inbox(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
@@ -331,7 +333,7 @@ def agent_inbox(config_path: Path | None, data_dir: Path | None, as_json: bool) 
 
 @agent.command("stats")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @_friendly
 def agent_stats(config_path: Path | None, data_dir: Path | None) -> None:
     """Request metrics: latency and TTFT p50/p95/p99, routes, manual-intervention rate."""
@@ -354,7 +356,7 @@ def _server_config(config_path: Path | None, **overrides: Any) -> Any:
 
 @server.command("run")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--broker", "broker_url", default=None, help="external broker mqtt[s]://HOST:PORT")
 @click.option("--http-port", type=int, default=None)
 @click.option("--mqtt-port", type=int, default=None)
@@ -378,7 +380,7 @@ def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str 
 
 @server.command("enroll-token")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--ttl", "ttl_s", type=int, default=None, help="seconds the token stays valid")
 @click.option("--device-class", default=None, help="restrict the token to one device class")
 @_friendly
@@ -394,7 +396,7 @@ def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: 
 
 @server.command("devices")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
@@ -410,7 +412,7 @@ def server_devices(config_path: Path | None, data_dir: Path | None, as_json: boo
 
 @server.command("messages")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--device", "device_id", default=None)
 @click.option("--limit", type=int, default=20)
 @_friendly
@@ -425,7 +427,7 @@ def server_messages(config_path: Path | None, data_dir: Path | None, device_id: 
 
 @server.command("send")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--device", "device_id", required=True)
 @click.option("--ttl", "ttl_s", type=float, default=None, help="seconds after which it must not act")
 @click.argument("name")
@@ -456,7 +458,7 @@ def server_escalations() -> None:
 
 @server_escalations.command("list")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--all", "show_all", is_flag=True, help="answered ones too")
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
@@ -473,7 +475,7 @@ def server_escalations_list(config_path: Path | None, data_dir: Path | None, sho
 
 @server_escalations.command("answer")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--expert", default="expert", help="who answers")
 @click.argument("escalation_id")
 @click.argument("answer")
@@ -511,6 +513,41 @@ def server_worker(config_path: Path | None, data_dir: Path | None, worker_id: st
         _wait_for_signal()
     finally:
         worker.stop()
+
+
+@server.group("release")
+def server_release() -> None:
+    """Releases this server delivers to devices (delta or full, whichever is smaller for each)."""
+
+
+@server_release.command("add")
+@config_option
+@server_dir_option
+@click.argument("manifest", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--delta", "deltas", type=click.Path(exists=True, path_type=Path), multiple=True)
+@_friendly
+def server_release_add(config_path: Path | None, data_dir: Path | None, manifest: Path, model: Path,
+                       deltas: tuple[Path, ...]) -> None:
+    """Register a signed release; devices of its classes are offered it when they next report."""
+    from server.store import SqliteServerStore
+
+    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    doc = json.loads(manifest.read_text())
+    store.releases.add(doc, model, list(deltas))
+    click.echo(f"{doc['signed']['name']} v{doc['signed']['version']} registered with {len(deltas)} delta(s)")
+
+
+@server_release.command("offers")
+@config_option
+@server_dir_option
+@_friendly
+def server_release_offers(config_path: Path | None, data_dir: Path | None) -> None:
+    """Offers made to devices and their state (JSON lines)."""
+    from server.store import SqliteServerStore
+
+    for o in SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir).releases.offers():
+        click.echo(json.dumps(o))
 
 
 # ========================================================================================== planner
@@ -591,7 +628,7 @@ def _live(config_path: Path | None, data_dir: Path | None) -> Any:
 
 @plan.command("tech")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--device", "device_id", default=None, help="the technician's device (assignments go there)")
 @click.option("--skills", default="", help="comma-separated, e.g. lv,hv,meter")
 @click.option("--depot", default="0,0", help="X,Y of the home depot")
@@ -613,7 +650,7 @@ def plan_tech(config_path: Path | None, data_dir: Path | None, device_id: str | 
 
 @plan.command("job")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--title", default="")
 @click.option("--at", "at", required=True, help="X,Y location")
 @click.option("--duration", type=int, default=60, help="minutes")
@@ -637,7 +674,7 @@ def plan_job(config_path: Path | None, data_dir: Path | None, title: str, at: st
 
 @plan.command("run")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+@server_dir_option
 @click.option("--now", default=None, help="HH:MM: re-plan from this time on")
 @click.option("--time-limit", "time_limit", type=float, default=3.0, show_default=True)
 @click.option("--no-push", is_flag=True, help="plan only; do not send to devices")
@@ -824,7 +861,7 @@ def _updater(cfg: Any) -> Any:
 
 @agent_update.command("status")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @_friendly
 def agent_update_status(config_path: Path | None, data_dir: Path | None) -> None:
     click.echo(json.dumps(_updater(_agent_config(config_path, data_dir=data_dir)).status()))
@@ -832,7 +869,7 @@ def agent_update_status(config_path: Path | None, data_dir: Path | None) -> None
 
 @agent_update.command("apply")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @click.argument("manifest", type=click.Path(exists=True, path_type=Path))
 @click.argument("payload", type=click.Path(exists=True, path_type=Path))
 @_friendly
@@ -848,7 +885,7 @@ def agent_update_apply(config_path: Path | None, data_dir: Path | None, manifest
 
 @agent_update.command("rollback")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
+@device_dir_option
 @_friendly
 def agent_update_rollback(config_path: Path | None, data_dir: Path | None) -> None:
     rec = _updater(_agent_config(config_path, data_dir=data_dir)).rollback()

@@ -47,7 +47,12 @@ def test_delta_is_offered_sent_in_chunks_applied_and_reported(fleet: Fleet, serv
     _provision(fleet, dev)
     reg = server.store.releases  # type: ignore[attr-defined]
     reg.add(fleet.manifest("A", 1), fleet.models["A"])
-    reg.add(fleet.manifest("B", 2), fleet.models["B"], [fleet.deltas[("A", "B")]])
+    manifest = tmp_path / "v2.json"
+    manifest.write_text(json.dumps(fleet.manifest("B", 2)))
+    out = subprocess.run([sys.executable, "-m", "linecrew.cli", "server", "release", "add", "--dir",
+                          str(server.config.data_dir), str(manifest), str(fleet.models["B"]),  # type: ignore[attr-defined]
+                          "--delta", str(fleet.deltas[("A", "B")])], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0 and "registered with 1 delta(s)" in out.stdout, out.stderr
     agent = _agent(dev)
     try:
         assert wait_for(lambda: _active(dev) == fleet.sha["B"], 120), "device did not move to v2"
