@@ -37,5 +37,5 @@ def enroll(*, folder: Path, server_url: str, token: str, device_id: str, device_
         device_id=data["device_id"], device_class=device_class, broker_url=data["broker_url"],
         username=data["username"], password=data["password"],
     )
-    identity.save(folder, creds, data["ca_pem"], data["trust_root"])
+    identity.save(folder, creds, data["ca_pem"], data.get("trust_root"))
     return creds

@@ -1,4 +1,4 @@
-"""What enrollment leaves on the device: key pair, broker credentials, CA and trust root.
+"""What enrollment leaves on the device: key pair, broker credentials, CA and the release trust root.
 
 ``identity.key`` and ``credentials.json`` are 0600; the broker password is only ever in that file.
 """
@@ -30,11 +30,15 @@ class Credentials:
         return f"Credentials(device_id={self.device_id!r}, broker_url={self.broker_url!r})"
 
 
-def save(folder: Path, creds: Credentials, ca_pem: str, trust_root: str) -> None:
+def save(folder: Path, creds: Credentials, ca_pem: str, trust_root: str | None) -> None:
+    """Store what enrollment returned. A release root already pinned (from the firmware image) is
+    kept: enrollment pins one only on a device that has none."""
     atomic_write_text(folder / "credentials.json", json.dumps(asdict(creds), indent=2), mode=0o600)
     if ca_pem:
         atomic_write_text(folder / "ca.crt", ca_pem)
-    atomic_write_text(folder / "trust_root.pem", trust_root)
+    root = folder / "root.json"
+    if trust_root and not root.exists():
+        atomic_write_text(root, trust_root)
 
 
 def load(folder: Path) -> Credentials:

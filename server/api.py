@@ -30,7 +30,7 @@ class EnrollResponse(BaseModel):
     username: str
     password: str
     ca_pem: str
-    trust_root: str
+    trust_root: str | None = Field(None, description="release root metadata (root.json) to pin, if configured")
 
 
 class CredentialIssuer(Protocol):
@@ -40,7 +40,7 @@ class CredentialIssuer(Protocol):
     def ca_pem(self) -> str: ...
 
 
-def create_app(store: SqliteServerStore, issuer: CredentialIssuer, trust_root: str) -> FastAPI:
+def create_app(store: SqliteServerStore, issuer: CredentialIssuer, trust_root: str | None) -> FastAPI:
     app = FastAPI(title="Linecrew server", version="0.1.0")
 
     @app.get("/v1/health")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 import uvicorn
-from cryptography.hazmat.primitives import serialization
 
 from agent.llm import LlmConfig
 from server.api import create_app
@@ -17,7 +15,6 @@ from server.errors import ServerError
 from server.ingest import Ingest
 from server.store import SqliteServerStore
 from server.workers import TaskWorker, default_handlers
-from shared.identity import load_or_create_key
 from shared.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -47,14 +44,6 @@ class ExternalBroker:
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-
-
-def trust_root_pem(folder: Path) -> str:
-    """The server's Ed25519 root public key, pinned by devices at enrollment."""
-    key = load_or_create_key(folder / "root.key")
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
 
 
 def make_broker(config: ServerConfig) -> ManagedBroker | ExternalBroker:
@@ -88,7 +77,8 @@ class Server:
                         for i in range(self.config.workers)]
         for w in self.workers:
             w.start()
-        app = create_app(self.store, self.broker, trust_root_pem(self.config.data_dir))
+        root = self.config.release_root.read_text() if self.config.release_root else None
+        app = create_app(self.store, self.broker, root)
         cfg = uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port, log_level="warning")
         self._http = uvicorn.Server(cfg)
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)

