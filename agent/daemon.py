@@ -68,6 +68,7 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
 
     def report() -> None:
         while not stop.wait(telemetry_every_s):
+            store.inbox.prune(time.time() - 7 * 86400)  # sequences still stop duplicates after a week
             store.outbox.put("telemetry", {"metrics": telemetry(store)}, peer=SERVER_PEER,
                              stream="telemetry", ttl_s=3600)
             sync.notify()

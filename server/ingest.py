@@ -37,6 +37,11 @@ from shared.sync import Outcome
 
 log = logging.getLogger(__name__)
 
+# Applied message ids are kept a week for auditing; per-stream sequence numbers keep rejecting
+# duplicates after that, so the table stays bounded on a busy fleet.
+APPLIED_IDS_KEEP_S = 7 * 86400
+PRUNE_EVERY_S = 3600
+
 
 @dataclass
 class IngestStats:
@@ -63,12 +68,17 @@ class Ingest:
         self.sender = SyncSender(store.outbox, self._publish, Topics.s2d, limits)
         self.pacer = Pacer(self._pump, interval_s=0.2, name="server-sender")
         self.chunks = ChunkServer(store.releases, self.link)
+        self._pruned_at = 0.0
         self.task_retry_s = 120.0
         self.task_max_attempts = 5
 
     def _pump(self) -> None:
         self.sender.pump()
         self.dispatch_tasks()
+        now = time.time()
+        if now - self._pruned_at > PRUNE_EVERY_S:
+            self._pruned_at = now
+            self.store.inbox.prune(now - APPLIED_IDS_KEEP_S)
 
     def dispatch_tasks(self) -> int:
         """Publish queued deferred tasks (and re-publish stalled ones) to the worker pool."""

@@ -171,3 +171,15 @@ def test_retry_schedule_resends_after_timeout_and_on_request(tmp_path: Path) -> 
     s.done([pend[0].id])
     s.forget_stream_from("s", 3)
     assert s.due(0.1) == [pend[2].id]
+
+
+def test_pruned_applied_ids_still_reject_duplicates_by_sequence(tmp_path: Path) -> None:
+    ob = _outbox(tmp_path)
+    _events(ob, 2)
+    msgs = _msgs(ob)
+    inbox = Inbox(_db(tmp_path, "b.db"))
+    inbox.accept(msgs, lambda *a: None, now=1000.0)
+    assert inbox.prune(older_than=2000.0) == 2 and inbox.applied_count() == 0
+    effects: list[int] = []
+    res = inbox.accept(msgs, lambda c, p, m: effects.append(1), now=3000.0)
+    assert effects == [] and res.outcomes == {Outcome.DUPLICATE: 2}
