@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from agent.assistant import Assistant, AssistantConfig
 from agent.config import AgentConfig
+from agent.errors import NotEnrolledError
 from agent.knowledge import SAMPLE_KB, KnowledgeBase
 from agent.llm import LlmConfig, LocalLLM
 from agent.router import RoutingPolicy
@@ -21,13 +22,25 @@ from shared.engine import SenderLimits
 from shared.mqtt import BrokerAddress
 from shared.protocol import Topics
 from shared.release import load_trusted_root
+from shared.sync import OutboxLimits
 
 log = logging.getLogger(__name__)
 
 
 def open_configured(cfg: AgentConfig) -> tuple[AgentStore, BrokerAddress]:
+    """An enrolled device's store (with the configured outbox limits) and its broker address."""
     return open_device(cfg.data_dir, synchronous=cfg.sqlite_synchronous,
                        quota_bytes=cfg.outbox_quota_mb * 1024 * 1024, on_full=cfg.outbox_on_full)
+
+
+def open_store(cfg: AgentConfig) -> AgentStore:
+    """The device store whether enrolled or not (voice and the assistant work before enrollment;
+    what they queue is sent once the device is enrolled)."""
+    try:
+        return open_configured(cfg)[0]
+    except NotEnrolledError:
+        limits = OutboxLimits(quota_bytes=cfg.outbox_quota_mb * 1024 * 1024, on_full=cfg.outbox_on_full)
+        return AgentStore(cfg.data_dir, device_id="unenrolled", limits=limits, synchronous=cfg.sqlite_synchronous)
 
 
 def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:

@@ -5,11 +5,13 @@ Layout of ``<device>/models``: ``slot-a/`` and ``slot-b/`` each hold ``model.ggu
 (new link + ``os.replace`` + fsync of the folder); ``update.json`` is the state record, written
 atomically *before* each side effect, so a kill at any point resumes or rolls back on restart.
 
-States: ``verifying`` → ``installing`` → ``activating`` → ``health`` → ``committed``;
-any failure after activation → ``rolling_back`` → ``rolled_back``. Verification (signatures, threshold,
-rollback, freeze, device class, delta base, length, hash) happens before the inactive slot is touched,
-and the active model is never written. A health check that keeps failing across restarts (loop
-detection: ``max_health_attempts``) rolls back.
+Verification (signatures, threshold, rollback, freeze, device class, delta base, length, hash) happens
+before anything is persisted or the inactive slot touched; then the states are ``installing`` →
+``activating`` → ``health`` → ``committed``, and any failure after activation → ``rolling_back`` →
+``rolled_back``. The active model is never written. A slot's model always matches the sha256 in its
+``release.json`` (written only after the verified rename), so the installed hash is read from there
+rather than by hashing the model again; a delta applied to a damaged base fails its output hash. A
+health check that keeps failing across restarts (loop detection: ``max_health_attempts``) rolls back.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
-from shared.delta import apply_delta, read_header, sha256_file
+from shared.delta import apply_delta, read_header
 from shared.fsutil import atomic_write_text, fsync_dir
 from shared.release import (
     BoundedHasher,
@@ -43,7 +45,6 @@ HealthCheck = Callable[[Path], None]  # raises on an unhealthy model
 
 class State(StrEnum):
     IDLE = "idle"
-    VERIFYING = "verifying"
     INSTALLING = "installing"
     ACTIVATING = "activating"
     HEALTH = "health"
@@ -101,6 +102,10 @@ class Slots:
         p = self.folder / f"slot-{slot}" / "release.json"
         return json.loads(p.read_text()) if p.exists() else None
 
+    def installed_sha256(self, slot: str) -> str | None:
+        m = self.manifest(slot)
+        return str(m["signed"]["sha256"]) if m else None
+
     def installed_version(self) -> int:
         m = self.manifest(self.active())
         return int(m["signed"]["version"]) if m else 0
@@ -145,12 +150,12 @@ class Updater:
             delta = next((d for d in rel.deltas if d.base_sha256 == header["old_sha256"]), None)
             if delta is None or header["new_sha256"] != rel.sha256:
                 raise ReleaseError("this delta is not listed in the signed release")
-            check_delta_base(delta, sha256_file(self.slots.active_model()))
-            check_file(payload, delta.length, delta.sha256)
+            check_delta_base(delta, self.slots.installed_sha256(self.slots.active()) or "")
+            _check_file(payload, delta.length, delta.sha256)
         else:
-            check_file(payload, rel.length, rel.sha256)
+            _check_file(payload, rel.length, rel.sha256)
         active = self.slots.active()
-        rec = Record(State.VERIFYING, manifest, str(payload), kind, Slots.other(active), active)
+        rec = Record(State.IDLE, manifest, str(payload), kind, Slots.other(active), active)
         self._save(rec, State.INSTALLING)
         return self.run(rec)
 
@@ -165,20 +170,18 @@ class Updater:
     def run(self, rec: Record) -> Record:
         while rec.state not in (State.COMMITTED, State.ROLLED_BACK):
             step = {State.INSTALLING: self._install, State.ACTIVATING: self._activate, State.HEALTH: self._check,
-                    State.ROLLING_BACK: self._roll_back, State.VERIFYING: self._reinstall}[rec.state]
+                    State.ROLLING_BACK: self._roll_back}[rec.state]
             self._hook(rec.state.value)
             step(rec)
         return rec
-
-    def _reinstall(self, rec: Record) -> None:
-        self._save(rec, State.INSTALLING)
 
     def _install(self, rec: Record) -> None:
         rel = ReleaseSigned.model_validate(rec.release["signed"])
         try:
             self._write_slot(rec.target, Path(rec.payload) if rec.payload_kind == "full" else None,
                              Path(rec.payload) if rec.payload_kind == "delta" else None, rel, rec.release,
-                             base=self.slots.model(rec.previous))
+                             base=self.slots.model(rec.previous),
+                             base_sha256=self.slots.installed_sha256(rec.previous))
         except (ReleaseError, OSError) as e:
             rec.error = f"install failed: {e}"
             self._save(rec, State.ROLLED_BACK)  # nothing was activated: the old model is still active
@@ -221,7 +224,7 @@ class Updater:
 
     # ------------------------------------------------------------------ persistence
     def _write_slot(self, slot: str, full: Path | None, delta: Path | None, rel: ReleaseSigned,
-                    manifest: dict[str, Any], base: Path | None = None) -> None:
+                    manifest: dict[str, Any], base: Path | None = None, base_sha256: str | None = None) -> None:
         """Stream the new model into the inactive slot, verify its sha256, then rename into place."""
         folder = self.slots.folder / f"slot-{slot}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -230,7 +233,7 @@ class Updater:
         with open(tmp, "wb") as out:
             if delta is not None:
                 assert base is not None
-                apply_delta(base, delta, out)
+                apply_delta(base, delta, out, installed_sha256=base_sha256)
             else:
                 assert full is not None
                 hasher = BoundedHasher(rel.length, rel.sha256)
@@ -272,7 +275,7 @@ def _is_delta(path: Path) -> bool:
         return f.read(8) == b"LCDELTA1"
 
 
-def check_file(path: Path, length: int, sha256: str) -> None:
+def _check_file(path: Path, length: int, sha256: str) -> None:
     """Hash a downloaded payload without reading past the signed length (endless data)."""
     hasher = BoundedHasher(length, sha256)
     with open(path, "rb") as f:

@@ -164,15 +164,9 @@ def agent_listen(config_path: Path | None, data_dir: Path | None, input_device: 
 
 
 def _local_store(cfg: Any) -> Any:
-    from agent import identity
-    from agent.errors import NotEnrolledError
-    from agent.store import AgentStore
+    from agent.daemon import open_store
 
-    try:
-        device_id = identity.load(cfg.data_dir).device_id
-    except NotEnrolledError:
-        device_id = "unenrolled"
-    return AgentStore(cfg.data_dir, device_id=device_id, synchronous=cfg.sqlite_synchronous)
+    return open_store(cfg)
 
 
 def _run_voice(chunks: Any, cfg: Any, *, as_json: bool, store: Any = None) -> None:

@@ -9,12 +9,11 @@ server (which re-dispatches tasks whose worker went quiet) ignores a repeated re
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from agent.llm import LlmConfig, LocalLLM
+from shared.engine import Receiver
 from shared.errors import ProtocolError
 from shared.mqtt import BrokerAddress, MqttLink
 from shared.protocol import TaskDone, TaskRun, Topics, decode, encode, make_envelope
@@ -45,28 +44,20 @@ class TaskWorker:
         self.worker_id = worker_id
         self.handlers = handlers
         self.done = 0
-        self._queue: queue.Queue[bytes] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"worker-{worker_id}", daemon=True)
+        self.receiver = Receiver(self._handle, max_batch=1, name=f"worker-{worker_id}")
         self.link = MqttLink(client_id=worker_id, address=address,
-                             subscriptions=Topics.worker_subscriptions(share_group),
-                             on_message=lambda _t, raw: self._queue.put(raw))
+                             subscriptions=Topics.worker_subscriptions(share_group), on_message=self.receiver.put)
 
     def start(self) -> None:
-        self._thread.start()
+        self.receiver.start()
         self.link.start()
 
     def stop(self) -> None:
-        self._stop.set()
         self.link.stop()
-        self._thread.join(timeout=10)
+        self.receiver.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
+    def _handle(self, items: list[tuple[str, bytes]]) -> None:
+        for _topic, raw in items:
             try:
                 msg = decode(raw)
             except ProtocolError as e:

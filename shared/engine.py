@@ -40,7 +40,6 @@ class SyncSender:
         self.limits = limits or SenderLimits()
         self._schedules: dict[str, RetrySchedule] = {}
         self._lock = threading.Lock()
-        self.published = 0
 
     def peer_online(self, peer: str) -> None:
         """A (re)connected peer: whatever was in flight is unknown, so it all goes again."""
@@ -78,7 +77,6 @@ class SyncSender:
         sent = 0
         for peer in self.online_peers():
             sent += self._pump_peer(peer, now)
-        self.published += sent
         return sent
 
     def _pump_peer(self, peer: str, now: float) -> int:

@@ -333,10 +333,6 @@ def message_type(name: str) -> MessageType:
         raise UnknownMessageTypeError(f"unknown message type {name!r}") from None
 
 
-def registered_types() -> list[MessageType]:
-    return sorted(_REGISTRY.values(), key=lambda m: m.name)
-
-
 register("telemetry", Telemetry)
 register("note", Note)
 register("event", Event)
@@ -464,5 +460,3 @@ def _first_error(e: ValidationError) -> str:
 def is_valid_device_id(device_id: str) -> bool:
     return bool(DEVICE_ID_RE.match(device_id))
 
-
-Direction = Literal["d2s", "s2d"]

@@ -305,10 +305,6 @@ class Outbox:
     def used_bytes(self) -> int:
         return int(self.db.scalar("SELECT bytes FROM outbox_usage") or 0)
 
-    def peers_with_pending(self) -> list[str]:
-        with self.db.lock:
-            return [r[0] for r in self.db.conn.execute("SELECT DISTINCT peer FROM outbox")]
-
     def last_seq(self, peer: str, stream: str) -> int:
         return int(
             self.db.scalar("SELECT last_seq FROM outbox_streams WHERE peer=? AND stream=?", (peer, stream))
@@ -508,9 +504,6 @@ class RetrySchedule:
         for f in self._flights.values():
             if f.stream == stream and f.seq >= from_seq:
                 f.due = 0.0
-
-    def clear(self) -> None:
-        self._flights.clear()
 
     def in_flight(self) -> set[str]:
         return set(self._flights)
