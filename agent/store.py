@@ -89,6 +89,14 @@ MIGRATIONS = [
     sync_migration(2),
     Migration(3, "assistant requests and answers", lambda c: executescript(c, _SCHEMA_3)),
     Migration(4, "model update transfers", lambda c: executescript(c, _SCHEMA_4)),
+    Migration(5, "rollbacks asked by the server", lambda c: executescript(c, """
+CREATE TABLE rollback_requests (
+    id TEXT PRIMARY KEY,
+    offer_id TEXT,
+    version INTEGER,
+    received REAL NOT NULL,
+    done REAL
+)""")),
 ]
 
 SERVER_PEER = "server"
@@ -197,6 +205,9 @@ class AgentStore:
         if isinstance(p, Assignment):
             self._apply_assignment(conn, p)
             return
+        if isinstance(p, Command) and p.name == "update_rollback":
+            self._apply_rollback_request(conn, msg.id, p.args)
+            return
         if isinstance(msg.payload, Command):
             env = msg.envelope
             conn.execute(
@@ -205,6 +216,18 @@ class AgentStore:
             )
             return
         raise Rejected(f"device does not apply {msg.type} messages")
+
+    @staticmethod
+    def _apply_rollback_request(conn: sqlite3.Connection, msg_id: str, args: dict[str, object]) -> None:
+        """A rollout went back: stop that download now; the update worker reverts an installed model."""
+        offer_id = args.get("offer_id")
+        version = args.get("version")
+        if not isinstance(offer_id, str) or not isinstance(version, int):
+            raise Rejected("update_rollback needs offer_id (string) and version (integer)")
+        conn.execute("UPDATE xfer SET state='cancelled' WHERE offer_id=? AND state='downloading'", (offer_id,))
+        conn.execute("DELETE FROM xfer_chunks WHERE offer_id=?", (offer_id,))
+        conn.execute("INSERT INTO rollback_requests (id, offer_id, version, received) VALUES (?,?,?,?)",
+                     (msg_id, offer_id, version, time.time()))
 
     @staticmethod
     def _apply_assignment(conn: sqlite3.Connection, a: Assignment) -> None:

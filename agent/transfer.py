@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from agent.store import SERVER_PEER, AgentStore
-from agent.updates import Updater
+from agent.updates import UpdateError, Updater
 from shared.mqtt import MqttLink
 from shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
 from shared.release import ReleaseError
@@ -57,13 +57,15 @@ class UpdateAgent:
         st = self.updater.status()
         self.store.outbox.put("update_report", {
             "offer_id": offer_id, "state": state, "version": st["active_version"], "sha256": st["active_sha256"],
-            "progress": round(progress, 3), "error": error}, peer=SERVER_PEER, stream="updates", priority=4)
+            "progress": round(progress, 3), "error": error, "slots": st["slots"], "health": st["health"]},
+            peer=SERVER_PEER, stream="updates", priority=4)
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
         self.updater.resume()
         self.report(self.updater.status()["update_state"])
         while not self._stop.is_set():
+            self._rollbacks()
             offer = self._active()
             try:
                 data, props = self._chunks.get(timeout=0.2)
@@ -73,6 +75,25 @@ class UpdateAgent:
                 pass
             if offer is not None and self.link.connected.is_set():
                 self._progress(offer)
+
+    def _rollbacks(self) -> None:
+        """Carry out rollbacks the server asked for (a rollout failed its gate or was rolled back)."""
+        for r in self.store.db.query("SELECT id, offer_id, version FROM rollback_requests WHERE done IS NULL"):
+            error = None
+            if self.updater.status()["active_version"] == r["version"]:
+                try:
+                    self.updater.rollback()
+                except UpdateError as e:
+                    error = str(e)
+            self._partial(str(r["offer_id"])).unlink(missing_ok=True)
+            with self.store.db.transaction() as conn:
+                conn.execute("UPDATE rollback_requests SET done=? WHERE id=?", (time.time(), r["id"]))
+                self.report("failed" if error else "rolled_back", offer_id=str(r["offer_id"]), error=error)
+
+    def _partial(self, offer_id: str) -> Path:
+        for p in self.staging.glob(f"{offer_id}.*"):
+            return p
+        return self.staging / f"{offer_id}.none"
 
     def _active(self) -> UpdateOffer | None:
         rows = self.store.db.query("SELECT offer FROM xfer WHERE state='downloading' ORDER BY created LIMIT 1")

@@ -265,8 +265,12 @@ class Updater:
         rec = self.load()
         active = self.slots.active()
         m = self.slots.manifest(active)
+        slots = {s: (x["signed"]["version"] if (x := self.slots.manifest(s)) else None) for s in ("a", "b")}
+        health = None
+        if rec is not None and rec.state in (State.COMMITTED, State.ROLLED_BACK) and State.HEALTH in rec.history:
+            health = "ok" if rec.state == State.COMMITTED else "failed"
         return {"active_slot": active, "active_version": m["signed"]["version"] if m else None,
-                "active_sha256": m["signed"]["sha256"] if m else None,
+                "active_sha256": m["signed"]["sha256"] if m else None, "slots": slots, "health": health,
                 "update_state": rec.state.value if rec else "idle", "error": rec.error if rec else None}
 
 

@@ -381,10 +381,10 @@ def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str 
 def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: int | None,
                         device_class: str | None) -> None:
     """Issue a one-time, expiring enrollment token (printed once, stored hashed)."""
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
     cfg = _server_config(config_path, data_dir=data_dir)
-    store = SqliteServerStore(cfg.data_dir)
+    store = ServerStore(cfg.data_dir)
     click.echo(store.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class))
 
 
@@ -395,9 +395,9 @@ def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: 
 @_friendly
 def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """List enrolled devices."""
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
     for d in store.devices():
         row = {"id": d.id, "class": d.device_class, "online": d.online, "last_seen": d.last_seen,
                "messages": store.message_count(d.id)}
@@ -412,9 +412,9 @@ def server_devices(config_path: Path | None, data_dir: Path | None, as_json: boo
 @_friendly
 def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int) -> None:
     """Show the latest applied device messages (decrypted for the operator), as JSON lines."""
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
     for m in store.messages(device_id, limit):
         click.echo(json.dumps(m))
 
@@ -431,9 +431,9 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
                 name: str, args_json: str) -> None:
     """Queue a command to a device through the server outbox (a running server delivers it)."""
     from server.errors import UnknownDeviceError
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
     if store.device(device_id) is None:
         raise UnknownDeviceError(f"unknown device {device_id}")
     try:
@@ -457,9 +457,9 @@ def server_escalations() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def server_escalations_list(config_path: Path | None, data_dir: Path | None, show_all: bool, as_json: bool) -> None:
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
     for e in store.escalations(status=None if show_all else "open"):
         if as_json:
             click.echo(json.dumps(e))
@@ -477,9 +477,9 @@ def server_escalations_list(config_path: Path | None, data_dir: Path | None, sho
 def server_escalations_answer(config_path: Path | None, data_dir: Path | None, expert: str, escalation_id: str,
                               answer: str) -> None:
     """Answer an escalation; the answer travels to the device through the durable outbox."""
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
     device = store.answer_escalation(escalation_id, answer, expert=expert)
     click.echo(f"answer queued for {device}")
 
@@ -524,9 +524,9 @@ def server_release() -> None:
 def server_release_add(config_path: Path | None, data_dir: Path | None, manifest: Path, model: Path,
                        deltas: tuple[Path, ...]) -> None:
     """Register a signed release; devices of its classes are offered it when they next report."""
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    store = SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
     doc = json.loads(manifest.read_text())
     store.releases.add(doc, model, list(deltas))
     click.echo(f"{doc['signed']['name']} v{doc['signed']['version']} registered with {len(deltas)} delta(s)")
@@ -538,9 +538,9 @@ def server_release_add(config_path: Path | None, data_dir: Path | None, manifest
 @_friendly
 def server_release_offers(config_path: Path | None, data_dir: Path | None) -> None:
     """Offers made to devices and their state (JSON lines)."""
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    for o in SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir).releases.offers():
+    for o in ServerStore(_server_config(config_path, data_dir=data_dir).data_dir).releases.offers():
         click.echo(json.dumps(o))
 
 
@@ -615,9 +615,9 @@ def plan_dispatch_cmd(path: Path, time_limit: float, as_json: bool) -> None:
 
 def _live(config_path: Path | None, data_dir: Path | None) -> Any:
     from server.planner.live import LivePlanner
-    from server.store import SqliteServerStore
+    from server.store import ServerStore
 
-    return LivePlanner(SqliteServerStore(_server_config(config_path, data_dir=data_dir).data_dir))
+    return LivePlanner(ServerStore(_server_config(config_path, data_dir=data_dir).data_dir))
 
 
 @plan.command("tech")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 import uvicorn
 
@@ -13,7 +15,7 @@ from server.broker import BrokerConfig, ManagedBroker
 from server.config import ServerConfig
 from server.errors import ServerError
 from server.ingest import Ingest
-from server.store import SqliteServerStore
+from server.store import ServerStore
 from server.workers import TaskWorker, default_handlers
 from shared.mqtt import BrokerAddress
 
@@ -56,9 +58,9 @@ def make_broker(config: ServerConfig) -> ManagedBroker | ExternalBroker:
 
 
 class Server:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.store = SqliteServerStore(config.data_dir)
+        self.store = ServerStore(config.data_dir, database_url=config.database_url, clock=clock)
         self.broker = make_broker(config)
         self.ingest: Ingest | None = None
         self.workers: list[TaskWorker] = []

@@ -14,6 +14,8 @@ class ServerConfig(TomlSettings):
     model_config = SettingsConfigDict(env_prefix="LINECREW_SERVER_", extra="forbid")
 
     data_dir: Path = Field(Path(".linecrew/server"), description="state, keys, broker files")
+    database_url: str | None = Field(
+        None, description="postgresql://user:pass@host/db to share state between server processes; default SQLite")
     http_host: str = Field("127.0.0.1", description="admin/enrollment API address")
     http_port: int = Field(8700, ge=0, le=65535)
     mqtt_host: str = Field("127.0.0.1", description="plain listener, for the server's own connection")

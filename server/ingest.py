@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from server.store import SqliteServerStore
+from server.store import ServerStore
 from server.updates import ChunkServer
 from server.workers import task_message
 from shared.engine import Pacer, Receiver, SenderLimits, SyncSender
@@ -52,7 +52,7 @@ class IngestStats:
 
 
 class Ingest:
-    def __init__(self, store: SqliteServerStore, address: BrokerAddress, *, client_id: str = "linecrew-server",
+    def __init__(self, store: ServerStore, address: BrokerAddress, *, client_id: str = "linecrew-server",
                  share_group: str | None = "linecrew-server", limits: SenderLimits | None = None) -> None:
         self.store = store
         self.stats = IngestStats()
@@ -67,12 +67,17 @@ class Ingest:
         )
         self.sender = SyncSender(store.outbox, self._publish, Topics.s2d, limits)
         self.pacer = Pacer(self._pump, interval_s=0.2, name="server-sender")
-        self.chunks = ChunkServer(store.releases, self.link)
+        self.chunks = ChunkServer(store.releases, self.link, rollout_budget=store.rollouts.bandwidth)
         self._pruned_at = 0.0
+        self._rollouts_at = 0.0
+        self.rollout_tick_s = 1.0
         self.task_retry_s = 120.0
         self.task_max_attempts = 5
 
     def _pump(self) -> None:
+        if time.monotonic() - self._rollouts_at >= self.rollout_tick_s:
+            self._rollouts_at = time.monotonic()
+            self.store.rollouts.tick()
         self.sender.pump()
         self.dispatch_tasks()
         now = time.time()

@@ -12,15 +12,16 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from server import auth, rollouts, updates
 from server.errors import EnrollmentError, UnknownEscalationError
-from server.updates import MIGRATION as RELEASES_MIGRATION
+from server.rollouts import RolloutManager
 from server.updates import ReleaseRegistry
 from shared.crypto import FieldCipher
-from shared.db import Database, Migration, executescript
+from shared.db import Migration, executescript, open_database
 from shared.protocol import DeferredTask, Escalation, JobStatus, Message, Telemetry, UpdateReport, is_valid_device_id
 from shared.sync import Inbox, Outbox, sync_migration
 
@@ -132,7 +133,10 @@ MIGRATIONS = [
     sync_migration(2),
     Migration(3, "escalations and deferred tasks", lambda c: executescript(c, _SCHEMA_3)),
     Migration(4, "planner: technicians, jobs, plans", lambda c: executescript(c, _SCHEMA_4)),
-    RELEASES_MIGRATION,
+    updates.MIGRATION,
+    updates.MIGRATION_6,
+    auth.MIGRATION,
+    rollouts.MIGRATION,
 ]
 
 
@@ -146,40 +150,37 @@ class Device:
     online: bool
 
 
-class ServerStore(Protocol):
-    """What the server needs from its state store (SQLite now; PostgreSQL by URL later)."""
+class ServerStore:
+    """Server state in one database: a SQLite file in ``folder`` or PostgreSQL at ``database_url``.
 
-    outbox: Outbox
-    inbox: Inbox
+    Keys (the field key sealing sensitive columns) stay in ``folder`` either way; processes sharing a
+    PostgreSQL database must share that key file too.
+    """
 
-    def create_enroll_token(self, *, ttl_s: float, device_class: str | None) -> str: ...
-    def enroll(self, *, token: str, device_id: str, device_class: str, public_key: str) -> Device: ...
-    def device(self, device_id: str) -> Device | None: ...
-    def devices(self) -> list[Device]: ...
-    def set_presence(self, device_id: str, online: bool) -> None: ...
-    def apply_device_message(self, conn: sqlite3.Connection, device_id: str, msg: Message) -> None: ...
-    def messages(self, device_id: str | None = None, limit: int = 100) -> list[dict[str, object]]: ...
-
-
-class SqliteServerStore:
-    def __init__(self, folder: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, folder: Path, *, database_url: str | None = None, synchronous: str = "FULL",
+                 clock: Callable[[], float] = time.time) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.db = Database(folder / "server.db", synchronous=synchronous)
+        self.db = open_database(database_url or folder / "server.db", synchronous=synchronous)
         self.db.migrate(MIGRATIONS)
         self.cipher = FieldCipher.from_key_file(folder / "field.key")
         self.outbox = Outbox(self.db, sender_id="server", cipher=self.cipher)
         self.inbox = Inbox(self.db)
         self.releases = ReleaseRegistry(self.db, self.outbox)
+        self.rollouts = RolloutManager(self.db, self.outbox, self.releases, clock=clock)
+        self.tokens = auth.Tokens(self.db)
+        self.clock = clock
         self._known: set[str] = set()
 
     # ------------------------------------------------------------------ enrollment
-    def create_enroll_token(self, *, ttl_s: float = 3600, device_class: str | None = None) -> str:
+    def create_enroll_token(self, *, ttl_s: float = 3600, device_class: str | None = None,
+                            tags: list[str] | None = None) -> str:
+        """A one-time token; the device it enrolls gets ``tags`` (rollouts select devices by them)."""
         token = secrets.token_urlsafe(32)
         now = time.time()
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO enroll_tokens (token_hash, device_class, created, expires) VALUES (?,?,?,?)",
-                (_hash(token), device_class, now, now + ttl_s),
+                "INSERT INTO enroll_tokens (token_hash, device_class, created, expires, tags) VALUES (?,?,?,?,?)",
+                (_hash(token), device_class, now, now + ttl_s, json.dumps(sorted(set(tags or [])))),
             )
         return token
 
@@ -190,12 +191,12 @@ class SqliteServerStore:
         now = time.time()
         with self.db.transaction() as conn:
             row = conn.execute(
-                "SELECT device_class, expires, used_at FROM enroll_tokens WHERE token_hash=?",
+                "SELECT device_class, expires, used_at, tags FROM enroll_tokens WHERE token_hash=?",
                 (_hash(token),),
             ).fetchone()
             if row is None:
                 raise EnrollmentError("unknown enrollment token")
-            token_class, expires, used_at = row
+            token_class, expires, used_at, tags = row
             if used_at is not None:
                 raise EnrollmentError("enrollment token already used")
             if now >= expires:
@@ -208,8 +209,8 @@ class SqliteServerStore:
                 "UPDATE enroll_tokens SET used_at=?, used_by=? WHERE token_hash=?", (now, device_id, _hash(token))
             )
             conn.execute(
-                "INSERT INTO devices (id, device_class, public_key, enrolled_at) VALUES (?,?,?,?)",
-                (device_id, device_class, public_key, now),
+                "INSERT INTO devices (id, device_class, public_key, enrolled_at, tags) VALUES (?,?,?,?,?)",
+                (device_id, device_class, public_key, now, tags),
             )
         self._known.add(device_id)
         return Device(device_id, device_class, public_key, now, None, False)
@@ -242,6 +243,28 @@ class SqliteServerStore:
                 "UPDATE devices SET online=?, last_seen=? WHERE id=?", (int(online), time.time(), device_id)
             )
 
+    def set_tags(self, device_id: str, tags: list[str]) -> None:
+        with self.db.transaction() as conn:
+            if not conn.execute("UPDATE devices SET tags=? WHERE id=?",
+                                (json.dumps(sorted(set(tags))), device_id)).rowcount:
+                raise EnrollmentError(f"no device {device_id}")
+
+    def fleet(self) -> list[dict[str, object]]:
+        """The device registry as operators see it: class, tags, versions per slot, health, link, backlog."""
+        rows = self.db.query(
+            "SELECT d.id, d.device_class, d.tags, d.online, d.last_seen, d.link_quality, d.telemetry,"
+            " m.version, m.sha256, m.state AS update_state, m.slots, m.health FROM devices d"
+            " LEFT JOIN device_models m ON m.device_id = d.id ORDER BY d.id")
+        depth = {str(r["peer"]): int(r["n"]) for r in self.db.query(  # type: ignore[call-overload]
+            "SELECT peer, COUNT(*) AS n FROM outbox GROUP BY peer")}
+        for r in rows:
+            r["tags"] = json.loads(str(r["tags"]))
+            r["slots"] = json.loads(str(r["slots"])) if r["slots"] else {}
+            r["telemetry"] = json.loads(str(r["telemetry"]))
+            r["online"] = bool(r["online"])
+            r["server_outbox"] = depth.get(str(r["id"]), 0)
+        return rows
+
     # ------------------------------------------------------------------ messages
     def apply_device_message(self, conn: sqlite3.Connection, device_id: str, msg: Message) -> None:
         """The effect of one device message; runs inside the inbox transaction."""
@@ -257,26 +280,27 @@ class SqliteServerStore:
         )
         if isinstance(msg.payload, Telemetry):
             conn.execute(
-                "UPDATE devices SET telemetry=?, last_seen=? WHERE id=?",
-                (json.dumps(msg.payload.metrics), now, device_id),
+                "UPDATE devices SET telemetry=?, last_seen=?, link_quality=COALESCE(?, link_quality) WHERE id=?",
+                (json.dumps(msg.payload.metrics), now, msg.payload.metrics.get("link_quality"), device_id),
             )
         elif isinstance(msg.payload, Escalation):
             p = msg.payload
             conn.execute(
-                "INSERT OR IGNORE INTO escalations (id, device_id, intent, reason, job_id, question_sealed,"
-                " context_sealed, created) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO escalations (id, device_id, intent, reason, job_id, question_sealed,"
+                " context_sealed, created) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (p.escalation_id, device_id, p.intent, p.reason, p.job_id, self._seal(p.question, p.escalation_id),
                  self._seal(json.dumps(p.context), p.escalation_id + ":ctx"), now),
             )
         elif isinstance(msg.payload, UpdateReport):
-            row = conn.execute("SELECT device_class FROM devices WHERE id=?", (device_id,)).fetchone()
-            self.releases.on_report(conn, device_id, row[0] if row else "", msg.payload)
+            self.releases.on_report(conn, device_id, msg.payload, now)
+            self.rollouts.on_report(conn, device_id, msg.payload, self.clock())
         elif isinstance(msg.payload, JobStatus):
             self._apply_job_status(conn, device_id, msg.payload, now)
         elif isinstance(msg.payload, DeferredTask):
             p2 = msg.payload
             conn.execute(
-                "INSERT OR IGNORE INTO tasks (id, device_id, kind, job_id, args, created) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO tasks (id, device_id, kind, job_id, args, created) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (p2.task_id, device_id, p2.kind, p2.job_id, json.dumps(p2.args), now),
             )
 

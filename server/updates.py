@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,15 @@ CREATE TABLE device_models (
 """
 
 MIGRATION = Migration(5, "releases, payloads, offers", lambda c: executescript(c, SCHEMA))
+MIGRATION_6 = Migration(6, "offers by rollout; slots and health per device", lambda c: executescript(c, """
+ALTER TABLE offers ADD COLUMN rollout_id TEXT;
+CREATE INDEX offers_by_rollout ON offers (rollout_id);
+ALTER TABLE device_models ADD COLUMN slots TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE device_models ADD COLUMN health TEXT;
+ALTER TABLE devices ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE devices ADD COLUMN link_quality REAL;
+ALTER TABLE enroll_tokens ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+"""))
 
 
 @dataclass(frozen=True)
@@ -95,17 +104,28 @@ class ReleaseRegistry:
             header, _ = read_header(d)
             rows.append(("delta", header["old_sha256"], d, d.stat().st_size, sha256_file(d)))
         with self.db.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO releases VALUES (?,?,?,?)",
+            conn.execute("INSERT INTO releases (name, version, manifest, device_classes) VALUES (?,?,?,?)"
+                         " ON CONFLICT (name, version) DO UPDATE SET manifest=excluded.manifest,"
+                         " device_classes=excluded.device_classes",
                          (s["name"], s["version"], json.dumps(manifest), json.dumps(s["device_classes"])))
+            conn.execute("DELETE FROM release_payloads WHERE name=? AND version=?", (s["name"], s["version"]))
             for kind, base, path, length, sha in rows:
                 conn.execute("INSERT INTO release_payloads (name, version, kind, base_sha256, path, length, sha256)"
                              " VALUES (?,?,?,?,?,?,?)", (s["name"], s["version"], kind, base, str(path), length, sha))
 
-    def latest(self, device_class: str) -> tuple[dict[str, Any], int] | None:
-        for r in self.db.query("SELECT manifest, device_classes, version FROM releases ORDER BY version DESC"):
-            if device_class in json.loads(str(r["device_classes"])):
-                return json.loads(str(r["manifest"])), int(r["version"])  # type: ignore[call-overload]
-        return None
+    def release(self, name: str, version: int) -> dict[str, Any] | None:
+        rows = self.db.query("SELECT manifest FROM releases WHERE name=? AND version=?", (name, version))
+        return json.loads(str(rows[0]["manifest"])) if rows else None
+
+    def all(self) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT name, version, device_classes, manifest FROM releases ORDER BY name, version")
+        out = []
+        for r in rows:
+            s = json.loads(str(r["manifest"]))["signed"]
+            out.append({"name": r["name"], "version": r["version"],
+                        "device_classes": json.loads(str(r["device_classes"])),
+                        "length": s["length"], "sha256": s["sha256"], "deltas": len(s.get("deltas", []))})
+        return out
 
     def choose(self, name: str, version: int, installed_sha256: str | None) -> Payload:
         """The smallest payload that applies to what the device has: a matching delta, or the full file."""
@@ -116,44 +136,49 @@ class ReleaseRegistry:
         return Payload(int(best["id"]), str(best["kind"]), Path(str(best["path"])), int(best["length"]),  # type: ignore[call-overload]
                        str(best["sha256"]))
 
-    def on_report(self, conn: Any, device_id: str, device_class: str, r: UpdateReport) -> None:
-        """Inside the inbox transaction: record the report and, when useful, queue the next offer."""
-        now = time.time()
-        conn.execute("INSERT OR REPLACE INTO device_models VALUES (?,?,?,?,?)",
-                     (device_id, r.version, r.sha256, r.state, now))
+    def on_report(self, conn: Any, device_id: str, r: UpdateReport, now: float) -> None:
+        """Inside the inbox transaction: record what the device runs and how its offer is going.
+
+        Offers are made only by a rollout (``server.rollouts``): registering a release ships nothing.
+        """
+        conn.execute("INSERT INTO device_models (device_id, version, sha256, state, updated, slots, health)"
+                     " VALUES (?,?,?,?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET version=excluded.version,"
+                     " sha256=excluded.sha256, state=excluded.state, updated=excluded.updated,"
+                     " slots=excluded.slots, health=excluded.health",
+                     (device_id, r.version, r.sha256, r.state, now, json.dumps(r.slots), r.health))
         if r.offer_id:
-            conn.execute("UPDATE offers SET state=?, progress=?, error=? WHERE id=?",
-                         (r.state, r.progress, r.error, r.offer_id))
-        if r.state not in ("idle", "committed", "rolled_back"):
-            return
-        latest = self.latest(device_class)
-        if latest is None or (r.version or 0) >= latest[1]:
-            return
-        if r.state == "rolled_back" and r.offer_id:
-            return  # a release that failed here is not offered again automatically
-        pending = conn.execute("SELECT 1 FROM offers o JOIN release_payloads p ON p.id = o.payload_id WHERE"
-                               " o.device_id=? AND p.version=? AND o.state NOT IN ('rolled_back', 'failed')",
-                               (device_id, latest[1])).fetchone()
-        if pending:
-            return
-        manifest, version = latest
-        payload = self.choose(manifest["signed"]["name"], version, r.sha256)
+            conn.execute("UPDATE offers SET state=?, progress=?, error=? WHERE id=? AND device_id=?",
+                         (r.state, r.progress, r.error, r.offer_id, device_id))
+
+    def offer(self, conn: Any, device_id: str, manifest: dict[str, Any], *, installed_sha256: str | None,
+              rollout_id: str | None, now: float) -> tuple[str, Payload]:
+        """Queue an offer of ``manifest``'s release to one device, inside the caller's transaction."""
+        s = manifest["signed"]
+        payload = self.choose(s["name"], s["version"], installed_sha256)
         offer_id = new_id()
-        conn.execute("INSERT INTO offers (id, device_id, payload_id, created, state) VALUES (?,?,?,?,?)",
-                     (offer_id, device_id, payload.id, now, "offered"))
+        conn.execute("INSERT INTO offers (id, device_id, payload_id, created, state, rollout_id)"
+                     " VALUES (?,?,?,?,?,?)", (offer_id, device_id, payload.id, now, "offered", rollout_id))
         chunks = -(-payload.length // CHUNK_BYTES)
         self.outbox.put("update_offer", {"offer_id": offer_id, "manifest": manifest, "kind": payload.kind,
                                          "length": payload.length, "sha256": payload.sha256,
                                          "chunk_size": CHUNK_BYTES, "chunks": chunks},
                         peer=device_id, stream="updates", priority=4, device_id=device_id)
+        return offer_id, payload
 
-    def payload_for_offer(self, offer_id: str, device_id: str) -> Payload | None:
-        rows = self.db.query("SELECT p.id, p.kind, p.path, p.length, p.sha256 FROM offers o JOIN release_payloads p"
-                             " ON p.id = o.payload_id WHERE o.id=? AND o.device_id=?", (offer_id, device_id))
+    def payload_for_offer(self, offer_id: str, device_id: str) -> tuple[Payload, str | None] | None:
+        """The payload of one of this device's offers, and the rollout it belongs to."""
+        rows = self.db.query("SELECT p.id, p.kind, p.path, p.length, p.sha256, o.rollout_id FROM offers o"
+                             " JOIN release_payloads p ON p.id = o.payload_id WHERE o.id=? AND o.device_id=?",
+                             (offer_id, device_id))
         if not rows:
             return None
         r = rows[0]
-        return Payload(int(r["id"]), str(r["kind"]), Path(str(r["path"])), int(r["length"]), str(r["sha256"]))  # type: ignore[call-overload]
+        return (Payload(int(r["id"]), str(r["kind"]), Path(str(r["path"])), int(r["length"]), str(r["sha256"])),  # type: ignore[call-overload]
+                None if r["rollout_id"] is None else str(r["rollout_id"]))
+
+    def add_bytes_sent(self, offer_id: str, n: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE offers SET bytes_sent = bytes_sent + ? WHERE id=?", (n, offer_id))
 
     def offers(self) -> list[dict[str, object]]:
         return self.db.query("SELECT * FROM offers ORDER BY created")
@@ -178,12 +203,14 @@ class TokenBucket:
 
 
 class ChunkServer:
-    """Serves chunk requests on its own thread, per-device rate limited."""
+    """Serves chunk requests on its own thread, within a per-device rate and each rollout's bandwidth budget."""
 
-    def __init__(self, registry: ReleaseRegistry, link: MqttLink, *, rate_bytes_s: float = 2_000_000) -> None:
+    def __init__(self, registry: ReleaseRegistry, link: MqttLink, *, rate_bytes_s: float = 2_000_000,
+                 rollout_budget: Callable[[str], float | None] | None = None) -> None:
         self.registry = registry
         self.link = link
         self.rate = rate_bytes_s
+        self.rollout_budget = rollout_budget or (lambda _r: None)
         self.bytes_sent: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._queue: queue.Queue[tuple[str, ChunkRequest] | None] = queue.Queue()
@@ -199,21 +226,42 @@ class ChunkServer:
     def request(self, device_id: str, req: ChunkRequest) -> None:
         self._queue.put((device_id, req))
 
+    def _bucket(self, key: str, rate: float) -> TokenBucket:
+        b = self._buckets.get(key)
+        if b is None or b.rate != rate:
+            b = self._buckets[key] = TokenBucket(rate, max(CHUNK_BYTES * 4, rate / 10))
+        return b
+
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             device_id, req = item
-            payload = self.registry.payload_for_offer(req.offer_id, device_id)
-            if payload is None:
-                log.warning("device %s asked for chunks of unknown offer %s", device_id, req.offer_id)
-                continue
-            bucket = self._buckets.setdefault(device_id, TokenBucket(self.rate, CHUNK_BYTES * 4))
-            with open(payload.path, "rb") as f:
-                for idx in req.indexes:
-                    if idx < 0 or idx * CHUNK_BYTES >= payload.length:
-                        continue
-                    f.seek(idx * CHUNK_BYTES)
-                    data = f.read(CHUNK_BYTES)
-                    time.sleep(bucket.wait_time(len(data), time.monotonic()))
-                    self.link.publish(Topics.xfer_data(device_id), data, user={
-                        "offer": req.offer_id, "index": str(idx), "sha256": hashlib.sha256(data).hexdigest()})
-                    self.bytes_sent[device_id] = self.bytes_sent.get(device_id, 0) + len(data)
+            try:
+                self._serve(device_id, req)
+            except Exception:  # one bad request (a payload file gone) must not stop every transfer
+                log.exception("serving chunks of offer %s to %s failed", req.offer_id, device_id)
+
+    def _serve(self, device_id: str, req: ChunkRequest) -> None:
+        found = self.registry.payload_for_offer(req.offer_id, device_id)
+        if found is None:
+            log.warning("device %s asked for chunks of unknown offer %s", device_id, req.offer_id)
+            return
+        payload, rollout_id = found
+        buckets = [self._bucket("device:" + device_id, self.rate)]
+        budget = self.rollout_budget(rollout_id) if rollout_id else None
+        if budget:
+            buckets.append(self._bucket("rollout:" + str(rollout_id), budget))
+        sent = 0
+        with open(payload.path, "rb") as f:
+            for idx in req.indexes:
+                if idx < 0 or idx * CHUNK_BYTES >= payload.length:
+                    continue
+                f.seek(idx * CHUNK_BYTES)
+                data = f.read(CHUNK_BYTES)
+                now = time.monotonic()
+                time.sleep(max(b.wait_time(len(data), now) for b in buckets))
+                self.link.publish(Topics.xfer_data(device_id), data, user={
+                    "offer": req.offer_id, "index": str(idx), "sha256": hashlib.sha256(data).hexdigest()})
+                sent += len(data)
+        self.bytes_sent[device_id] = self.bytes_sent.get(device_id, 0) + sent
+        if sent:
+            self.registry.add_bytes_sent(req.offer_id, sent)

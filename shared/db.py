@@ -8,6 +8,8 @@ Migrations are plain functions, each applied in its own transaction together wit
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 import threading
 import time
@@ -121,6 +123,155 @@ class Database:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+class PostgresDatabase(Database):
+    """The same interface over PostgreSQL (psycopg 3), for server state shared by several processes.
+
+    Statements are written once in the SQL that SQLite and PostgreSQL share (``ON CONFLICT`` upserts,
+    ``RETURNING``); ``?`` placeholders and SQLite column types are translated here. Every write
+    transaction takes one advisory lock, so writers serialize across processes exactly as they do on
+    SQLite and the read-modify-write code above needs no second design.
+    """
+
+    LOCK_KEY = 0x4C43  # "LC"
+
+    def __init__(self, url: str) -> None:  # no sqlite connection here: not calling super()
+        try:
+            import psycopg
+        except ImportError as e:  # pragma: no cover - declared dependency
+            raise StorageError("PostgreSQL support needs psycopg: pip install 'psycopg[binary]'") from e
+        self._psycopg = psycopg
+        self.path = Path("postgresql")
+        self.url = url
+        try:
+            raw = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as e:
+            raise StorageError(f"cannot connect to PostgreSQL: {_redact(url)}: {e}") from e
+        self.pg = _PgConnection(raw)
+        self.conn = self.pg  # type: ignore[assignment]
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            try:
+                self.conn.execute("BEGIN")
+                self.conn.execute(f"SELECT pg_advisory_xact_lock({self.LOCK_KEY})")
+            except self._psycopg.Error as e:
+                self._rollback()
+                raise StorageError(f"cannot begin transaction: {e}") from e
+            try:
+                yield self.conn
+            except self._psycopg.Error as e:
+                self._rollback()
+                raise StorageError(f"database error: {e}") from e
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except self._psycopg.Error as e:
+                self._rollback()
+                raise StorageError(f"commit failed: {e}") from e
+
+    def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict[str, object]]:
+        from psycopg.rows import dict_row
+
+        with self.lock:
+            try:
+                cur = self.pg.raw.cursor(row_factory=dict_row)
+                cur.execute(_to_pg(sql), params)
+                return list(cur.fetchall())
+            except self._psycopg.Error as e:
+                if not self.conn.in_transaction:
+                    raise StorageError(f"query failed: {e}") from e
+                raise
+
+    def scalar(self, sql: str, params: Sequence[object] = ()) -> Any:
+        with self.lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def migrate(self, migrations: Sequence[Migration]) -> int:
+        with self.lock:
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            with self.transaction():  # the lock makes concurrent starters wait, then see the new version
+                current = self.version()
+                for m in sorted(migrations, key=lambda m: m.version):
+                    if m.version <= current:
+                        continue
+                    try:
+                        self.conn.execute("SAVEPOINT migration")
+                        m.apply(self.conn)
+                        self.conn.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                                          (m.version, m.name, time.time()))
+                        self.conn.execute("RELEASE migration")
+                    except self._psycopg.Error as e:
+                        raise MigrationError(f"migration {m.version} ({m.name}) failed: {e}") from e
+                    current = m.version
+            return current
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self.lock:
+            self.pg.raw.close()
+
+
+class _PgConnection:
+    """Enough of ``sqlite3.Connection`` for our code: execute/executemany with ``?`` placeholders."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self.raw.execute(_to_pg(sql), params or None)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> Any:
+        cur = self.raw.cursor()
+        cur.executemany(_to_pg(sql), rows)
+        return cur
+
+
+_PG_TYPES = [(re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"),
+              "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+             (re.compile(r"\bINTEGER\b"), "BIGINT"), (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+             (re.compile(r"\bBLOB\b"), "BYTEA")]
+
+
+@functools.lru_cache(maxsize=1024)
+def _to_pg(sql: str) -> str:
+    """SQLite spelling → PostgreSQL: types in DDL, ``?`` placeholders (``%`` escaped)."""
+    if re.match(r"\s*(CREATE|ALTER) TABLE", sql, re.I):
+        for pattern, repl in _PG_TYPES:
+            sql = pattern.sub(repl, sql)
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def open_database(target: Path | str, *, synchronous: str = "FULL") -> Database:
+    """A SQLite file for a path, PostgreSQL for a ``postgresql://`` URL."""
+    if str(target).startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(str(target))
+    return Database(target, synchronous=synchronous)
 
 
 def executescript(conn: sqlite3.Connection, script: str) -> None:

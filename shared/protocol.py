@@ -282,6 +282,8 @@ class UpdateReport(Payload):
     sha256: str | None = None
     progress: float = Field(default=0.0, ge=0, le=1)
     error: str | None = Field(default=None, max_length=1000)
+    slots: dict[str, int | None] = Field(default_factory=dict, max_length=4, description="version per A/B slot")
+    health: str | None = Field(default=None, max_length=32, description="last health check: ok / failed")
 
 
 class ChunkRequest(Payload):

@@ -236,8 +236,8 @@ class Outbox:
             tomb = self._seal(tomb, vid)
             conn.execute("UPDATE outbox SET type='skip', body=?, size=? WHERE id=?", (tomb, len(tomb), vid))
             conn.execute(
-                "INSERT OR REPLACE INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
-                " VALUES (?,?,?,?,?,?,?,NULL)",
+                "INSERT INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
+                " VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT (id) DO UPDATE SET reason=excluded.reason, at=excluded.at",
                 (vid, vpeer, vstream, vseq, vtype, "evicted: outbox full", now),
             )
             delta = vsize - len(tomb)
@@ -278,8 +278,9 @@ class Outbox:
         with self.db.transaction() as conn:
             for r in rejected:
                 conn.execute(
-                    "INSERT OR REPLACE INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
-                    " SELECT id, peer, stream, seq, type, ?, ?, body FROM outbox WHERE id=? AND peer=?",
+                    "INSERT INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
+                    " SELECT id, peer, stream, seq, type, ?, ?, body FROM outbox WHERE id=? AND peer=?"
+                    " ON CONFLICT (id) DO UPDATE SET reason=excluded.reason, at=excluded.at, body=excluded.body",
                     (f"rejected by peer: {r.reason}", now, r.id, peer),
                 )
             all_ids = ids + [r.id for r in rejected]
@@ -412,8 +413,8 @@ class Inbox:
             return
         outcome = self._apply(conn, peer, msg, apply, now)
         conn.execute(
-            "INSERT OR IGNORE INTO inbox_applied (id, peer, stream, seq, type, outcome, applied_at)"
-            " VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO inbox_applied (id, peer, stream, seq, type, outcome, applied_at)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (env.id, peer, env.stream, env.seq, env.type, outcome[0].value, now),
         )
         expected[key] = nxt + 1

@@ -46,3 +46,15 @@ def enroll_device(srv: object, folder: Path, device_id: str, device_class: str =
     enroll(folder=folder, server_url=f"http://127.0.0.1:{srv.config.http_port}",  # type: ignore[attr-defined]
            token=token, device_id=device_id, device_class=device_class)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """One throwaway local PostgreSQL cluster for the session; each test creates its own database."""
+    from tests.helpers.postgres import LocalPostgres
+
+    pg = LocalPostgres().start()
+    try:
+        yield pg
+    finally:
+        pg.stop()

@@ -14,11 +14,11 @@ from dataclasses import asdict
 from typing import Any
 
 from server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
-from server.store import SqliteServerStore
+from server.store import ServerStore
 
 
 class LivePlanner:
-    def __init__(self, store: SqliteServerStore) -> None:
+    def __init__(self, store: ServerStore) -> None:
         self.store = store
         self.db = store.db
 
@@ -26,8 +26,10 @@ class LivePlanner:
     def add_technician(self, t: Technician) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO technicians (id, device_id, skills, depot_x, depot_y, shift_start, shift_end,"
-                " available) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO technicians (id, device_id, skills, depot_x, depot_y, shift_start, shift_end,"
+                " available) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET device_id=excluded.device_id,"
+                " skills=excluded.skills, depot_x=excluded.depot_x, depot_y=excluded.depot_y,"
+                " shift_start=excluded.shift_start, shift_end=excluded.shift_end, available=excluded.available",
                 (t.id, t.device_id, json.dumps(sorted(t.skills)), t.depot[0], t.depot[1], t.shift[0], t.shift[1],
                  int(t.available)),
             )
@@ -39,8 +41,12 @@ class LivePlanner:
     def add_job(self, j: Job) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO jobs (id, title, x, y, duration, window_start, window_end, skills, priority,"
-                " status, pinned_to, in_progress_by, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs (id, title, x, y, duration, window_start, window_end, skills, priority,"
+                " status, pinned_to, in_progress_by, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET title=excluded.title, x=excluded.x, y=excluded.y,"
+                " duration=excluded.duration, window_start=excluded.window_start, window_end=excluded.window_end,"
+                " skills=excluded.skills, priority=excluded.priority, status=excluded.status,"
+                " pinned_to=excluded.pinned_to, in_progress_by=excluded.in_progress_by, updated=excluded.updated",
                 (j.id, j.title, j.location[0], j.location[1], j.duration, j.window[0], j.window[1],
                  json.dumps(sorted(j.skills)), j.priority, "in_progress" if j.in_progress_by else "open",
                  j.pinned_to, j.in_progress_by, time.time()),
@@ -82,9 +88,10 @@ class LivePlanner:
                 "travel": plan.travel, "runtime_s": plan.runtime_s, "changed": plan.changed}
         by_job = {j.id: j for j in jobs}
         with self.db.transaction() as conn:
-            cur = conn.execute("INSERT INTO plans (created, runtime_s, travel, changed, body) VALUES (?,?,?,?,?)",
-                               (time.time(), plan.runtime_s, plan.travel, plan.changed, json.dumps(body)))
-            version = int(cur.lastrowid or 0)
+            row = conn.execute("INSERT INTO plans (created, runtime_s, travel, changed, body) VALUES (?,?,?,?,?)"
+                               " RETURNING version",
+                               (time.time(), plan.runtime_s, plan.travel, plan.changed, json.dumps(body))).fetchone()
+            version = int(row[0])
             if push:
                 for t in techs:
                     if t.device_id and t.available:

@@ -6,15 +6,15 @@ from pathlib import Path
 import pytest
 
 from server.errors import EnrollmentError
-from server.store import SqliteServerStore
+from server.store import ServerStore
 
 
-def _enroll(store: SqliteServerStore, token: str, device_id: str = "dev-1", cls: str = "x86-dev") -> None:
+def _enroll(store: ServerStore, token: str, device_id: str = "dev-1", cls: str = "x86-dev") -> None:
     store.enroll(token=token, device_id=device_id, device_class=cls, public_key="k" * 44)
 
 
 def test_token_is_single_use(tmp_path: Path) -> None:
-    store = SqliteServerStore(tmp_path)
+    store = ServerStore(tmp_path)
     tok = store.create_enroll_token(ttl_s=60)
     _enroll(store, tok)
     with pytest.raises(EnrollmentError, match="already used"):
@@ -22,7 +22,7 @@ def test_token_is_single_use(tmp_path: Path) -> None:
 
 
 def test_expired_unknown_and_wrong_class_tokens_are_refused(tmp_path: Path) -> None:
-    store = SqliteServerStore(tmp_path)
+    store = ServerStore(tmp_path)
     old = store.create_enroll_token(ttl_s=0.01)
     time.sleep(0.05)
     with pytest.raises(EnrollmentError, match="expired"):
@@ -36,7 +36,7 @@ def test_expired_unknown_and_wrong_class_tokens_are_refused(tmp_path: Path) -> N
 
 
 def test_bad_or_taken_device_ids_are_refused(tmp_path: Path) -> None:
-    store = SqliteServerStore(tmp_path)
+    store = ServerStore(tmp_path)
     _enroll(store, store.create_enroll_token(ttl_s=60), "dev-1")
     with pytest.raises(EnrollmentError, match="already enrolled"):
         _enroll(store, store.create_enroll_token(ttl_s=60), "dev-1")
@@ -46,6 +46,6 @@ def test_bad_or_taken_device_ids_are_refused(tmp_path: Path) -> None:
 
 
 def test_tokens_are_stored_hashed(tmp_path: Path) -> None:
-    store = SqliteServerStore(tmp_path)
+    store = ServerStore(tmp_path)
     tok = store.create_enroll_token(ttl_s=60)
     assert tok not in str(store.db.query("SELECT * FROM enroll_tokens"))

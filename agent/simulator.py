@@ -1,0 +1,438 @@
+"""A fleet of simulated devices: real MQTT clients speaking the real protocol to the real server.
+
+Each simulated device is enrolled like a real one (one-time token, Ed25519 proof, its own broker
+password), keeps the durable-message contract (stream sequences, resend until the server's ack,
+acknowledge every server message, ask for a resend on a gap), announces presence with a will,
+downloads offered payloads chunk by chunk with the per-chunk and whole-payload hashes checked,
+verifies the signed release against its pinned root, and then "installs": the health check passes
+or fails as the fleet's behaviour says. Nothing is written to disk per device, so thousands run in
+one process; the model bytes are checked, not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.errors import ProtocolError
+from shared.fsutil import atomic_write_text
+from shared.identity import enrollment_challenge, public_key_b64, sign_b64
+from shared.mqtt import BrokerAddress, MqttLink
+from shared.protocol import (
+    Ack,
+    ChunkRequest,
+    Command,
+    Presence,
+    Resend,
+    Topics,
+    UpdateOffer,
+    decode,
+    encode,
+    make_envelope,
+)
+from shared.release import ReleaseError, check_delta_base, load_trusted_root, verify_release
+
+log = logging.getLogger(__name__)
+
+RESEND_AFTER_S = 5.0
+CHUNK_WINDOW = 16
+
+
+@dataclass
+class SimIdentity:
+    device_id: str
+    device_class: str
+    tags: list[str]
+    broker_url: str
+    password: str
+    version: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How a simulated device misbehaves: its health check fails, or it never answers offers."""
+
+    fail: bool = False
+    silent: bool = False
+
+
+def choose_behaviours(ids: list[SimIdentity], *, fail_rate: float = 0.0, fail_class: str | None = None,
+                      silent_rate: float = 0.0, seed: int = 7) -> dict[str, Behaviour]:
+    """With ``fail_class`` only that class fails (all of it, or ``fail_rate`` of it); else ``fail_rate`` of all."""
+    rnd = random.Random(seed)
+    out = {}
+    for d in ids:
+        if fail_class is not None:
+            fail = d.device_class == fail_class and (not fail_rate or rnd.random() < fail_rate)
+        else:
+            fail = rnd.random() < fail_rate
+        out[d.device_id] = Behaviour(fail=fail, silent=rnd.random() < silent_rate)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ enrollment
+def enroll_fleet(server_url: str, make_token: Callable[[str, list[str]], str], *, count: int,
+                 classes: dict[str, float], tags: list[str], prefix: str = "sim",
+                 version: int | None = None, sha256: str | None = None) -> tuple[list[SimIdentity], str, str | None]:
+    """Enroll ``count`` devices, classes in the given proportions; returns them, the CA and the root."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    names = sorted(classes)
+    weights = [classes[c] for c in names]
+    rnd = random.Random(count)
+    out: list[SimIdentity] = []
+    ca, root = "", None
+    with httpx.Client(base_url=server_url.rstrip("/"), timeout=60) as http:
+        for i in range(count):
+            cls = names[i % len(names)] if len(names) == count else rnd.choices(names, weights)[0]
+            if i < len(names):
+                cls = names[i]  # every class present even in a tiny fleet
+            device_id = f"{prefix}-{cls}-{i:05d}"[:63]
+            token = make_token(cls, tags)
+            key = Ed25519PrivateKey.generate()
+            resp = http.post("/v1/enroll", json={
+                "token": token, "device_id": device_id, "device_class": cls, "public_key": public_key_b64(key),
+                "proof": sign_b64(key, enrollment_challenge(device_id, token))})
+            if resp.status_code != 200:
+                raise RuntimeError(f"enrolling {device_id} failed ({resp.status_code}): {resp.text}")
+            data = resp.json()
+            ca, root = data["ca_pem"], data.get("trust_root")
+            out.append(SimIdentity(device_id, cls, sorted(tags), data["broker_url"], data["password"], version, sha256))
+    return out, ca, root
+
+
+def save_fleet(path: Path, ids: list[SimIdentity], ca: str, root: str | None) -> None:
+    """Credentials of a simulated fleet (0600), so a later run brings the same devices back."""
+    atomic_write_text(path, json.dumps({"ca": ca, "root": root, "devices": [asdict(d) for d in ids]}), mode=0o600)
+
+
+def load_fleet(path: Path) -> tuple[list[SimIdentity], str, str | None]:
+    doc = json.loads(path.read_text())
+    return [SimIdentity(**d) for d in doc["devices"]], doc["ca"], doc["root"]
+
+
+# ------------------------------------------------------------------------------------------ one device
+@dataclass
+class _Download:
+    offer: UpdateOffer
+    pending: dict[int, bytes] = field(default_factory=dict)
+    next_idx: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+    asked: set[int] = field(default_factory=set)
+    asked_at: float = 0.0
+    last_chunk_at: float = 0.0
+
+
+class SimDevice:
+    def __init__(self, ident: SimIdentity, *, ca_file: str, root: dict[str, Any] | None,
+                 behaviour: Behaviour, stats: FleetStats) -> None:
+        self.ident = ident
+        self.id = ident.device_id
+        self.behaviour = behaviour
+        self.stats = stats
+        self.root = load_trusted_root(root, now=time.time()) if root else None
+        self.version, self.sha256 = ident.version, ident.sha256
+        self.slots: dict[str, int | None] = {"a": ident.version, "b": None}
+        self.active = "a"
+        self.previous: tuple[int | None, str | None] = (None, None)
+        self.health: str | None = None
+        self._lock = threading.RLock()
+        self._seq: dict[str, int] = {}
+        self._unacked: dict[str, tuple[float, bytes]] = {}
+        self._by_seq: dict[tuple[str, int], str] = {}
+        self._expected: dict[str, int] = {}
+        self._download: _Download | None = None
+        self._started = False
+        self.link = MqttLink(
+            client_id=self.id, address=BrokerAddress(ident.broker_url, self.id, ident.password, ca_file),
+            subscriptions=[Topics.s2d(self.id), Topics.d2s_ack(self.id), Topics.xfer_data(self.id)],
+            on_message=self._on_message, on_connect=self._on_connect,
+            will=(Topics.presence(self.id), self._presence(False)),
+            on_binary={Topics.xfer_data(self.id): self._on_chunk}, keepalive_s=20,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.link.start()
+
+    def go_offline(self) -> None:
+        """Leave (presence offline, as the will would say); ``start`` brings the device back."""
+        if self.link.connected.is_set():
+            self.link.publish(Topics.presence(self.id), self._presence(False), retain=True).wait_for_publish(5)
+        self.link.stop()
+        with self._lock:
+            self.link = MqttLink(
+                client_id=self.id, address=self.link.address, subscriptions=self.link.subscriptions,
+                on_message=self._on_message, on_connect=self._on_connect,
+                will=(Topics.presence(self.id), self._presence(False)),
+                on_binary={Topics.xfer_data(self.id): self._on_chunk}, keepalive_s=20,
+            )
+        self.stats.add("offline")
+
+    def _presence(self, online: bool) -> bytes:
+        return encode(make_envelope("presence", Presence(online=online, agent_version="sim"), device_id=self.id))
+
+    def _on_connect(self, session_present: bool) -> None:
+        self.link.publish(Topics.presence(self.id), self._presence(True), retain=True)
+        with self._lock:
+            first = not self._started
+            self._started = True
+            for _, body in list(self._unacked.values()):
+                self.link.publish(Topics.d2s(self.id), body)
+        if first:
+            self.report("idle")
+
+    # ------------------------------------------------------------------ durable device → server
+    def send(self, type_: str, payload: dict[str, Any], stream: str) -> None:
+        with self._lock:
+            seq = self._seq.get(stream, 0) + 1
+            self._seq[stream] = seq
+            env = make_envelope(type_, payload, device_id=self.id, stream=stream, seq=seq)
+            body = encode(env)
+            self._unacked[env.id] = (time.monotonic(), body)
+            self._by_seq[(stream, seq)] = env.id
+        self.link.publish(Topics.d2s(self.id), body)
+        self.stats.add("sent")
+
+    def report(self, state: str, *, offer_id: str | None = None, progress: float = 0.0,
+               error: str | None = None) -> None:
+        self.send("update_report", {"offer_id": offer_id, "state": state, "version": self.version,
+                                    "sha256": self.sha256, "progress": progress, "error": error,
+                                    "slots": dict(self.slots), "health": self.health}, "updates")
+
+    def _on_ack(self, ack: Ack) -> None:
+        with self._lock:
+            for i in ack.ids:
+                if self._unacked.pop(i, None) is not None:
+                    self.stats.add("acked")
+            for r in ack.rejected:
+                self._unacked.pop(r.id, None)
+                self.stats.add("rejected")
+            resend = [(s.stream, s.from_seq) for s in ack.resend]
+        for stream, from_seq in resend:
+            self._resend_stream(stream, from_seq)
+
+    def _resend_stream(self, stream: str, from_seq: int) -> None:
+        with self._lock:
+            bodies = [self._unacked[mid][1] for (s, q), mid in sorted(self._by_seq.items())
+                      if s == stream and q >= from_seq and mid in self._unacked]
+        for b in bodies:
+            self.link.publish(Topics.d2s(self.id), b)
+
+    def resend_stale(self, now: float) -> None:
+        with self._lock:
+            stale = [(mid, body) for mid, (at, body) in self._unacked.items() if now - at > RESEND_AFTER_S]
+            for mid, body in stale:
+                self._unacked[mid] = (now, body)
+        if self.link.connected.is_set():
+            for _, body in stale:
+                self.link.publish(Topics.d2s(self.id), body)
+
+    # ------------------------------------------------------------------ server → device
+    def _on_message(self, topic: str, raw: bytes) -> None:
+        try:
+            msg = decode(raw)
+        except ProtocolError as e:
+            log.warning("%s: bad message on %s: %s", self.id, topic, e)
+            return
+        if topic == Topics.d2s_ack(self.id):
+            if isinstance(msg.payload, Ack):
+                self._on_ack(msg.payload)
+            return
+        env = msg.envelope
+        stream, seq = env.stream or "default", env.seq or 0
+        with self._lock:
+            expected = self._expected.get(stream, 1)
+            if seq > expected:  # a gap: ask for the stream again from what we miss
+                ack = Ack(resend=[Resend(stream=stream, from_seq=expected)])
+                apply = False
+            else:
+                ack = Ack(ids=[env.id])
+                apply = seq == expected
+                if apply:
+                    self._expected[stream] = expected + 1
+        self.link.publish(Topics.s2d_ack(self.id), encode(make_envelope("ack", ack, device_id=self.id)))
+        if apply:
+            self._apply(msg.payload)
+
+    def _apply(self, p: object) -> None:
+        if isinstance(p, UpdateOffer):
+            self.stats.add("offers")
+            if self.behaviour.silent:
+                return
+            with self._lock:
+                self._download = _Download(p)
+            self.report("downloading", offer_id=p.offer_id)
+            self._ask(time.monotonic())
+        elif isinstance(p, Command) and p.name == "update_rollback":
+            self._rollback(p.args)
+
+    def _rollback(self, args: dict[str, Any]) -> None:
+        with self._lock:
+            d = self._download
+            if d is not None and d.offer.offer_id == args.get("offer_id"):
+                self._download = None
+            if self.version == args.get("version") and self.previous[0] is not None:
+                self.version, self.sha256 = self.previous
+                self.active = "b" if self.active == "a" else "a"
+        self.stats.add("rollbacks")
+        self.report("rolled_back", offer_id=str(args.get("offer_id")))
+
+    # ------------------------------------------------------------------ download
+    def _ask(self, now: float) -> None:
+        with self._lock:
+            d = self._download
+            if d is None or not self.link.connected.is_set():
+                return
+            want = [i for i in range(d.next_idx, d.offer.chunks)
+                    if i not in d.pending and i not in d.asked][:max(0, CHUNK_WINDOW - len(d.asked))]
+            d.asked.update(want)
+            d.asked_at = now
+        if want:
+            req = ChunkRequest(offer_id=d.offer.offer_id, indexes=want)
+            self.link.publish(Topics.xfer_request(self.id),
+                              encode(make_envelope("chunk_request", req, device_id=self.id)))
+
+    def _on_chunk(self, data: bytes, props: dict[str, str]) -> None:
+        with self._lock:
+            d = self._download
+            if d is None or props.get("offer") != d.offer.offer_id:
+                return
+            idx = int(props.get("index", -1))
+            if not 0 <= idx < d.offer.chunks or hashlib.sha256(data).hexdigest() != props.get("sha256"):
+                self.stats.add("bad_chunks")
+                return
+            self.stats.add("bytes", len(data))
+            d.last_chunk_at = time.monotonic()
+            d.asked.discard(idx)
+            if idx >= d.next_idx and idx not in d.pending:
+                d.pending[idx] = data
+            while d.next_idx in d.pending:
+                d.hasher.update(d.pending.pop(d.next_idx))
+                d.next_idx += 1
+            done = d.next_idx >= d.offer.chunks
+            more = not done and len(d.asked) <= CHUNK_WINDOW // 2
+        if done:
+            self._install(d)
+        elif more:
+            self._ask(time.monotonic())
+
+    def stalled(self, now: float) -> None:
+        d = self._download
+        if d is not None and now - max(d.asked_at, d.last_chunk_at) > RESEND_AFTER_S:
+            with self._lock:
+                d.asked.clear()
+            self._ask(now)
+
+    def _install(self, d: _Download) -> None:
+        offer = d.offer
+        with self._lock:
+            self._download = None
+        try:
+            if d.hasher.hexdigest() != offer.sha256:
+                raise ReleaseError("payload hash does not match the offer")
+            if self.root is not None:
+                rel = verify_release(offer.manifest, self.root, now=time.time(), installed_version=self.version or 0,
+                                     device_class=self.ident.device_class)
+                if offer.kind == "delta":
+                    delta = next((x for x in rel.deltas if x.sha256 == offer.sha256), None)
+                    if delta is None:
+                        raise ReleaseError("delta not listed in the signed release")
+                    check_delta_base(delta, self.sha256 or "")
+        except ReleaseError as e:
+            self.report("failed", offer_id=offer.offer_id, progress=1.0, error=str(e))
+            return
+        self.report("installing", offer_id=offer.offer_id, progress=1.0)
+        signed = offer.manifest["signed"]
+        if self.behaviour.fail:
+            self.health = "failed"
+            self.stats.add("health_failed")
+            self.report("rolled_back", offer_id=offer.offer_id, progress=1.0,
+                        error="health check failed: smoke prompt produced no text (simulated)")
+            return
+        with self._lock:
+            self.previous = (self.version, self.sha256)
+            self.active = "b" if self.active == "a" else "a"
+            self.slots[self.active] = int(signed["version"])
+            self.version, self.sha256, self.health = int(signed["version"]), str(signed["sha256"]), "ok"
+        self.stats.add("committed")
+        self.report("committed", offer_id=offer.offer_id, progress=1.0)
+
+
+# ------------------------------------------------------------------------------------------ the fleet
+class FleetStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def get(self, key: str) -> int:
+        return self.counts.get(key, 0)
+
+
+class Fleet:
+    """Many simulated devices and one housekeeping thread (resends, stalled downloads)."""
+
+    def __init__(self, ids: Iterable[SimIdentity], *, ca_file: str, root: str | None,
+                 behaviours: dict[str, Behaviour] | None = None) -> None:
+        self.stats = FleetStats()
+        root_doc = json.loads(root) if root else None
+        behaviours = behaviours or {}
+        self.devices = {i.device_id: SimDevice(i, ca_file=ca_file, root=root_doc,
+                                               behaviour=behaviours.get(i.device_id, Behaviour()), stats=self.stats)
+                        for i in ids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._housekeeping, name="fleet", daemon=True)
+
+    def start(self, *, only: Iterable[str] | None = None, connect_per_s: float = 400) -> None:
+        ids = list(only) if only is not None else list(self.devices)
+        for n, device_id in enumerate(ids):
+            self.devices[device_id].start()
+            if connect_per_s and n % 50 == 49:
+                time.sleep(50 / connect_per_s)
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def wait_connected(self, timeout: float, *, only: Iterable[str] | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        for device_id in (list(only) if only is not None else list(self.devices)):
+            if not self.devices[device_id].link.wait_connected(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        for d in self.devices.values():
+            d.link.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            for d in list(self.devices.values()):
+                d.resend_stale(now)
+                d.stalled(now)
+
+    def unacked(self) -> int:
+        return sum(len(d._unacked) for d in self.devices.values())
+
+    def versions(self) -> dict[int | None, int]:
+        out: dict[int | None, int] = {}
+        for d in self.devices.values():
+            out[d.version] = out.get(d.version, 0) + 1
+        return out
