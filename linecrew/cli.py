@@ -6,51 +6,16 @@ one-line message with exit status 1 (no traceback for expected failures).
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from shared.errors import LinecrewError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (LinecrewError, FileNotFoundError) as e:
-            raise click.ClickException(str(e)) from e
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.is_set():
-        stop.wait(1.0)
+from linecrew.clitools import _friendly, _logging, _wait_for_signal
+from linecrew.fleet_cli import fleet, rollout
 
 
 @click.group()
@@ -348,6 +313,12 @@ def _server_config(config_path: Path | None, **overrides: Any) -> Any:
     return ServerConfig.load(config_path, **overrides)
 
 
+def _open_store(cfg: Any) -> Any:
+    from server.store import ServerStore
+
+    return ServerStore(cfg.data_dir, database_url=cfg.database_url)
+
+
 @server.command("run")
 @config_option
 @server_dir_option
@@ -377,15 +348,54 @@ def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str 
 @server_dir_option
 @click.option("--ttl", "ttl_s", type=int, default=None, help="seconds the token stays valid")
 @click.option("--device-class", default=None, help="restrict the token to one device class")
+@click.option("--tag", "tags", multiple=True, help="tag the enrolled device carries (rollouts select by tags)")
 @_friendly
 def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: int | None,
-                        device_class: str | None) -> None:
+                        device_class: str | None, tags: tuple[str, ...]) -> None:
     """Issue a one-time, expiring enrollment token (printed once, stored hashed)."""
-    from server.store import ServerStore
-
     cfg = _server_config(config_path, data_dir=data_dir)
-    store = ServerStore(cfg.data_dir)
-    click.echo(store.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class))
+    store = _open_store(cfg)
+    click.echo(store.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class,
+                                         tags=list(tags)))
+
+
+@server.command("tag")
+@config_option
+@server_dir_option
+@click.argument("device_id")
+@click.argument("tags", nargs=-1)
+@_friendly
+def server_tag(config_path: Path | None, data_dir: Path | None, device_id: str, tags: tuple[str, ...]) -> None:
+    """Set a device's tags (replacing the old ones)."""
+    _open_store(_server_config(config_path, data_dir=data_dir)).set_tags(device_id, list(tags))
+
+
+@server.group("token")
+def server_token() -> None:
+    """Admin API tokens with roles: admin, release-manager, planner, expert."""
+
+
+@server_token.command("create")
+@config_option
+@server_dir_option
+@click.option("--name", required=True, help="who holds it (shown in the audit log)")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["admin", "release-manager", "planner", "expert"]))
+@_friendly
+def server_token_create(config_path: Path | None, data_dir: Path | None, name: str, roles: tuple[str, ...]) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    click.echo(_open_store(_server_config(config_path, data_dir=data_dir)).tokens.create(name, roles))
+
+
+@server_token.command("revoke")
+@config_option
+@server_dir_option
+@click.argument("name")
+@_friendly
+def server_token_revoke(config_path: Path | None, data_dir: Path | None, name: str) -> None:
+    """Revoke every token of NAME."""
+    n = _open_store(_server_config(config_path, data_dir=data_dir)).tokens.revoke(name)
+    click.echo(f"{n} token(s) revoked")
 
 
 @server.command("devices")
@@ -395,9 +405,7 @@ def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: 
 @_friendly
 def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """List enrolled devices."""
-    from server.store import ServerStore
-
-    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
     for d in store.devices():
         row = {"id": d.id, "class": d.device_class, "online": d.online, "last_seen": d.last_seen,
                "messages": store.message_count(d.id)}
@@ -412,9 +420,7 @@ def server_devices(config_path: Path | None, data_dir: Path | None, as_json: boo
 @_friendly
 def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int) -> None:
     """Show the latest applied device messages (decrypted for the operator), as JSON lines."""
-    from server.store import ServerStore
-
-    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
     for m in store.messages(device_id, limit):
         click.echo(json.dumps(m))
 
@@ -431,9 +437,7 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
                 name: str, args_json: str) -> None:
     """Queue a command to a device through the server outbox (a running server delivers it)."""
     from server.errors import UnknownDeviceError
-    from server.store import ServerStore
-
-    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
     if store.device(device_id) is None:
         raise UnknownDeviceError(f"unknown device {device_id}")
     try:
@@ -457,9 +461,7 @@ def server_escalations() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def server_escalations_list(config_path: Path | None, data_dir: Path | None, show_all: bool, as_json: bool) -> None:
-    from server.store import ServerStore
-
-    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
     for e in store.escalations(status=None if show_all else "open"):
         if as_json:
             click.echo(json.dumps(e))
@@ -477,9 +479,7 @@ def server_escalations_list(config_path: Path | None, data_dir: Path | None, sho
 def server_escalations_answer(config_path: Path | None, data_dir: Path | None, expert: str, escalation_id: str,
                               answer: str) -> None:
     """Answer an escalation; the answer travels to the device through the durable outbox."""
-    from server.store import ServerStore
-
-    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
     device = store.answer_escalation(escalation_id, answer, expert=expert)
     click.echo(f"answer queued for {device}")
 
@@ -523,13 +523,12 @@ def server_release() -> None:
 @_friendly
 def server_release_add(config_path: Path | None, data_dir: Path | None, manifest: Path, model: Path,
                        deltas: tuple[Path, ...]) -> None:
-    """Register a signed release; devices of its classes are offered it when they next report."""
-    from server.store import ServerStore
-
-    store = ServerStore(_server_config(config_path, data_dir=data_dir).data_dir)
+    """Register a signed release with its deltas; ship it to devices with 'linecrew rollout create'."""
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
     doc = json.loads(manifest.read_text())
     store.releases.add(doc, model, list(deltas))
-    click.echo(f"{doc['signed']['name']} v{doc['signed']['version']} registered with {len(deltas)} delta(s)")
+    click.echo(f"{doc['signed']['name']} v{doc['signed']['version']} registered with {len(deltas)} delta(s);"
+               " ship it with 'linecrew rollout create'")
 
 
 @server_release.command("offers")
@@ -538,9 +537,7 @@ def server_release_add(config_path: Path | None, data_dir: Path | None, manifest
 @_friendly
 def server_release_offers(config_path: Path | None, data_dir: Path | None) -> None:
     """Offers made to devices and their state (JSON lines)."""
-    from server.store import ServerStore
-
-    for o in ServerStore(_server_config(config_path, data_dir=data_dir).data_dir).releases.offers():
+    for o in _open_store(_server_config(config_path, data_dir=data_dir)).releases.offers():
         click.echo(json.dumps(o))
 
 
@@ -615,9 +612,7 @@ def plan_dispatch_cmd(path: Path, time_limit: float, as_json: bool) -> None:
 
 def _live(config_path: Path | None, data_dir: Path | None) -> Any:
     from server.planner.live import LivePlanner
-    from server.store import ServerStore
-
-    return LivePlanner(ServerStore(_server_config(config_path, data_dir=data_dir).data_dir))
+    return LivePlanner(_open_store(_server_config(config_path, data_dir=data_dir)))
 
 
 @plan.command("tech")
@@ -941,6 +936,10 @@ def demo(data_dir: Path, notes: int) -> None:
     run_demo(data_dir, notes=notes, echo=click.echo)
     click.echo(f"demo finished in {time.monotonic() - started:.1f} s")
 
+
+# ================================================================================== rollouts, fleet
+main.add_command(rollout)
+main.add_command(fleet)
 
 if __name__ == "__main__":
     main()

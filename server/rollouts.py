@@ -204,6 +204,8 @@ class RolloutManager:
         audit(conn, "system", "wave.start", f"rollout:{rid}", f"wave {idx + 1}", {"wave": idx}, at=now)
 
     def _offer_scheduled(self, conn: sqlite3.Connection, rid: str, spec: RolloutSpec, now: float) -> None:
+        """Offers within the rate limit, only to devices that have reported what they run (so the
+        smallest payload, usually a delta against that, is chosen)."""
         burst = max(1.0, spec.rate_per_s)
         credit, at = self._credit.get(rid, (burst, now))
         n, credit = offers_allowed(spec.rate_per_s, credit, now - at, burst=burst)
@@ -212,7 +214,7 @@ class RolloutManager:
             return
         rows = conn.execute(
             "SELECT r.device_id, r.wave, d.online, m.sha256, m.version FROM rollout_devices r"
-            " JOIN devices d ON d.id = r.device_id LEFT JOIN device_models m ON m.device_id = r.device_id"
+            " JOIN devices d ON d.id = r.device_id JOIN device_models m ON m.device_id = r.device_id"
             " WHERE r.rollout_id=? AND r.state=? ORDER BY r.wave, r.device_id LIMIT ?",
             (rid, D.SCHEDULED.value, min(n, TICK_OFFERS_MAX))).fetchall()
         if not rows:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.updates import Updater
+from server.rollout_policy import SYSTEM, RolloutSpec, WaveSpec
 from shared.delta import sha256_file
 from shared.mqtt import wait_for
 from shared.release import load_trusted_root
@@ -23,6 +24,16 @@ from tests.integration.test_updates import Fleet
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     return Fleet(tmp_path_factory.mktemp("fleet"))
+
+
+def _ship(server: object, version: int) -> str:
+    """A one-wave rollout of ``version`` to every device, started at once."""
+    rm = server.store.rollouts  # type: ignore[attr-defined]
+    spec = RolloutSpec(release="smollm2-field", version=version, require_approval=False,
+                       waves=[WaveSpec(percent=100, soak_s=0)])
+    rid: str = rm.create(spec, SYSTEM)
+    rm.act(rid, "start", SYSTEM)
+    return rid
 
 
 def _provision(fleet: Fleet, dev: Path) -> None:
@@ -53,14 +64,20 @@ def test_delta_is_offered_sent_in_chunks_applied_and_reported(fleet: Fleet, serv
                           str(server.config.data_dir), str(manifest), str(fleet.models["B"]),  # type: ignore[attr-defined]
                           "--delta", str(fleet.deltas[("A", "B")])], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and "registered with 1 delta(s)" in out.stdout, out.stderr
+    rid = _ship(server, 2)
     agent = _agent(dev)
     try:
         assert wait_for(lambda: _active(dev) == fleet.sha["B"], 120), "device did not move to v2"
         assert wait_for(lambda: any(o["state"] == "committed" for o in reg.offers()), 30)
+        rm = server.store.rollouts  # type: ignore[attr-defined]
+        assert wait_for(lambda: rm.status(rid)["state"] == "finished", 30), rm.status(rid)
+        sent = server.ingest.chunks.bytes_sent["truck-8"]  # type: ignore[attr-defined]
+        rm.act(rid, "rollback", SYSTEM, "field reports of wrong torque values")
+        assert wait_for(lambda: _active(dev) == fleet.sha["A"], 60), "the agent went back to its previous model"
+        assert wait_for(lambda: rm.devices(rid)[0]["state"] == "rolled_back", 30), rm.devices(rid)
     finally:
         agent.terminate()
         agent.wait(10)
-    sent = server.ingest.chunks.bytes_sent["truck-8"]  # type: ignore[attr-defined]
     delta = fleet.deltas[("A", "B")].stat().st_size
     assert sent == delta, "only the delta travelled"
     assert sent < fleet.models["B"].stat().st_size / 100
@@ -71,6 +88,7 @@ def test_full_transfer_resumes_after_the_agent_is_killed(fleet: Fleet, server: o
     _provision(fleet, dev)
     reg = server.store.releases  # type: ignore[attr-defined]
     reg.add(fleet.manifest("B", 2), fleet.models["B"])  # no delta for this device's base: full file
+    _ship(server, 2)
     server.ingest.chunks.rate = 25e6  # type: ignore[attr-defined]
     full = fleet.models["B"].stat().st_size
     agent = _agent(dev)

@@ -1,0 +1,219 @@
+"""``linecrew rollout ...`` (over the admin API, with a live progress view) and ``linecrew fleet simulate``."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from linecrew.admin_client import AdminClient
+from linecrew.clitools import _friendly, _wait_for_signal
+
+TERMINAL = ("finished", "aborted", "rolled_back")
+
+url_option = click.option("--url", envvar="LINECREW_URL", default="http://127.0.0.1:8700", show_default=True,
+                          help="server admin API (env LINECREW_URL)")
+token_option = click.option("--token", envvar="LINECREW_TOKEN", default=None,
+                            help="admin API token (env LINECREW_TOKEN); 'linecrew server token create' makes one")
+
+
+# ============================================================================================ rollout
+@click.group()
+def rollout() -> None:
+    """Staged rollouts of a release: waves, health gates, pause/resume, automatic rollback."""
+
+
+@rollout.command("create")
+@url_option
+@token_option
+@click.argument("release")
+@click.argument("version", type=int)
+@click.option("--class", "classes", multiple=True, help="device classes (default: all the release supports)")
+@click.option("--tag", "tags", multiple=True, help="devices must carry every tag given")
+@click.option("--waves", default="1,10,50,100", show_default=True, help="cumulative percent per wave")
+@click.option("--canary-count", type=int, default=None, help="make the first wave this many devices")
+@click.option("--soak", "soak_s", type=float, default=300, show_default=True, help="seconds a wave stays healthy")
+@click.option("--success", type=float, default=0.95, show_default=True, help="healthy share to advance")
+@click.option("--error", type=float, default=0.05, show_default=True, help="failed share (per class) that stops")
+@click.option("--timeout", "timeout_s", type=float, default=1800, show_default=True,
+              help="seconds an online device may stay silent")
+@click.option("--rate", "rate_per_s", type=float, default=20, show_default=True, help="new offers per second")
+@click.option("--bandwidth", "bandwidth", type=float, default=50e6, show_default=True, help="bytes/s for chunks")
+@click.option("--on-failure", type=click.Choice(["rollback", "pause"]), default="rollback", show_default=True)
+@click.option("--no-approval", is_flag=True, help="start without a separate approval step")
+@click.option("--reason", default="", help="why (kept in the audit log)")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def rollout_create(url: str, token: str | None, release: str, version: int, classes: tuple[str, ...],
+                   tags: tuple[str, ...], waves: str, canary_count: int | None, soak_s: float, success: float,
+                   error: float, timeout_s: float, rate_per_s: float, bandwidth: float, on_failure: str,
+                   no_approval: bool, reason: str, as_json: bool) -> None:
+    """Create a rollout of RELEASE VERSION (waiting for approval unless --no-approval)."""
+    gate = {"soak_s": soak_s, "success_threshold": success, "error_threshold": error, "device_timeout_s": timeout_s}
+    try:
+        percents = [float(p) for p in waves.split(",") if p.strip()]
+    except ValueError as e:
+        raise click.BadParameter(f"{waves!r}: give percents like 1,10,50,100") from e
+    wave_list: list[dict[str, Any]] = [{"percent": p, **gate} for p in percents]
+    if canary_count:
+        wave_list[0] = {"count": canary_count, **gate}
+    spec = {"release": release, "version": version, "device_classes": list(classes), "tags": list(tags),
+            "waves": wave_list, "on_failure": on_failure, "rate_per_s": rate_per_s, "bandwidth_bytes_s": bandwidth,
+            "require_approval": not no_approval}
+    st = AdminClient(url, token).create_rollout(spec, reason)
+    click.echo(json.dumps(st) if as_json else f"rollout {st['id']} {st['state']}")
+
+
+def _action(name: str, doc: str) -> None:
+    @rollout.command(name, help=doc)
+    @url_option
+    @token_option
+    @click.argument("rollout_id")
+    @click.option("--reason", default="", help="why (kept in the audit log)")
+    @click.option("--json", "as_json", is_flag=True)
+    @_friendly
+    def cmd(url: str, token: str | None, rollout_id: str, reason: str, as_json: bool) -> None:
+        st = AdminClient(url, token).act(rollout_id, name, reason)
+        click.echo(json.dumps(st) if as_json else f"rollout {st['id']} {st['state']}")
+
+
+for _name, _doc in [("approve", "Approve a rollout (release-manager)."),
+                    ("start", "Start an approved rollout (release-manager)."),
+                    ("pause", "Stop offering and advancing; devices already updating carry on."),
+                    ("resume", "Resume a paused rollout."),
+                    ("abort", "Stop for good; devices not offered yet are cancelled."),
+                    ("rollback", "Send every device that took the release back to its previous one.")]:
+    _action(_name, _doc)
+
+
+@rollout.command("status")
+@url_option
+@token_option
+@click.argument("rollout_id", required=False)
+@click.option("--watch", is_flag=True, help="live view until the rollout ends")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def rollout_status(url: str, token: str | None, rollout_id: str | None, watch: bool, as_json: bool) -> None:
+    """One rollout (waves, counts per state, bytes sent), or every rollout without ROLLOUT_ID."""
+    client = AdminClient(url, token)
+    if rollout_id is None:
+        for r in client.rollouts():
+            click.echo(json.dumps(r) if as_json else
+                       f"{r['id']}  {r['release']} v{r['version']}  {r['state']}  {r['counts']}")
+        return
+    if not watch:
+        st = client.rollout(rollout_id)
+        if as_json:
+            click.echo(json.dumps(st))
+        else:
+            from rich.console import Console
+
+            Console().print(_table(st))
+        return
+    from rich.live import Live
+
+    with Live(_table(client.rollout(rollout_id)), refresh_per_second=2) as live:
+        while True:
+            st = client.rollout(rollout_id)
+            live.update(_table(st))
+            if st["state"] in TERMINAL:
+                break
+            time.sleep(1.0)
+
+
+def _table(st: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"rollout {st['id']}  {st['release']} v{st['version']}  [bold]{st['state']}[/bold]  "
+                    f"{st['bytes_sent'] / 1e6:.2f} MB sent", caption=st.get("reason") or None)
+    for col in ("wave", "size", "state", "healthy", "working", "waiting", "failed", "rolled back"):
+        t.add_column(col, justify="right" if col not in ("state",) else "left")
+    for w in st["waves"]:
+        c = w["counts"]
+        working = sum(c.get(k, 0) for k in ("scheduled", "offered", "installing"))
+        failed = c.get("failed", 0) + c.get("timed_out", 0)
+        t.add_row(str(w["idx"] + 1), str(w["size"]), w["state"], str(c.get("healthy", 0)), str(working),
+                  str(c.get("waiting", 0)), str(failed), str(c.get("rolled_back", 0) + c.get("rolling_back", 0)))
+    return t
+
+
+# ============================================================================================== fleet
+@click.group()
+def fleet() -> None:
+    """Simulated devices (real MQTT clients) for load tests, demos and rollout rehearsals."""
+
+
+@fleet.command("simulate")
+@url_option
+@token_option
+@click.option("--devices", "count", type=int, default=100, show_default=True)
+@click.option("--classes", default="x86-dev=1", show_default=True, help="class=weight,... of the fleet")
+@click.option("--tag", "tags", multiple=True, help="tags every simulated device carries")
+@click.option("--fail-rate", type=float, default=0.0, help="share of devices whose health check fails")
+@click.option("--fail-class", default=None, help="only this class fails (all of it, or --fail-rate of it)")
+@click.option("--silent-rate", type=float, default=0.0, help="share of devices that never answer offers")
+@click.option("--offline-rate", type=float, default=0.0, help="share of devices that go offline for a while")
+@click.option("--offline-for", "offline_s", type=float, default=60, show_default=True)
+@click.option("--installed", type=click.Path(exists=True, path_type=Path), default=None,
+              help="signed manifest of the release the devices run now (so deltas apply)")
+@click.option("--state", "state_file", type=click.Path(path_type=Path), default=Path(".linecrew/fleet.json"),
+              show_default=True, help="credentials of the simulated fleet; reused when present")
+@click.option("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+@_friendly
+def fleet_simulate(url: str, token: str | None, count: int, classes: str, tags: tuple[str, ...], fail_rate: float,
+                   fail_class: str | None, silent_rate: float, offline_rate: float, offline_s: float,
+                   installed: Path | None, state_file: Path, duration: float | None) -> None:
+    """Enroll (once) and run N simulated devices against a running server and its broker."""
+    from agent.simulator import Fleet, choose_behaviours, enroll_fleet, load_fleet, save_fleet
+
+    if state_file.exists():
+        ids, ca, root = load_fleet(state_file)
+        ids = ids[:count]
+    else:
+        weights = {k: float(v) for k, v in (c.split("=") for c in classes.split(","))}
+        version = sha = None
+        if installed:
+            signed = json.loads(installed.read_text())["signed"]
+            version, sha = int(signed["version"]), str(signed["sha256"])
+        client = AdminClient(url, token)
+        tokens: dict[str, list[str]] = {}
+
+        def make_token(cls: str, tag_list: list[str]) -> str:
+            if not tokens.get(cls):
+                tokens[cls] = client.enroll_tokens(min(count, 1000), cls, tag_list)
+            return tokens[cls].pop()
+
+        ids, ca, root = enroll_fleet(url, make_token, count=count, classes=weights, tags=list(tags),
+                                     version=version, sha256=sha)
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        save_fleet(state_file, ids, ca, root)
+        click.echo(f"enrolled {len(ids)} simulated devices ({state_file})", err=True)
+    ca_file = state_file.with_suffix(".ca.crt")
+    ca_file.write_text(ca)
+    sim = Fleet(ids, ca_file=str(ca_file), root=root,
+                behaviours=choose_behaviours(ids, fail_rate=fail_rate, fail_class=fail_class, silent_rate=silent_rate))
+    sim.start()
+    away = random.Random(1).sample(sorted(sim.devices), int(len(sim.devices) * offline_rate))
+    for d in away:
+        sim.devices[d].go_offline()
+
+    def come_back() -> None:
+        time.sleep(offline_s)
+        sim.start(only=away)
+
+    threading.Thread(target=come_back, daemon=True).start()
+    click.echo(f"{len(ids)} devices running ({len(away)} offline for {offline_s:g} s); Ctrl-C to stop", err=True)
+    try:
+        if duration is None:
+            _wait_for_signal()
+        else:
+            time.sleep(duration)
+    finally:
+        sim.stop()
+        click.echo(json.dumps({"devices": len(ids), "versions": {str(k): v for k, v in sim.versions().items()},
+                               **sim.stats.counts}))
