@@ -7,6 +7,7 @@ already committed to an outbox, and treat a lost connection as "everything in fl
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import ssl
 import threading
@@ -103,8 +104,7 @@ class MqttLink:
         if address.username:
             self._client.username_pw_set(address.username, address.password)
         if address.tls:
-            ctx = ssl.create_default_context(cafile=address.ca_file)
-            self._client.tls_set_context(ctx)
+            self._client.tls_set_context(_tls_context(address.ca_file))
         if will:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.on_connect = self._handle_connect
@@ -192,6 +192,12 @@ class MqttLink:
             if user:
                 props.UserProperty = list(user.items())
         return self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
+
+
+@functools.lru_cache(maxsize=16)
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """One context per CA file, shared by every client of the process (thousands, in a simulated fleet)."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
