@@ -400,10 +400,13 @@ class Fleet:
 
     def start(self, *, only: Iterable[str] | None = None, connect_per_s: float = 400) -> None:
         ids = list(only) if only is not None else list(self.devices)
-        for n, device_id in enumerate(ids):
-            self.devices[device_id].start()
-            if connect_per_s and n % 50 == 49:
-                time.sleep(50 / connect_per_s)
+        for i in range(0, len(ids), 50):  # in steps, as a real fleet reconnects: no thundering herd
+            batch = ids[i:i + 50]
+            for device_id in batch:
+                self.devices[device_id].start()
+            self.wait_connected(30, only=batch)
+            if connect_per_s:
+                time.sleep(len(batch) / connect_per_s)
         if not self._thread.is_alive():
             self._thread.start()
 
@@ -436,3 +439,118 @@ class Fleet:
         for d in self.devices.values():
             out[d.version] = out.get(d.version, 0) + 1
         return out
+
+    def go_offline(self, ids: Iterable[str]) -> None:
+        for device_id in ids:
+            if device_id in self.devices:
+                self.devices[device_id].go_offline()
+
+    def send_status(self, rounds: int) -> int:
+        """Every device sends ``rounds`` durable status messages at once; returns how many were sent."""
+        n = 0
+        for k in range(rounds):
+            for d in self.devices.values():
+                d.send("telemetry", {"metrics": {"outbox_depth": 0, "link_quality": 0.9, "cpu_temp_c": 51.0 + k,
+                                                 "free_disk_mb": 1024}}, "telemetry")
+                n += 1
+        return n
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.stats.counts)
+
+
+# paho's network loop uses select(), which cannot watch file descriptors past 1024, and each client
+# holds three (socket and wake-up pair): past a few hundred devices the fleet is split over processes.
+DEVICES_PER_PROCESS = 250
+
+
+def _worker(conn: Any, ids: list[SimIdentity], ca_file: str, root: str | None,
+            behaviours: dict[str, Behaviour]) -> None:
+    fleet = Fleet(ids, ca_file=ca_file, root=root, behaviours=behaviours)
+    while True:
+        cmd, args = conn.recv()
+        if cmd == "stop":
+            fleet.stop()
+            conn.send(None)
+            return
+        if cmd == "start":
+            only = None if args[0] is None else [i for i in args[0] if i in fleet.devices]
+            fleet.start(only=only)
+            conn.send(None)
+        elif cmd == "wait_connected":
+            only = None if args[1] is None else [i for i in args[1] if i in fleet.devices]
+            conn.send(fleet.wait_connected(args[0], only=only))
+        else:
+            conn.send(getattr(fleet, cmd)(*args))
+
+
+class ProcessFleet:
+    """The same fleet, split over worker processes of at most ``per_process`` devices each."""
+
+    def __init__(self, ids: list[SimIdentity], *, ca_file: str, root: str | None,
+                 behaviours: dict[str, Behaviour] | None = None, per_process: int = DEVICES_PER_PROCESS) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        behaviours = behaviours or {}
+        self.ids = [i.device_id for i in ids]
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        for k in range(0, len(ids), per_process):
+            chunk = ids[k:k + per_process]
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, daemon=True,
+                            args=(child, chunk, ca_file, root, {i.device_id: behaviours.get(i.device_id, Behaviour())
+                                                                for i in chunk}))
+            p.start()
+            self._conns.append(parent)
+            self._procs.append(p)
+
+    def _all(self, cmd: str, *args: Any) -> list[Any]:
+        for c in self._conns:
+            c.send((cmd, args))
+        return [c.recv() for c in self._conns]
+
+    def start(self, *, only: Iterable[str] | None = None) -> None:
+        self._all("start", None if only is None else list(only))
+
+    def wait_connected(self, timeout: float, *, only: Iterable[str] | None = None) -> bool:
+        return all(self._all("wait_connected", timeout, None if only is None else list(only)))
+
+    def go_offline(self, ids: Iterable[str]) -> None:
+        self._all("go_offline", list(ids))
+
+    def send_status(self, rounds: int) -> int:
+        return sum(self._all("send_status", rounds))
+
+    def unacked(self) -> int:
+        return sum(self._all("unacked"))
+
+    def versions(self) -> dict[int | None, int]:
+        out: dict[int | None, int] = {}
+        for part in self._all("versions"):
+            for v, n in part.items():
+                out[v] = out.get(v, 0) + n
+        return out
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for part in self._all("counts"):
+            for k, n in part.items():
+                out[k] = out.get(k, 0) + n
+        return out
+
+    def stop(self) -> None:
+        try:
+            self._all("stop")
+        finally:
+            for p in self._procs:
+                p.join(timeout=10)
+
+
+def make_fleet(ids: list[SimIdentity], *, ca_file: str, root: str | None,
+               behaviours: dict[str, Behaviour] | None = None) -> Fleet | ProcessFleet:
+    """In this process for a small fleet, over worker processes past ``DEVICES_PER_PROCESS``."""
+    if len(ids) <= DEVICES_PER_PROCESS:
+        return Fleet(ids, ca_file=ca_file, root=root, behaviours=behaviours)
+    return ProcessFleet(ids, ca_file=ca_file, root=root, behaviours=behaviours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from linecrew.admin_client import AdminClient
-from linecrew.clitools import _friendly, _wait_for_signal
+from linecrew.clitools import _friendly
 
 TERMINAL = ("finished", "aborted", "rolled_back")
 
@@ -169,7 +170,7 @@ def fleet_simulate(url: str, token: str | None, count: int, classes: str, tags: 
                    fail_class: str | None, silent_rate: float, offline_rate: float, offline_s: float,
                    installed: Path | None, state_file: Path, duration: float | None) -> None:
     """Enroll (once) and run N simulated devices against a running server and its broker."""
-    from agent.simulator import Fleet, choose_behaviours, enroll_fleet, load_fleet, save_fleet
+    from agent.simulator import choose_behaviours, enroll_fleet, load_fleet, make_fleet, save_fleet
 
     if state_file.exists():
         ids, ca, root = load_fleet(state_file)
@@ -195,12 +196,11 @@ def fleet_simulate(url: str, token: str | None, count: int, classes: str, tags: 
         click.echo(f"enrolled {len(ids)} simulated devices ({state_file})", err=True)
     ca_file = state_file.with_suffix(".ca.crt")
     ca_file.write_text(ca)
-    sim = Fleet(ids, ca_file=str(ca_file), root=root,
-                behaviours=choose_behaviours(ids, fail_rate=fail_rate, fail_class=fail_class, silent_rate=silent_rate))
+    sim = make_fleet(ids, ca_file=str(ca_file), root=root, behaviours=choose_behaviours(
+        ids, fail_rate=fail_rate, fail_class=fail_class, silent_rate=silent_rate))
     sim.start()
-    away = random.Random(1).sample(sorted(sim.devices), int(len(sim.devices) * offline_rate))
-    for d in away:
-        sim.devices[d].go_offline()
+    away = random.Random(1).sample(sorted(i.device_id for i in ids), int(len(ids) * offline_rate))
+    sim.go_offline(away)
 
     def come_back() -> None:
         time.sleep(offline_s)
@@ -208,12 +208,12 @@ def fleet_simulate(url: str, token: str | None, count: int, classes: str, tags: 
 
     threading.Thread(target=come_back, daemon=True).start()
     click.echo(f"{len(ids)} devices running ({len(away)} offline for {offline_s:g} s); Ctrl-C to stop", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        if duration is None:
-            _wait_for_signal()
-        else:
-            time.sleep(duration)
+        stop.wait(duration)
     finally:
         sim.stop()
         click.echo(json.dumps({"devices": len(ids), "versions": {str(k): v for k, v in sim.versions().items()},
-                               **sim.stats.counts}))
+                               **sim.counts()}))

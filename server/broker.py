@@ -12,6 +12,7 @@ import getpass
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,15 +130,21 @@ class ManagedBroker:
     def add_device(self, device_id: str) -> str:
         """Create or rotate a device's broker password; returns it (shown to that device only)."""
         password = secrets.token_urlsafe(24)
-        with self._lock:
-            self._passwd("-b", str(self.passwd_file), device_id, password)
-        self.reload()
+        self._edit_passwd("-b", device_id, password)
         return password
 
     def remove_device(self, device_id: str) -> None:
+        self._edit_passwd("-D", device_id)
+
+    def _edit_passwd(self, flag: str, *args: str) -> None:
+        """Edit a copy and rename it into place, so a reload never reads a half-written file."""
         with self._lock:
-            self._passwd("-D", str(self.passwd_file), device_id)
-        self.reload()
+            tmp = self.passwd_file.with_suffix(".tmp")
+            shutil.copyfile(self.passwd_file, tmp)
+            os.chmod(tmp, 0o600)
+            self._passwd(flag, str(tmp), *args)
+            os.replace(tmp, self.passwd_file)
+            self.reload()
 
     def server_address(self) -> BrokerAddress:
         return BrokerAddress(

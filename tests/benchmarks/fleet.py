@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.simulator import Fleet, enroll_fleet  # noqa: E402
+from agent.simulator import Fleet, ProcessFleet, enroll_fleet, make_fleet  # noqa: E402
 from linecrew.admin_client import AdminClient  # noqa: E402
 from server.broker import free_port  # noqa: E402
 from shared.mqtt import wait_for  # noqa: E402
@@ -73,9 +73,9 @@ def main() -> None:
     rm = cli("server", "token", "create", "--name", "bench-rm", "--role", "release-manager", env=env)
     server = subprocess.Popen([sys.executable, "-m", "linecrew.cli", "server", "run", "--http-port", str(http),
                                "--mqtt-port", str(free_port()), "--mqtts-port", str(free_port())], cwd=REPO, env=env,
-                              stderr=subprocess.DEVNULL)
+                              stderr=open(work / "server.log", "wb"))  # noqa: SIM115 - lives as long as the server
     url = f"http://127.0.0.1:{http}"
-    fleet: Fleet | None = None
+    fleet: Fleet | ProcessFleet | None = None
     try:
         import httpx
 
@@ -93,7 +93,7 @@ def main() -> None:
                                      version=1, sha256=authority.sha["A"])
         enroll_s = time.perf_counter() - t0
         (work / "ca.crt").write_text(ca)
-        fleet = Fleet(ids, ca_file=str(work / "ca.crt"), root=root)
+        fleet = make_fleet(ids, ca_file=str(work / "ca.crt"), root=root)
         t0 = time.perf_counter()
         fleet.start()
         assert fleet.wait_connected(300), "devices did not all connect"
@@ -101,12 +101,8 @@ def main() -> None:
         connect_s = time.perf_counter() - t0
 
         # ---- ingest: every device sends its status messages at once
-        n = args.devices * STATUS_PER_DEVICE
         t0 = time.perf_counter()
-        for k in range(STATUS_PER_DEVICE):
-            for d in fleet.devices.values():
-                d.send("telemetry", {"metrics": {"outbox_depth": 0, "link_quality": 0.9, "cpu_temp_c": 51.0 + k,
-                                                 "free_disk_mb": 1024}}, "telemetry")
+        n = fleet.send_status(STATUS_PER_DEVICE)
         assert wait_for(lambda: fleet.unacked() == 0, 600, interval=0.05), "status messages not all acknowledged"
         ingest_s = time.perf_counter() - t0
 
