@@ -11,6 +11,8 @@ ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+# PostgreSQL for the tests of the shared-state server store (each test run starts its own cluster)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing OS packages: ${need[*]}"
