@@ -96,7 +96,7 @@ class RolloutManager:
         self.outbox = outbox
         self.releases = releases
         self.clock = clock
-        self._credit: dict[str, tuple[float, float]] = {}  # rollout → (offer credit, at)
+        self._credit: dict[str, tuple[float, float]] = {}  # rollout → (offer credit, at); per process
         self._budgets: dict[str, float] = {}
 
     # ------------------------------------------------------------------ commands
@@ -147,8 +147,6 @@ class RolloutManager:
                     row = self._row(conn, rid)
                     if row["state"] == RolloutState.RUNNING:
                         self._advance(conn, rid, row, self.clock())
-            except RolloutError:
-                raise
             except Exception:
                 log.exception("rollout %s tick failed; retried next tick", rid)
 

@@ -191,18 +191,14 @@ class PostgresDatabase(Database):
                     raise StorageError(f"query failed: {e}") from e
                 raise
 
-    def scalar(self, sql: str, params: Sequence[object] = ()) -> Any:
-        with self.lock:
-            row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
     def migrate(self, migrations: Sequence[Migration]) -> int:
+        """As on SQLite, but the whole run holds the database lock, so concurrent starters wait."""
         with self.lock:
             self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version"
                 " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
-            with self.transaction():  # the lock makes concurrent starters wait, then see the new version
+            with self.transaction():
                 current = self.version()
                 for m in sorted(migrations, key=lambda m: m.version):
                     if m.version <= current:
