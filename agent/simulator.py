@@ -154,8 +154,12 @@ class SimDevice:
         self._expected: dict[str, int] = {}
         self._download: _Download | None = None
         self._started = False
-        self.link = MqttLink(
-            client_id=self.id, address=BrokerAddress(ident.broker_url, self.id, ident.password, ca_file),
+        self._address = BrokerAddress(ident.broker_url, self.id, ident.password, ca_file)
+        self.link = self._new_link()
+
+    def _new_link(self) -> MqttLink:
+        return MqttLink(
+            client_id=self.id, address=self._address,
             subscriptions=[Topics.s2d(self.id), Topics.d2s_ack(self.id), Topics.xfer_data(self.id)],
             on_message=self._on_message, on_connect=self._on_connect,
             will=(Topics.presence(self.id), self._presence(False)),
@@ -172,12 +176,7 @@ class SimDevice:
             self.link.publish(Topics.presence(self.id), self._presence(False), retain=True).wait_for_publish(5)
         self.link.stop()
         with self._lock:
-            self.link = MqttLink(
-                client_id=self.id, address=self.link.address, subscriptions=self.link.subscriptions,
-                on_message=self._on_message, on_connect=self._on_connect,
-                will=(Topics.presence(self.id), self._presence(False)),
-                on_binary={Topics.xfer_data(self.id): self._on_chunk}, keepalive_s=20,
-            )
+            self.link = self._new_link()
         self.stats.add("offline")
 
     def _presence(self, online: bool) -> bytes:
