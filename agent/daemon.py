@@ -7,18 +7,21 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from agent.assistant import Assistant, AssistantConfig
 from agent.config import AgentConfig
 from agent.errors import NotEnrolledError
 from agent.knowledge import SAMPLE_KB, KnowledgeBase
 from agent.llm import LlmConfig, LocalLLM
+from agent.metrics import request_summary, serve_metrics
 from agent.router import RoutingPolicy
 from agent.store import SERVER_PEER, AgentStore
 from agent.sync import DeviceSync, open_device
 from agent.transfer import UpdateAgent
 from agent.updates import Updater, llm_health_check
 from shared.engine import SenderLimits
+from shared.logs import bind_log_context
 from shared.mqtt import BrokerAddress
 from shared.protocol import Topics
 from shared.release import load_trusted_root
@@ -74,15 +77,37 @@ def telemetry(store: AgentStore) -> dict[str, float]:
     }
 
 
+def telemetry_payload(store: AgentStore) -> dict[str, Any]:
+    """Health numbers plus cumulative per-model request stats (the 16 busiest models)."""
+    stats = sorted(request_summary(store).items(), key=lambda kv: -kv[1].count)[:16]
+    return {"metrics": telemetry(store), "requests": {m: s.model_dump() for m, s in stats}}
+
+
+def start_metrics(cfg: AgentConfig, store: AgentStore) -> Any:
+    """The device's Prometheus endpoint; a port already taken is logged, not fatal (the agent's job
+    is the technician, not the scrape)."""
+    if not cfg.metrics_port:
+        return None
+    try:
+        server = serve_metrics(store, host=cfg.metrics_host, port=cfg.metrics_port, cost=cfg.cost)
+    except OSError as e:
+        log.warning("metrics endpoint %s:%d not started: %s", cfg.metrics_host, cfg.metrics_port, e)
+        return None
+    log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
+    return server
+
+
 def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: float = 60.0) -> None:
     store, address = open_configured(cfg)
+    bind_log_context(device_id=store.device_id)
     sync = DeviceSync(store, address, limits=SenderLimits(window=cfg.window, ack_timeout_s=cfg.ack_timeout_s))
     stop = threading.Event()
+    metrics = start_metrics(cfg, store)
 
     def report() -> None:
         while not stop.wait(telemetry_every_s):
             store.inbox.prune(time.time() - 7 * 86400)  # sequences still stop duplicates after a week
-            store.outbox.put("telemetry", {"metrics": telemetry(store)}, peer=SERVER_PEER,
+            store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER,
                              stream="telemetry", ttl_s=3600)
             sync.notify()
 
@@ -99,4 +124,6 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
         if updates is not None:
             updates.stop()
         sync.stop()
+        if metrics is not None:
+            metrics[0].shutdown()
         store.close()

@@ -20,10 +20,12 @@ from linecrew.fleet_cli import fleet, rollout
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="LINECREW_LOG_FORMAT",
+              show_default=True, help="json: one object per line with device_id and request_id (for daemons)")
 @click.version_option(package_name="linecrew")
-def main(verbose: bool) -> None:
+def main(verbose: bool, log_format: str) -> None:
     """Linecrew: offline-first runtime for field crews."""
-    _logging(verbose)
+    _logging(verbose, log_format)
 
 
 # ============================================================================================ agent

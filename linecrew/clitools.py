@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from shared.errors import LinecrewError
+from shared.logs import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,14 +27,8 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _logging(verbose: bool, fmt: str = "text") -> None:
+    configure_logging(verbose=verbose, fmt="json" if fmt == "json" else "text")
 
 
 def _wait_for_signal() -> None:

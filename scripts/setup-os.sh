@@ -13,6 +13,8 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 # PostgreSQL for the tests of the shared-state server store (each test run starts its own cluster)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# headless Chromium for the dashboard tests (driven by Playwright; no browser download)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing OS packages: ${need[*]}"

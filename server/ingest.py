@@ -166,7 +166,8 @@ class Ingest:
                     self.chunks.request(device_id, req.payload)
             except ProtocolError as e:
                 self.stats.rejected[e.reason] += 1
-                log.warning("rejected message on %s: %s (%s)", topic, e.reason, e)
+                log.warning("rejected message on %s: %s (%s)", topic, e.reason, e,
+                            extra={"device_id": topic.split("/")[3] if topic.count("/") > 3 else None})
                 self._reject_back(topic, raw, e, rejected)
         if durable:
             result = self.store.inbox.accept(durable, self.store.apply_device_message)

@@ -137,6 +137,8 @@ MIGRATIONS = [
     updates.MIGRATION_6,
     auth.MIGRATION,
     rollouts.MIGRATION,
+    Migration(9, "per-model request stats per device", lambda c: executescript(
+        c, "ALTER TABLE devices ADD COLUMN request_stats TEXT NOT NULL DEFAULT '{}'")),
 ]
 
 
@@ -212,6 +214,8 @@ class ServerStore:
                 "INSERT INTO devices (id, device_class, public_key, enrolled_at, tags) VALUES (?,?,?,?,?)",
                 (device_id, device_class, public_key, now, tags),
             )
+            auth.audit(conn, f"device:{device_id}", "device.enroll", f"device:{device_id}", "",
+                       {"device_class": device_class}, at=now)
         self._known.add(device_id)
         return Device(device_id, device_class, public_key, now, None, False)
 
@@ -243,11 +247,12 @@ class ServerStore:
                 "UPDATE devices SET online=?, last_seen=? WHERE id=?", (int(online), time.time(), device_id)
             )
 
-    def set_tags(self, device_id: str, tags: list[str]) -> None:
+    def set_tags(self, device_id: str, tags: list[str], *, actor: str = "system") -> None:
         with self.db.transaction() as conn:
             if not conn.execute("UPDATE devices SET tags=? WHERE id=?",
                                 (json.dumps(sorted(set(tags))), device_id)).rowcount:
                 raise EnrollmentError(f"no device {device_id}")
+            auth.audit(conn, actor, "device.tag", f"device:{device_id}", "", {"tags": sorted(set(tags))})
 
     def fleet(self) -> list[dict[str, object]]:
         """The device registry as operators see it: class, tags, versions per slot, health, link, backlog."""
@@ -283,6 +288,9 @@ class ServerStore:
                 "UPDATE devices SET telemetry=?, last_seen=?, link_quality=COALESCE(?, link_quality) WHERE id=?",
                 (json.dumps(msg.payload.metrics), now, msg.payload.metrics.get("link_quality"), device_id),
             )
+            if msg.payload.requests:  # cumulative on the device: the latest report replaces the last
+                conn.execute("UPDATE devices SET request_stats=? WHERE id=?",
+                             (json.dumps({m: s.model_dump() for m, s in msg.payload.requests.items()}), device_id))
         elif isinstance(msg.payload, Escalation):
             p = msg.payload
             conn.execute(
@@ -343,6 +351,9 @@ class ServerStore:
                 "UPDATE escalations SET status='answered', answer_sealed=?, expert=?, answered_at=? WHERE id=?",
                 (self._seal(answer, escalation_id + ":answer"), expert, time.time(), escalation_id),
             )
+            # the answer itself stays sealed in the escalation; the audit log records who and when
+            auth.audit(conn, expert, "escalation.answer", f"escalation:{escalation_id}", "",
+                       {"device_id": row[0], "chars": len(answer)})
             self.outbox.put("escalation_answer", {"escalation_id": escalation_id, "answer": answer, "expert": expert},
                             peer=row[0], stream="answers", priority=9, device_id=row[0])
         return str(row[0])

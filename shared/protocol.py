@@ -136,10 +136,27 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RequestStats(Payload):
+    """One model's assistant requests on a device since its store began: cumulative counters and
+    histogram bucket counts (bounds in :mod:`shared.metrics`), so a fleet sums them exactly."""
+
+    count: int = Field(0, ge=0)
+    errors: int = Field(0, ge=0)
+    escalated: int = Field(0, ge=0)
+    deferred: int = Field(0, ge=0)
+    resolved: int = Field(0, ge=0)
+    tokens: int = Field(0, ge=0)
+    generation_s: float = Field(0.0, ge=0)
+    latency_sum_s: float = Field(0.0, ge=0)
+    latency_buckets: list[int] = Field(default_factory=list, max_length=32)
+    token_buckets: list[int] = Field(default_factory=list, max_length=32)
+
+
 class Telemetry(Payload):
-    """Device health numbers, e.g. outbox depth, free disk, CPU temperature."""
+    """Device health numbers, e.g. outbox depth, free disk, CPU temperature; per-model request stats."""
 
     metrics: dict[str, float] = Field(max_length=64)
+    requests: dict[str, RequestStats] = Field(default_factory=dict, max_length=16)
 
 
 class Note(Payload):

