@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
+from typing import IO, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -48,16 +48,25 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(*, verbose: bool = False, fmt: Literal["json", "text"] = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class TextFormatter(logging.Formatter):
+    """Human-readable lines; the ids appear only when there are some."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = " ".join(f"{n}={v}" for n in FIELDS if (v := getattr(record, n, None)))
+        line = super().format(record)
+        return line.replace(" :: ", f" [{ids}] " if ids else " ", 1)
+
+
+def configure_logging(*, verbose: bool = False, fmt: Literal["json", "text"] = "json",
+                      stream: IO[str] | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(device_id)s "
                                            "%(request_id)s", rename_fields={"levelname": "level", "name": "logger"},
                                            timestamp=False))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(device_id)s %(request_id)s] "
-                                               "%(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s :: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
