@@ -1,0 +1,98 @@
+"""Roles and audit of the admin API's planner, escalation and metrics routes (real SQLite store, the
+FastAPI app in-process; the browser tests drive the same routes through a real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.api import create_app
+from server.planner.dispatch import Technician
+from server.planner.live import LivePlanner
+from server.store import ServerStore
+from shared.protocol import Message, decode, encode, make_envelope, new_id
+
+
+class _Issuer:
+    ca_pem = ""
+
+    def add_device(self, device_id: str) -> str:
+        return "pw"
+
+    def device_url(self, host: str | None = None) -> str:
+        return "mqtts://localhost:8883"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, ServerStore, dict[str, dict[str, str]]]]:
+    store = ServerStore(tmp_path)
+    auth = {name: {"Authorization": f"Bearer {store.tokens.create(name, [role])}"} for name, role in
+            (("ada", "admin"), ("rita", "release-manager"), ("paul", "planner"), ("eve", "expert"))}
+    with TestClient(create_app(store, _Issuer(), None)) as client:
+        yield client, store, auth
+    store.close()
+
+
+def _escalate(store: ServerStore, device_id: str = "truck-1") -> str:
+    with store.db.transaction() as conn:
+        conn.execute("INSERT INTO devices (id, device_class, public_key, enrolled_at) VALUES (?,?,?,?)",
+                     (device_id, "x86-dev", "k", 0.0))
+    eid = new_id()
+    env = make_envelope("escalation", {"escalation_id": eid, "question": "is it safe?", "reason": "r",
+                                       "intent": "safety_emergency"}, device_id=device_id, stream="esc", seq=1)
+    msg: Message = decode(encode(env))
+    with store.db.transaction() as conn:
+        store.apply_device_message(conn, device_id, msg)
+    return eid
+
+
+def test_escalations_are_read_by_experts_and_admins_and_answered_only_by_experts(api: tuple) -> None:
+    client, store, auth = api
+    eid = _escalate(store)
+    assert client.get("/v1/escalations", headers=auth["paul"]).status_code == 403
+    assert client.get("/v1/escalations").status_code == 401
+    assert [e["question"] for e in client.get("/v1/escalations", headers=auth["ada"]).json()] == ["is it safe?"]
+    assert client.post(f"/v1/escalations/{eid}/answer", json={"answer": "yes"}, headers=auth["ada"]).status_code == 403
+    assert client.post(f"/v1/escalations/{eid}/answer", json={"answer": ""}, headers=auth["eve"]).status_code == 422
+    r = client.post(f"/v1/escalations/{eid}/answer", json={"answer": "Yes, once grounded."}, headers=auth["eve"])
+    assert r.status_code == 200 and r.json()["device_id"] == "truck-1"
+    again = client.post(f"/v1/escalations/{eid}/answer", json={"answer": "again"}, headers=auth["eve"])
+    assert again.status_code == 409
+    assert client.post("/v1/escalations/nope/answer", json={"answer": "x"}, headers=auth["eve"]).status_code == 404
+    assert store.outbox.depth("truck-1") == 1, "the answer is queued to the device once"
+    answered = client.get("/v1/escalations?status=answered", headers=auth["eve"]).json()
+    assert answered[0]["answer"] == "Yes, once grounded." and answered[0]["expert"] == "eve"
+
+
+def test_planners_add_jobs_and_replan_and_every_write_is_audited(api: tuple) -> None:
+    client, store, auth = api
+    LivePlanner(store).add_technician(Technician("ana", frozenset({"lv"}), (0, 0), (420, 930)))
+    job = {"id": "JOB-1", "title": "Meter swap", "location": [3, 4], "duration": 30, "window": [480, 600]}
+    assert client.post("/v1/jobs", json=job, headers=auth["eve"]).status_code == 403
+    assert client.post("/v1/jobs", json={**job, "priority": 9}, headers=auth["paul"]).status_code == 422
+    assert client.post("/v1/jobs", json=job, headers=auth["paul"]).status_code == 201
+    assert client.post("/v1/plans/replan", json={}, headers=auth["ada"]).status_code == 403
+    view = client.post("/v1/plans/replan", json={"reason": "storm"}, headers=auth["paul"]).json()
+    assert view["version"] == 1 and [j["job_id"] for j in view["technicians"][0]["route"]] == ["JOB-1"]
+    assert client.get("/v1/plans/latest", headers=auth["eve"]).json()["version"] == 1
+    audit = client.get("/v1/audit", headers=auth["ada"]).json()
+    assert [(a["actor"], a["action"], a["reason"]) for a in audit][:2] == [("paul", "plan.replan", "storm"),
+                                                                            ("paul", "job.create", "")]
+
+
+def test_whoami_metrics_summary_and_openapi(api: tuple) -> None:
+    client, store, auth = api
+    me = client.get("/v1/whoami", headers=auth["rita"]).json()
+    assert me["roles"] == ["release-manager"] and "approve" in me["rollout_actions"] and not me["can_answer"]
+    assert client.get("/v1/whoami", headers=auth["ada"]).json()["rollout_actions"] == ["abort", "pause", "rollback",
+                                                                                       "status"]
+    summary = client.get("/v1/metrics/summary", headers=auth["paul"]).json()
+    assert summary["total"]["requests"] == 0 and summary["backlog"]["tasks"] == 0
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/v1/devices", "/v1/releases", "/v1/rollouts", "/v1/plans/latest", "/v1/plans/replan",
+              "/v1/escalations", "/v1/escalations/{escalation_id}/answer", "/v1/metrics/summary", "/v1/audit"):
+        assert p in paths, p
+    assert client.get("/dashboard/").status_code == 200 and "app.js" in client.get("/dashboard/").text
