@@ -22,11 +22,11 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.daemon import telemetry_payload
 from agent.enroll import enroll
-from agent.simulator import Fleet, enroll_fleet
+from agent.simulator import Fleet
 from agent.store import SERVER_PEER, AgentStore
 from agent.sync import DeviceSync, open_device
 from linecrew.admin_client import AdminClient
-from linecrew.rehearsal import RELEASE_NAME, Authority
+from linecrew.rehearsal import RELEASE_NAME, Authority, start_pilot_fleet
 from server.app import Server
 from server.broker import free_port
 from server.config import ServerConfig
@@ -72,17 +72,10 @@ def run_demo(folder: Path, *, notes: int, echo: Callable[[str], None], http_port
     sync: DeviceSync | None = None
     fleet: Fleet | None = None
     try:
+        fleet, ids = start_pilot_fleet(srv.store, url, folder, authority, count=SIM_DEVICES)
         delta = authority.deltas[("A", "B")]
-        srv.store.releases.add(authority.manifest("B", 2, device_classes=["rpi5", "x86-dev"]), authority.models["B"],
-                               [delta])
         tour.more(f"release {RELEASE_NAME} v2 registered: full model {authority.models['B'].stat().st_size / 1e6:.1f}"
                   f" MB, delta from v1 {delta.stat().st_size / 1e3:.1f} KB")
-        ids, ca, root = enroll_fleet(url, lambda c, t: srv.store.create_enroll_token(device_class=c, tags=t),
-                                     count=SIM_DEVICES, classes={"rpi5": 0.5, "x86-dev": 0.5}, tags=["pilot"],
-                                     version=1, sha256=authority.sha["A"])
-        (folder / "fleet-ca.crt").write_text(ca)
-        fleet = Fleet(ids, ca_file=str(folder / "fleet-ca.crt"), root=root)
-        fleet.start()
         if not fleet.wait_connected(30):
             raise LinecrewError("the simulated devices did not connect within 30 s")
         tour.step(f"{SIM_DEVICES} simulated devices enrolled (own key, token and broker password each) and "

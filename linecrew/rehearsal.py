@@ -50,3 +50,22 @@ class Authority:
                                  "training_data": "field-notes-2026-10", "builder": "ci@linecrew"}}
         signed.update(over)
         return sign(signed, self.release_keys if keys is None else keys)
+
+
+def start_pilot_fleet(store: Any, url: str, folder: Path, authority: Authority, *, count: int,
+                      classes: dict[str, float] | None = None) -> tuple[Any, list[Any]]:
+    """Register release v2 (model B, with its delta from A) on the server behind ``store``/``url`` and
+    bring up ``count`` simulated devices tagged ``pilot`` running v1 (model A) over TLS; returns the
+    started fleet and the device identities."""
+    from agent.simulator import Fleet, enroll_fleet
+
+    store.releases.add(authority.manifest("B", 2, device_classes=["rpi5", "x86-dev"]), authority.models["B"],
+                       [authority.deltas[("A", "B")]])
+    ids, ca, root = enroll_fleet(url, lambda c, t: store.create_enroll_token(device_class=c, tags=t), count=count,
+                                 classes=classes or {"rpi5": 0.5, "x86-dev": 0.5}, tags=["pilot"], version=1,
+                                 sha256=authority.sha["A"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fleet-ca.crt").write_text(ca)
+    fleet = Fleet(ids, ca_file=str(folder / "fleet-ca.crt"), root=root)
+    fleet.start()
+    return fleet, ids

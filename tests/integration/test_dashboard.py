@@ -17,10 +17,9 @@ from agent.assistant import Assistant
 from agent.daemon import telemetry_payload
 from agent.knowledge import SAMPLE_KB, KnowledgeBase
 from agent.llm import LlmConfig, LocalLLM
-from agent.simulator import Fleet, enroll_fleet
 from agent.store import SERVER_PEER, AgentStore
 from agent.sync import DeviceSync, open_device
-from linecrew.rehearsal import Authority
+from linecrew.rehearsal import Authority, start_pilot_fleet
 from server.app import Server
 from server.broker import free_port
 from server.config import ServerConfig
@@ -56,14 +55,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     url = f"http://127.0.0.1:{cfg.http_port}"
     tokens = {name: srv.store.tokens.create(name, [role]) for name, role in
               (("ada", "admin"), ("rita", "release-manager"), ("paul", "planner"), ("eve", "expert"))}
-    srv.store.releases.add(authority.manifest("B", 2, device_classes=["rpi5", "x86-dev"]), authority.models["B"],
-                           [authority.deltas[("A", "B")]])
-    ids, ca, root = enroll_fleet(url, lambda cls, tags: srv.store.create_enroll_token(device_class=cls, tags=tags),
-                                 count=SIM_DEVICES, classes={"rpi5": 0.5, "x86-dev": 0.5}, tags=["pilot"],
-                                 version=1, sha256=authority.sha["A"])
-    (tmp / "ca.crt").write_text(ca)
-    fleet = Fleet(ids, ca_file=str(tmp / "ca.crt"), root=root)
-    fleet.start()
+    fleet, ids = start_pilot_fleet(srv.store, url, tmp, authority, count=SIM_DEVICES)
     # one real device (another class: the rollout is for rpi5 and x86-dev) with the real model
     store, address = open_device(enroll_device(srv, tmp / "truck", "truck-17", "jetson-orin-nano"))
     sync = DeviceSync(store, address)

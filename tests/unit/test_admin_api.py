@@ -84,7 +84,7 @@ def test_planners_add_jobs_and_replan_and_every_write_is_audited(api: tuple) -> 
 
 
 def test_whoami_metrics_summary_and_openapi(api: tuple) -> None:
-    client, store, auth = api
+    client, _, auth = api
     me = client.get("/v1/whoami", headers=auth["rita"]).json()
     assert me["roles"] == ["release-manager"] and "approve" in me["rollout_actions"] and not me["can_answer"]
     assert client.get("/v1/whoami", headers=auth["ada"]).json()["rollout_actions"] == ["abort", "pause", "rollback",
