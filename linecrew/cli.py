@@ -447,8 +447,11 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
         args = json.loads(args_json)
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"ARGS_JSON is not JSON: {e}") from e
-    env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream="commands",
-                           ttl_s=ttl_s, device_id=device_id)
+    from server.auth import audit
+    with store.db.transaction() as conn:
+        env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream="commands",
+                               ttl_s=ttl_s, device_id=device_id)
+        audit(conn, "cli", "command.send", f"device:{device_id}", "", {"command": name, "message": env.id})
     click.echo(f"queued {env.id} for {device_id}")
 
 

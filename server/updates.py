@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.auth import audit
 from shared.db import Database, Migration, executescript
 from shared.mqtt import MqttLink
 from shared.protocol import ChunkRequest, Topics, UpdateReport, new_id
@@ -92,7 +93,8 @@ class ReleaseRegistry:
         self.db = db
         self.outbox = outbox
 
-    def add(self, manifest: dict[str, Any], model: Path, deltas: Sequence[Path] = ()) -> None:
+    def add(self, manifest: dict[str, Any], model: Path, deltas: Sequence[Path] = (), *,
+            actor: str = "system") -> None:
         """Register a signed release with its model and delta files (verified by their hashes)."""
         from shared.delta import read_header, sha256_file
 
@@ -112,6 +114,8 @@ class ReleaseRegistry:
             for kind, base, path, length, sha in rows:
                 conn.execute("INSERT INTO release_payloads (name, version, kind, base_sha256, path, length, sha256)"
                              " VALUES (?,?,?,?,?,?,?)", (s["name"], s["version"], kind, base, str(path), length, sha))
+            audit(conn, actor, "release.add", f"release:{s['name']}@{s['version']}", "",
+                  {"sha256": s["sha256"], "deltas": len(rows) - 1})
 
     def release(self, name: str, version: int) -> dict[str, Any] | None:
         rows = self.db.query("SELECT manifest FROM releases WHERE name=? AND version=?", (name, version))
