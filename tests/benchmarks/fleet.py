@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO))
 
 from agent.simulator import Fleet, ProcessFleet, enroll_fleet, make_fleet  # noqa: E402
 from linecrew.admin_client import AdminClient  # noqa: E402
+from linecrew.rehearsal import Authority  # noqa: E402
 from server.broker import free_port  # noqa: E402
 from shared.mqtt import wait_for  # noqa: E402
-from tests.integration.test_updates import Fleet as Authority  # noqa: E402
 
 STATUS_PER_DEVICE = 5
 CLASSES = {"jetson-orin-nano": 0.5, "rpi5": 0.3, "x86-dev": 0.2}
