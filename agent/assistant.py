@@ -23,6 +23,7 @@ from agent.knowledge import KnowledgeBase, Passage
 from agent.llm import Completion, LocalLLM, ModelError
 from agent.router import Route, RoutingPolicy, decide
 from agent.store import SERVER_PEER, AgentStore
+from shared.logs import log_context
 from shared.protocol import new_id
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,15 @@ class Assistant:
 
     # ------------------------------------------------------------------ the request
     def ask(self, text: str, *, on_token: Callable[[str], None] | None = None) -> Reply:
-        started = time.perf_counter()
         rid = new_id()
+        with log_context(request_id=rid):  # every log line of this request carries its id (never its words)
+            reply = self._ask(rid, text, on_token)
+        log.info("request %s: intent %s -> %s in %.0f ms%s", rid, reply.intent, reply.route, reply.latency_ms,
+                 f" (model error {reply.error})" if reply.error else "", extra={"request_id": rid})
+        return reply
+
+    def _ask(self, rid: str, text: str, on_token: Callable[[str], None] | None) -> Reply:
+        started = time.perf_counter()
         text = text.strip()
         passages = self.kb.search(text, limit=self.config.retrieval_k)
         intent = self._classify(text, passages)
