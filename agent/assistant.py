@@ -24,6 +24,7 @@ from agent.llm import Completion, LocalLLM, ModelError
 from agent.router import Route, RoutingPolicy, decide
 from agent.store import SERVER_PEER, AgentStore
 from shared.logs import log_context
+from shared.metrics import percentiles
 from shared.protocol import new_id
 
 log = logging.getLogger(__name__)
@@ -295,8 +296,4 @@ def request_stats(store: AgentStore) -> dict[str, Any]:
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
-    def q(p: float) -> float:
-        idx = min(len(values) - 1, max(0, round(p * (len(values) - 1))))
-        return round(values[idx], 1)
-
-    return {"p50": q(0.5), "p95": q(0.95), "p99": q(0.99)}
+    return {f"p{round(q * 100)}": round(v, 1) for q, v in percentiles(values).items()}

@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.store import AgentStore
-from shared.metrics import NO_MODEL, CostModel, summarise
+from shared.metrics import NO_MODEL, CostModel, percentiles, summarise
 from shared.promtools import request_families
 from shared.protocol import RequestStats
 
@@ -32,12 +32,7 @@ def exact_quantiles(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | N
     by_model: dict[str, list[float]] = {}
     for r in rows:
         by_model.setdefault(str(r["model_version"] or NO_MODEL), []).append(float(r["latency_ms"]) / 1000)
-    out: dict[str, dict[str, float | None]] = {}
-    for model, xs in by_model.items():
-        xs.sort()
-        out[model] = {q: round(xs[min(len(xs) - 1, round(float(q) * (len(xs) - 1)))], 4)
-                      for q in ("0.5", "0.95", "0.99")}
-    return out
+    return {model: {str(q): round(v, 4) for q, v in percentiles(xs).items()} for model, xs in by_model.items()}
 
 
 class AgentCollector(Collector):

@@ -30,13 +30,13 @@ from server.planner.dispatch import Job
 from server.planner.live import LivePlanner
 from server.rollout_policy import (
     ROLES_FOR,
-    TRANSITIONS,
     ForbiddenError,
     InvalidTransitionError,
     Principal,
     Role,
     RolloutError,
     RolloutSpec,
+    allowed_actions,
 )
 from server.store import ServerStore
 from shared.errors import CryptoError
@@ -132,7 +132,7 @@ def _needs(*roles: Role) -> Callable[[Principal], Principal]:
 
 Who = Annotated[Principal, Depends(_principal)]
 Admin = Annotated[Principal, Depends(_needs(Role.ADMIN))]
-Expert = Annotated[Principal, Depends(_needs(Role.EXPERT, Role.ADMIN))]
+EscalationReader = Annotated[Principal, Depends(_needs(Role.EXPERT, Role.ADMIN))]
 Answerer = Annotated[Principal, Depends(_needs(Role.EXPERT))]
 Planner = Annotated[Principal, Depends(_needs(Role.PLANNER))]
 
@@ -259,8 +259,7 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
         """Status plus ``actions``: what this caller may do to it now (role and state both allow)."""
         with _http_errors():
             st = store.rollouts.status(rollout_id)
-        st["actions"] = [a for a, moves in TRANSITIONS.items()
-                         if a in ROLES_FOR and who.roles & ROLES_FOR[a] and any(f.value == st["state"] for f in moves)]
+        st["actions"] = allowed_actions(st["state"], who)
         return st
 
     @app.get("/v1/rollouts/{rollout_id}/devices")
@@ -297,7 +296,7 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
 
     # ------------------------------------------------------------------ escalations
     @app.get("/v1/escalations")
-    def escalations(who: Expert, status: Literal["open", "answered", "all"] = "open") -> list[dict[str, Any]]:
+    def escalations(who: EscalationReader, status: Literal["open", "answered", "all"] = "open") -> list[dict[str, Any]]:
         return store.escalations(status=None if status == "all" else status)
 
     @app.post("/v1/escalations/{escalation_id}/answer")

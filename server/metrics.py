@@ -42,11 +42,15 @@ def backlog(store: ServerStore) -> dict[str, Any]:
             "oldest_age_s": round(time.time() - oldest, 1) if oldest else 0.0}
 
 
-def outboxes(store: ServerStore) -> list[dict[str, Any]]:
-    """Per device: what waits on the device (its last report) and what waits here for it."""
-    return [{"device_id": d["id"], "online": d["online"],
-             "device_outbox": int(d["telemetry"].get("outbox_depth", 0)),  # type: ignore[attr-defined]
-             "server_outbox": d["server_outbox"]} for d in store.fleet()]
+def outboxes(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per device (rows of ``store.fleet()``): what waits on the device (its last report) and what waits
+    here for it."""
+    return [{"device_id": d["id"], "online": d["online"], "device_outbox": int(d["telemetry"].get("outbox_depth", 0)),
+             "server_outbox": d["server_outbox"]} for d in devices]
+
+
+def open_escalations(store: ServerStore) -> int:
+    return int(store.db.scalar("SELECT COUNT(*) FROM escalations WHERE status='open'") or 0)
 
 
 def fleet_summary(store: ServerStore, cost: CostModel) -> dict[str, Any]:
@@ -57,9 +61,9 @@ def fleet_summary(store: ServerStore, cost: CostModel) -> dict[str, Any]:
         "models": {m: derived(s, cost) for m, s in sorted(per_model.items())},
         "total": derived(total(per_model.values()), cost),
         "backlog": backlog(store),
-        "outboxes": outboxes(store),
+        "outboxes": outboxes(devices),
         "devices": {"total": len(devices), "online": sum(1 for d in devices if d["online"])},
-        "escalations_open": len(store.escalations(status="open")),
+        "escalations_open": open_escalations(store),
     }
 
 
@@ -75,7 +79,7 @@ class ServerCollector(Collector):
         srv_depth = GaugeMetricFamily("linecrew_server_outbox_depth", "Messages the server holds for the device",
                                       labels=["device"])
         online = GaugeMetricFamily("linecrew_device_online", "1 while the device is connected", labels=["device"])
-        for o in outboxes(self.store):
+        for o in outboxes(self.store.fleet()):
             dev_depth.add_metric([o["device_id"]], o["device_outbox"])
             srv_depth.add_metric([o["device_id"]], o["server_outbox"])
             online.add_metric([o["device_id"]], 1.0 if o["online"] else 0.0)
@@ -89,8 +93,7 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily("linecrew_deferred_backlog_oldest_seconds", "Age of the oldest unfinished "
                                 "deferred task", value=b["oldest_age_s"])
         yield GaugeMetricFamily("linecrew_escalations_open", "Escalations waiting for an expert",
-                                value=float(self.store.db.scalar("SELECT COUNT(*) FROM escalations"
-                                                                 " WHERE status='open'") or 0))
+                                value=float(open_escalations(self.store)))
         ro = GaugeMetricFamily("linecrew_rollout_devices", "Devices per rollout and state",
                                labels=["rollout", "state"])
         for r in self.store.db.query("SELECT rollout_id, state, COUNT(*) AS n FROM rollout_devices"

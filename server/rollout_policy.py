@@ -103,6 +103,12 @@ class Principal:
 SYSTEM = Principal("system", frozenset(Role))
 
 
+def allowed_actions(state: RolloutState | str, who: Principal) -> list[str]:
+    """What ``who`` may do to a rollout in ``state`` now: the role allows it and so does the state."""
+    return [a for a, moves in TRANSITIONS.items()
+            if a in ROLES_FOR and who.roles & ROLES_FOR[a] and RolloutState(state) in moves]
+
+
 def authorize(who: Principal, action: str) -> None:
     allowed = ROLES_FOR.get(action)
     if allowed is None or not (who.roles & allowed):

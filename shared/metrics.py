@@ -108,6 +108,12 @@ def derived(s: RequestStats, cost: CostModel) -> dict[str, float | None]:
     }
 
 
+def percentiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> dict[float, float]:
+    """Nearest-rank quantiles of raw samples (where they exist: one device's own requests)."""
+    xs = sorted(values)
+    return {q: xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))] for q in qs} if xs else {}
+
+
 def total(stats: Iterable[RequestStats]) -> RequestStats:
     out = RequestStats(latency_buckets=[0] * len(LATENCY_BOUNDS_S), token_buckets=[0] * len(TOKEN_BOUNDS))
     for s in stats:

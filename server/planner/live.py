@@ -126,7 +126,7 @@ class LivePlanner:
                  for t in self.technicians()]
         unassigned = [{**jobs.get(j, {"job_id": j}), "reason": why}
                       for j, why in (latest[1].unassigned.items() if latest else [])]
-        planned = {a.job_id for a in latest[1].assignments} | set(latest[1].unassigned) if latest else set()
+        planned = ({a.job_id for a in latest[1].assignments} | set(latest[1].unassigned)) if latest else set()
         waiting = [j for j in jobs.values() if j["status"] == "open" and j["job_id"] not in planned]
         created = self.db.scalar("SELECT created FROM plans WHERE version=?", (latest[0],)) if latest else None
         return {"version": latest[0] if latest else None, "created": created,

@@ -15,6 +15,7 @@ from server.rollout_policy import (
     RolloutSpec,
     RolloutState,
     WaveSpec,
+    allowed_actions,
     authorize,
     count_states,
     device_order,
@@ -175,3 +176,17 @@ def test_offer_rate_limit_is_a_token_bucket() -> None:
 ])
 def test_sql_is_translated_for_postgresql(sql: str, pg: str) -> None:
     assert _to_pg(sql) == pg
+
+
+@pytest.mark.parametrize(("state", "roles", "actions"), [
+    ("waiting_for_approval", {Role.RELEASE_MANAGER}, ["approve", "abort"]),
+    ("waiting_for_approval", {Role.ADMIN}, ["abort"]),
+    ("running", {Role.RELEASE_MANAGER}, ["pause", "abort", "rollback"]),
+    ("paused", {Role.RELEASE_MANAGER}, ["resume", "abort", "rollback"]),
+    ("paused", {Role.ADMIN}, ["abort", "rollback"]),
+    ("finished", {Role.ADMIN, Role.RELEASE_MANAGER}, ["rollback"]),
+    ("rolled_back", set(Role), []),
+    ("running", {Role.PLANNER, Role.EXPERT}, []),
+])
+def test_allowed_actions_need_both_role_and_state(state: str, roles: set[Role], actions: list[str]) -> None:
+    assert allowed_actions(state, Principal("p", frozenset(roles))) == actions
