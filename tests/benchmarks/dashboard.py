@@ -32,18 +32,9 @@ from server.broker import free_port  # noqa: E402
 from server.store import ServerStore  # noqa: E402
 from shared.metrics import summarise  # noqa: E402
 from shared.protocol import decode, encode, make_envelope, new_id  # noqa: E402
+from tests.helpers.issuer import NoBrokerIssuer  # noqa: E402
 
 POLL_S = 2.0
-
-
-class _Issuer:
-    ca_pem = ""
-
-    def add_device(self, device_id: str) -> str:
-        return "unused"
-
-    def device_url(self, host: str | None = None) -> str:
-        return "mqtts://localhost:8883"
 
 
 def populate(store: ServerStore, devices: int, rng: random.Random) -> None:
@@ -88,7 +79,7 @@ def main() -> None:
         populate_s = time.perf_counter() - t0
         token = store.tokens.create("bench", ["admin"])
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(store, _Issuer(), None), host="127.0.0.1", port=port,
+        server = uvicorn.Server(uvicorn.Config(create_app(store, NoBrokerIssuer(), None), host="127.0.0.1", port=port,
                                                log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -14,16 +14,7 @@ from server.planner.dispatch import Technician
 from server.planner.live import LivePlanner
 from server.store import ServerStore
 from shared.protocol import Message, decode, encode, make_envelope, new_id
-
-
-class _Issuer:
-    ca_pem = ""
-
-    def add_device(self, device_id: str) -> str:
-        return "pw"
-
-    def device_url(self, host: str | None = None) -> str:
-        return "mqtts://localhost:8883"
+from tests.helpers.issuer import NoBrokerIssuer
 
 
 @pytest.fixture
@@ -31,7 +22,7 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, ServerStore, dict[str, dic
     store = ServerStore(tmp_path)
     auth = {name: {"Authorization": f"Bearer {store.tokens.create(name, [role])}"} for name, role in
             (("ada", "admin"), ("rita", "release-manager"), ("paul", "planner"), ("eve", "expert"))}
-    with TestClient(create_app(store, _Issuer(), None)) as client:
+    with TestClient(create_app(store, NoBrokerIssuer(), None)) as client:
         yield client, store, auth
     store.close()
 
