@@ -51,22 +51,24 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception and converts SQLite errors.
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception and converts driver errors.
 
         A transaction opened inside another on the same thread joins the outer one, so library calls
         (an outbox put, say) compose with the caller's own writes into one atomic commit.
         """
+        errors = self._driver_errors()
         with self.lock:
             if self.conn.in_transaction:
                 yield self.conn
                 return
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
+                self._begin()
+            except errors as e:
+                self._rollback()
                 raise StorageError(f"cannot begin transaction: {e}") from e
             try:
                 yield self.conn
-            except sqlite3.Error as e:
+            except errors as e:
                 self._rollback()
                 raise StorageError(_explain(e)) from e
             except BaseException:
@@ -74,9 +76,15 @@ class Database:
                 raise
             try:
                 self.conn.execute("COMMIT")
-            except sqlite3.Error as e:
+            except errors as e:
                 self._rollback()
                 raise StorageError(f"commit failed: {_explain(e)}") from e
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _driver_errors(self) -> type[Exception]:
+        return sqlite3.Error
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -152,31 +160,12 @@ class PostgresDatabase(Database):
         self.conn = self.pg  # type: ignore[assignment]
         self.lock = threading.RLock()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            if self.conn.in_transaction:
-                yield self.conn
-                return
-            try:
-                self.conn.execute("BEGIN")
-                self.conn.execute(f"SELECT pg_advisory_xact_lock({self.LOCK_KEY})")
-            except self._psycopg.Error as e:
-                self._rollback()
-                raise StorageError(f"cannot begin transaction: {e}") from e
-            try:
-                yield self.conn
-            except self._psycopg.Error as e:
-                self._rollback()
-                raise StorageError(f"database error: {e}") from e
-            except BaseException:
-                self._rollback()
-                raise
-            try:
-                self.conn.execute("COMMIT")
-            except self._psycopg.Error as e:
-                self._rollback()
-                raise StorageError(f"commit failed: {e}") from e
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN")
+        self.conn.execute(f"SELECT pg_advisory_xact_lock({self.LOCK_KEY})")
+
+    def _driver_errors(self) -> type[Exception]:
+        return self._psycopg.Error
 
     def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict[str, object]]:
         from psycopg.rows import dict_row
@@ -277,7 +266,7 @@ def executescript(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(stmt)
 
 
-def _explain(e: sqlite3.Error) -> str:
+def _explain(e: Exception) -> str:
     if "full" in str(e).lower():
         return f"disk full: {e}; nothing was written, everything committed before is intact"
     return f"database error: {e}"
