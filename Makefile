@@ -26,11 +26,11 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent server shared linecrew
+	$(BIN)/mypy linecrew
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent server shared linecrew
+	$(BIN)/mypy linecrew
 	$(BIN)/pytest -q
 
 bench: setup

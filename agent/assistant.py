@@ -17,15 +17,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.breaker import CircuitBreaker
-from agent.intents import GRAMMAR, LLM_INSTRUCTIONS, Intent, classify_rules, parse_llm_intent
-from agent.knowledge import KnowledgeBase, Passage
-from agent.llm import Completion, LocalLLM, ModelError
-from agent.router import Route, RoutingPolicy, decide
-from agent.store import SERVER_PEER, AgentStore
-from shared.logs import log_context
-from shared.metrics import percentiles
-from shared.protocol import new_id
+from linecrew.agent.breaker import CircuitBreaker
+from linecrew.agent.intents import GRAMMAR, LLM_INSTRUCTIONS, Intent, classify_rules, parse_llm_intent
+from linecrew.agent.knowledge import KnowledgeBase, Passage
+from linecrew.agent.router import Route, RoutingPolicy, decide
+from linecrew.agent.store import SERVER_PEER, AgentStore
+from linecrew.shared.errors import ModelError
+from linecrew.shared.llm import Completion, LocalLLM, chat_prompt
+from linecrew.shared.logs import log_context
+from linecrew.shared.metrics import percentiles
+from linecrew.shared.protocol import new_id
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Assistant:
     def _classify(self, text: str, passages: list[Passage]) -> Intent:
         if self.config.intent_mode == "llm" and self.breaker.allow(self.clock()):
             try:
-                prompt = _chatml(LLM_INSTRUCTIONS, text)
+                prompt = chat_prompt(text, system=LLM_INSTRUCTIONS)
                 return parse_llm_intent(self.llm.complete(prompt, grammar=GRAMMAR, max_tokens=24).text)
             except ModelError:
                 log.warning("LLM intent classification failed; using rules")
@@ -200,7 +201,7 @@ class Assistant:
             reply.answer = _retrieval_only(passages, "the local model is paused after repeated failures")
             reply.degraded = True
             return
-        prompt = _chatml(SYSTEM_PROMPT, self._user_prompt(text, job, passages))
+        prompt = chat_prompt(self._user_prompt(text, job, passages), system=SYSTEM_PROMPT)
         fut = self.llm.submit(prompt, on_token=on_token)
         try:
             c: Completion = fut.result(timeout=self.config.answer_budget_ms / 1000)
@@ -268,10 +269,6 @@ def _retrieval_only(passages: list[Passage], why: str) -> str:
         return f"Answering without the model: {why}, and no procedure matches. Ask an expert if unsure."
     p = passages[0]
     return f"Answering from the procedures only ({why}). {p.title} - {p.heading}: {p.text[:600]} [1]"
-
-
-def _chatml(system: str, user: str) -> str:
-    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def request_stats(store: AgentStore) -> dict[str, Any]:

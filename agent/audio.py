@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
-from agent.errors import AgentError
+from linecrew.agent.errors import AgentError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import TomlSettings
-from shared.metrics import CostModel
+from linecrew.shared.config import TomlSettings
+from linecrew.shared.metrics import CostModel
 
 
 class AgentConfig(TomlSettings):

@@ -9,23 +9,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.assistant import Assistant, AssistantConfig
-from agent.config import AgentConfig
-from agent.errors import NotEnrolledError
-from agent.knowledge import SAMPLE_KB, KnowledgeBase
-from agent.llm import LlmConfig, LocalLLM
-from agent.metrics import request_summary, serve_metrics
-from agent.router import RoutingPolicy
-from agent.store import SERVER_PEER, AgentStore
-from agent.sync import DeviceSync, open_device
-from agent.transfer import UpdateAgent
-from agent.updates import Updater, llm_health_check
-from shared.engine import SenderLimits
-from shared.logs import bind_log_context
-from shared.mqtt import BrokerAddress
-from shared.protocol import Topics
-from shared.release import load_trusted_root
-from shared.sync import OutboxLimits
+from linecrew.agent.assistant import Assistant, AssistantConfig
+from linecrew.agent.config import AgentConfig
+from linecrew.agent.errors import NotEnrolledError
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.metrics import request_summary, serve_metrics
+from linecrew.agent.router import RoutingPolicy
+from linecrew.agent.store import SERVER_PEER, AgentStore
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.agent.transfer import UpdateAgent
+from linecrew.agent.updates import Updater, llm_health_check
+from linecrew.shared.engine import SenderLimits
+from linecrew.shared.llm import LlmConfig, LocalLLM
+from linecrew.shared.logs import bind_log_context
+from linecrew.shared.mqtt import BrokerAddress
+from linecrew.shared.protocol import Topics
+from linecrew.shared.release import load_trusted_root
+from linecrew.shared.sync import OutboxLimits
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
-from agent import identity
-from agent.errors import EnrollmentRefusedError, ServerUnreachableError
-from shared.identity import enrollment_challenge, load_or_create_key, public_key_b64, sign_b64
+from linecrew.agent import identity
+from linecrew.agent.errors import EnrollmentRefusedError, ServerUnreachableError
+from linecrew.shared.identity import enrollment_challenge, load_or_create_key, public_key_b64, sign_b64
 
 
 def enroll(*, folder: Path, server_url: str, token: str, device_id: str, device_class: str,

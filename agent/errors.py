@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import LinecrewError
+from linecrew.shared.errors import LinecrewError
 
 
 class AgentError(LinecrewError):

@@ -9,9 +9,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.errors import NotEnrolledError
-from shared.fsutil import atomic_write_text
-from shared.mqtt import BrokerAddress
+from linecrew.agent.errors import NotEnrolledError
+from linecrew.shared.fsutil import atomic_write_text
+from linecrew.shared.mqtt import BrokerAddress
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.db import Database
+from linecrew.shared.db import Database
 
-SAMPLE_KB = Path(str(importlib.resources.files("agent").joinpath("knowledge_base")))
+SAMPLE_KB = Path(str(importlib.resources.files("linecrew.agent").joinpath("knowledge_base")))
 
 _STOP = set(
     "a an and are as at be by can do does for from how i if in is it me my of on or should the this to "

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.store import AgentStore
-from shared.metrics import NO_MODEL, CostModel, percentiles, summarise
-from shared.promtools import request_families
-from shared.protocol import RequestStats
+from linecrew.agent.store import AgentStore
+from linecrew.shared.metrics import NO_MODEL, CostModel, percentiles, summarise
+from linecrew.shared.promtools import request_families
+from linecrew.shared.protocol import RequestStats
 
 _COLUMNS = "route, latency_ms, completion_tokens, model_version, error, degraded, resolved_at"
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent.intents import Intent
+from linecrew.agent.intents import Intent
 
 RouteKind = Literal["local", "deferred", "escalated"]
 

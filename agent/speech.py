@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
-from shared.models import default_asr_path, resolve
+from linecrew.agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
+from linecrew.shared.models import default_asr_path, resolve
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from shared.crypto import FieldCipher
-from shared.db import Database, Migration, executescript
-from shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, UpdateOffer, new_id
-from shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
+from linecrew.shared.crypto import FieldCipher
+from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, UpdateOffer, new_id
+from linecrew.shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
 
 _SCHEMA_1 = """
 CREATE TABLE notes (

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.store import SERVER_PEER, AgentStore
-from shared.engine import Pacer, Receiver, SenderLimits, SyncSender
-from shared.errors import ProtocolError
-from shared.mqtt import BrokerAddress, MqttLink
-from shared.protocol import Ack, Message, Presence, Topics, decode, encode, make_envelope
-from shared.sync import Backoff
+from linecrew.agent.store import SERVER_PEER, AgentStore
+from linecrew.shared.engine import Pacer, Receiver, SenderLimits, SyncSender
+from linecrew.shared.errors import ProtocolError
+from linecrew.shared.mqtt import BrokerAddress, MqttLink
+from linecrew.shared.protocol import Ack, Message, Presence, Topics, decode, encode, make_envelope
+from linecrew.shared.sync import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ class DeviceSync:
 def open_device(folder: Path, *, synchronous: str = "FULL", quota_bytes: int | None = None,
                 on_full: str = "reject") -> tuple[AgentStore, BrokerAddress]:
     """Open an enrolled device's store and broker address from its data folder."""
-    from agent import identity
-    from shared.sync import OutboxLimits
+    from linecrew.agent import identity
+    from linecrew.shared.sync import OutboxLimits
 
     creds = identity.load(folder)
     limits = OutboxLimits(quota_bytes=quota_bytes or OutboxLimits().quota_bytes, on_full=on_full)  # type: ignore[arg-type]

@@ -17,11 +17,11 @@ import threading
 import time
 from pathlib import Path
 
-from agent.store import SERVER_PEER, AgentStore
-from agent.updates import UpdateError, Updater
-from shared.mqtt import MqttLink
-from shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
-from shared.release import ReleaseError
+from linecrew.agent.store import SERVER_PEER, AgentStore
+from linecrew.agent.updates import UpdateError, Updater
+from linecrew.shared.mqtt import MqttLink
+from linecrew.shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
+from linecrew.shared.release import ReleaseError
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
-from shared.delta import apply_delta, read_header
-from shared.fsutil import atomic_write_text, fsync_dir
-from shared.release import (
+from linecrew.agent.errors import AgentError
+from linecrew.shared.delta import apply_delta, read_header
+from linecrew.shared.fsutil import atomic_write_text, fsync_dir
+from linecrew.shared.release import (
     BoundedHasher,
     ReleaseError,
     ReleaseSigned,
@@ -292,12 +292,12 @@ def llm_health_check(budget_s: float = 20.0) -> HealthCheck:
     """The model loads and answers a smoke prompt within its latency budget."""
 
     def check(model: Path) -> None:
-        from agent.llm import LlmConfig, LocalLLM
+        from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt
 
         t0 = time.perf_counter()
         llm = LocalLLM(LlmConfig(model_path=model, max_tokens=8))
         try:
-            c = llm.complete("<|im_start|>user\nSay OK.<|im_end|>\n<|im_start|>assistant\n")
+            c = llm.complete(chat_prompt("Say OK."))
         finally:
             llm.close()
         took = time.perf_counter() - t0

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from agent.audio import AudioChunk, AudioError
-from agent.config import AgentConfig
-from agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
-from agent.store import AgentStore
-from shared.protocol import new_id
+from linecrew.agent.audio import AudioChunk, AudioError
+from linecrew.agent.config import AgentConfig
+from linecrew.agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
+from linecrew.agent.store import AgentStore
+from linecrew.shared.protocol import new_id
 
 
 def speech_config(cfg: AgentConfig) -> SpeechConfig:

@@ -23,12 +23,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from server.auth import AuthError, audit, audit_log
-from server.errors import EnrollmentError, UnknownEscalationError
-from server.metrics import ServerMetrics, fleet_summary
-from server.planner.dispatch import Job
-from server.planner.live import LivePlanner
-from server.rollout_policy import (
+from linecrew.server.auth import AuthError, audit, audit_log
+from linecrew.server.errors import EnrollmentError, UnknownEscalationError
+from linecrew.server.metrics import ServerMetrics, fleet_summary
+from linecrew.server.planner.dispatch import Job
+from linecrew.server.planner.live import LivePlanner
+from linecrew.server.rollout_policy import (
     ROLES_FOR,
     ForbiddenError,
     InvalidTransitionError,
@@ -38,11 +38,11 @@ from server.rollout_policy import (
     RolloutSpec,
     allowed_actions,
 )
-from server.store import ServerStore
-from shared.errors import CryptoError
-from shared.identity import enrollment_challenge, verify_b64
-from shared.logs import log_context
-from shared.metrics import CostModel
+from linecrew.server.store import ServerStore
+from linecrew.shared.errors import CryptoError
+from linecrew.shared.identity import enrollment_challenge, verify_b64
+from linecrew.shared.logs import log_context
+from linecrew.shared.metrics import CostModel
 
 log = logging.getLogger(__name__)
 DASHBOARD = Path(__file__).parent / "dashboard"

@@ -9,15 +9,15 @@ from collections.abc import Callable
 
 import uvicorn
 
-from agent.llm import LlmConfig
-from server.api import create_app
-from server.broker import BrokerConfig, ManagedBroker
-from server.config import ServerConfig
-from server.errors import ServerError
-from server.ingest import Ingest
-from server.store import ServerStore
-from server.workers import TaskWorker, default_handlers
-from shared.mqtt import BrokerAddress
+from linecrew.server.api import create_app
+from linecrew.server.broker import BrokerConfig, ManagedBroker
+from linecrew.server.config import ServerConfig
+from linecrew.server.errors import ServerError
+from linecrew.server.ingest import Ingest
+from linecrew.server.store import ServerStore
+from linecrew.server.workers import TaskWorker, default_handlers
+from linecrew.shared.llm import LlmConfig
+from linecrew.shared.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from server.errors import ServerError
-from server.rollout_policy import Principal, Role
-from shared.db import Database, Migration, executescript
+from linecrew.server.errors import ServerError
+from linecrew.server.rollout_policy import Principal, Role
+from linecrew.shared.db import Database, Migration, executescript
 
 SCHEMA = """
 CREATE TABLE api_tokens (

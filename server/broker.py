@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.errors import BrokerStartError
-from server.pki import ensure_server_cert
-from shared.fsutil import atomic_write_text
-from shared.mqtt import BrokerAddress
-from shared.protocol import TOPIC_ROOT, acl_patterns
+from linecrew.server.errors import BrokerStartError
+from linecrew.server.pki import ensure_server_cert
+from linecrew.shared.fsutil import atomic_write_text
+from linecrew.shared.mqtt import BrokerAddress
+from linecrew.shared.protocol import TOPIC_ROOT, acl_patterns
 
 log = logging.getLogger(__name__)
 

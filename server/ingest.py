@@ -14,13 +14,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from server.store import ServerStore
-from server.updates import ChunkServer
-from server.workers import task_message
-from shared.engine import Pacer, Receiver, SenderLimits, SyncSender
-from shared.errors import ProtocolError, UnknownMessageTypeError, WrongSenderError
-from shared.mqtt import BrokerAddress, MqttLink
-from shared.protocol import (
+from linecrew.server.store import ServerStore
+from linecrew.server.updates import ChunkServer
+from linecrew.server.workers import task_message
+from linecrew.shared.engine import Pacer, Receiver, SenderLimits, SyncSender
+from linecrew.shared.errors import ProtocolError, UnknownMessageTypeError, WrongSenderError
+from linecrew.shared.mqtt import BrokerAddress, MqttLink
+from linecrew.shared.protocol import (
     Ack,
     ChunkRequest,
     Message,
@@ -33,7 +33,7 @@ from shared.protocol import (
     make_envelope,
     message_type,
 )
-from shared.sync import Outcome
+from linecrew.shared.sync import Outcome
 
 log = logging.getLogger(__name__)
 

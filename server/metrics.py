@@ -17,10 +17,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.store import ServerStore
-from shared.metrics import CostModel, add, derived, total
-from shared.promtools import request_families
-from shared.protocol import RequestStats
+from linecrew.server.store import ServerStore
+from linecrew.shared.metrics import CostModel, add, derived, total
+from linecrew.shared.promtools import request_families
+from linecrew.shared.protocol import RequestStats
 
 
 def fleet_requests(store: ServerStore) -> dict[str, RequestStats]:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shared.fsutil import atomic_write
+from linecrew.shared.fsutil import atomic_write
 
 
 def _now() -> dt.datetime:

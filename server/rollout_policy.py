@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from server.errors import ServerError
+from linecrew.server.errors import ServerError
 
 
 class RolloutError(ServerError):

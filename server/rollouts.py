@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from server.auth import audit
-from server.rollout_policy import (
+from linecrew.server.auth import audit
+from linecrew.server.rollout_policy import (
     D,
     DeviceState,
     GateDecision,
@@ -34,10 +34,10 @@ from server.rollout_policy import (
     transition,
     wave_quotas,
 )
-from server.updates import ReleaseRegistry
-from shared.db import Database, Migration, executescript
-from shared.protocol import UpdateReport, new_id
-from shared.sync import Outbox
+from linecrew.server.updates import ReleaseRegistry
+from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.protocol import UpdateReport, new_id
+from linecrew.shared.sync import Outbox
 
 log = logging.getLogger(__name__)
 

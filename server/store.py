@@ -16,14 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from server import auth, rollouts, updates
-from server.errors import EnrollmentError, UnknownEscalationError
-from server.rollouts import RolloutManager
-from server.updates import ReleaseRegistry
-from shared.crypto import FieldCipher
-from shared.db import Migration, executescript, open_database
-from shared.protocol import DeferredTask, Escalation, JobStatus, Message, Telemetry, UpdateReport, is_valid_device_id
-from shared.sync import Inbox, Outbox, sync_migration
+from linecrew.server import auth, rollouts, updates
+from linecrew.server.errors import EnrollmentError, UnknownEscalationError
+from linecrew.server.rollouts import RolloutManager
+from linecrew.server.updates import ReleaseRegistry
+from linecrew.shared.crypto import FieldCipher
+from linecrew.shared.db import Migration, executescript, open_database
+from linecrew.shared.protocol import (
+    DeferredTask,
+    Escalation,
+    JobStatus,
+    Message,
+    Telemetry,
+    UpdateReport,
+    is_valid_device_id,
+)
+from linecrew.shared.sync import Inbox, Outbox, sync_migration
 
 SENSITIVE_TYPES = {"note", "escalation"}
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.auth import audit
-from shared.db import Database, Migration, executescript
-from shared.mqtt import MqttLink
-from shared.protocol import ChunkRequest, Topics, UpdateReport, new_id
-from shared.sync import Outbox
+from linecrew.server.auth import audit
+from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.mqtt import MqttLink
+from linecrew.shared.protocol import ChunkRequest, Topics, UpdateReport, new_id
+from linecrew.shared.sync import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ReleaseRegistry:
     def add(self, manifest: dict[str, Any], model: Path, deltas: Sequence[Path] = (), *,
             actor: str = "system") -> None:
         """Register a signed release with its model and delta files (verified by their hashes)."""
-        from shared.delta import read_header, sha256_file
+        from linecrew.shared.delta import read_header, sha256_file
 
         s = manifest["signed"]
         if sha256_file(model) != s["sha256"]:

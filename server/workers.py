@@ -12,15 +12,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from agent.llm import LlmConfig, LocalLLM
-from shared.engine import Receiver
-from shared.errors import ProtocolError
-from shared.mqtt import BrokerAddress, MqttLink
-from shared.protocol import TaskDone, TaskRun, Topics, decode, encode, make_envelope
+from linecrew.shared.engine import Receiver
+from linecrew.shared.errors import ProtocolError
+from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt
+from linecrew.shared.mqtt import BrokerAddress, MqttLink
+from linecrew.shared.protocol import TaskDone, TaskRun, Topics, decode, encode, make_envelope
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[TaskRun], str]
+
+
+_SUMMARY_SYSTEM = ("You summarise field job logs for a utility dispatcher in three short sentences: what was found, "
+                   "what was done, what is still open.")
 
 
 def summarize_job_log(llm: LocalLLM) -> Handler:
@@ -29,9 +33,7 @@ def summarize_job_log(llm: LocalLLM) -> Handler:
         if not notes:
             return f"No notes were logged for job {task.job_id or '(none)'} yet."
         joined = "\n".join(f"- {n}" for n in notes[-60:])
-        prompt = ("<|im_start|>system\nYou summarise field job logs for a utility dispatcher in three short "
-                  "sentences: what was found, what was done, what is still open.<|im_end|>\n<|im_start|>user\n"
-                  f"Job {task.job_id or ''} notes:\n{joined}<|im_end|>\n<|im_start|>assistant\n")
+        prompt = chat_prompt(f"Job {task.job_id or ''} notes:\n{joined}", system=_SUMMARY_SYSTEM)
         summary = llm.complete(prompt, max_tokens=120).text.strip()
         return f"Summary of {len(notes)} note(s) for job {task.job_id or '(none)'}: {summary}"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.errors import CryptoError
-from shared.fsutil import atomic_write
+from linecrew.shared.errors import CryptoError
+from linecrew.shared.fsutil import atomic_write
 
 _FORMAT = b"\x01"
 

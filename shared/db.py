@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from shared.errors import MigrationError, StorageError
+from linecrew.shared.errors import MigrationError, StorageError
 
 
 @dataclass(frozen=True)

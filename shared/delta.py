@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import bsdiff4.core as bsdiff_core
 
-from shared.release import BoundedHasher, DeltaBaseMismatchError
+from linecrew.shared.release import BoundedHasher, DeltaBaseMismatchError
 
 MAGIC = b"LCDELTA1"
 CHUNK_BYTES = 4 * 1024 * 1024

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.protocol import Ack
-from shared.sync import Backoff, Outbox, RetrySchedule
+from linecrew.shared.protocol import Ack
+from linecrew.shared.sync import Backoff, Outbox, RetrySchedule
 
 log = logging.getLogger(__name__)
 

@@ -60,3 +60,7 @@ class MigrationError(StorageError):
 
 class CryptoError(LinecrewError):
     """A key is missing or unreadable, or a ciphertext failed authentication."""
+
+
+class ModelError(LinecrewError):
+    """The local model failed to load or to generate."""

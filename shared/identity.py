@@ -9,8 +9,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.errors import CryptoError
-from shared.fsutil import atomic_write
+from linecrew.shared.errors import CryptoError
+from linecrew.shared.fsutil import atomic_write
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.release import (
+from linecrew.shared.release import (
     BoundedHasher,
     ReleaseError,
     canonical,
@@ -80,55 +80,31 @@ def verify_image(bundle: Path, trust_root: bytes, *, now: float | None = None) -
     root = load_trusted_root(trust_root, now=now)
     try:
         with tarfile.open(bundle, "r") as tar:
-            image_raw = _member(tar, "image.json")
-            sig = parse_signed(_member(tar, "image.sig.json"))
+            image_raw = read_member(tar, "image.json")
+            sig = parse_signed(read_member(tar, "image.sig.json"))
             if canonical(sig.signed) != image_raw:
                 raise ImageError("image.json differs from what was signed")
             verify_role(sig, root, "release")
             image = json.loads(image_raw)
-            if _member(tar, "root.json") != trust_root:
+            if read_member(tar, "root.json") != trust_root:
                 raise ImageError("the bundle's trust root is not the one you trust")
             for name in FILES:
-                _check_member(tar, name, image["files"][name])
-            verify_release(_member(tar, "release.json"), root, now=now, installed_version=0,
+                _checkread_member(tar, name, image["files"][name])
+            verify_release(read_member(tar, "release.json"), root, now=now, installed_version=0,
                            device_class=image["device_class"])
     except (tarfile.TarError, KeyError, ValueError) as e:
         raise ImageError(f"{bundle} is not a valid image bundle: {e}") from e
     return image
 
 
-def provision(bundle: Path, device_dir: Path, trust_root: bytes) -> dict[str, Any]:
-    """Verify, then set up a fresh device folder: pinned root, agent.toml, model in slot a."""
-    from agent.updates import Updater
-
-    image = verify_image(bundle, trust_root)
-    device_dir.mkdir(parents=True, exist_ok=True)
-    staged = device_dir / "models" / ".provision-model.gguf"
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(bundle, "r") as tar:
-        (device_dir / "root.json").write_bytes(_member(tar, "root.json"))
-        (device_dir / "agent.toml").write_bytes(_member(tar, "agent.toml"))
-        manifest = json.loads(_member(tar, "release.json"))
-        src = tar.extractfile("model.gguf")
-        assert src is not None
-        with open(staged, "wb") as f:
-            while chunk := src.read(1 << 20):
-                f.write(chunk)
-    root = load_trusted_root(trust_root, now=time.time())
-    Updater(device_dir / "models", root=root, device_class=image["device_class"],
-            health=lambda _m: None).install_factory(staged, manifest)
-    staged.unlink()
-    return image
-
-
-def _member(tar: tarfile.TarFile, name: str) -> bytes:
+def read_member(tar: tarfile.TarFile, name: str) -> bytes:
     f = tar.extractfile(name)
     if f is None:
         raise ImageError(f"bundle member {name} is not a file")
     return f.read()
 
 
-def _check_member(tar: tarfile.TarFile, name: str, meta: dict[str, Any]) -> None:
+def _checkread_member(tar: tarfile.TarFile, name: str, meta: dict[str, Any]) -> None:
     f = tar.extractfile(name)
     if f is None:
         raise ImageError(f"bundle member {name} missing")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.protocol import RequestStats
+from linecrew.shared.protocol import RequestStats
 
 LATENCY_BOUNDS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, math.inf)
 TOKEN_BOUNDS: tuple[float, ...] = (4, 8, 16, 32, 64, 128, 256, 512, 1024, math.inf)

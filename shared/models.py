@@ -10,7 +10,7 @@ import importlib.resources
 import os
 from pathlib import Path
 
-from shared.errors import LinecrewError
+from linecrew.shared.errors import LinecrewError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from shared.errors import LinecrewError
-from shared.sync import Backoff
+from linecrew.shared.errors import LinecrewError
+from linecrew.shared.sync import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from shared.metrics import LATENCY_BOUNDS_S, TOKEN_BOUNDS, CostModel, derived
-from shared.protocol import RequestStats
+from linecrew.shared.metrics import LATENCY_BOUNDS_S, TOKEN_BOUNDS, CostModel, derived
+from linecrew.shared.protocol import RequestStats
 
 
 def _le(b: float) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import uuid6
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import (
+from linecrew.shared.errors import (
     MalformedMessageError,
     OversizedMessageError,
     SchemaError,

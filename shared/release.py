@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import LinecrewError
+from linecrew.shared.errors import LinecrewError
 
 
 # ---------------------------------------------------------------------------------------------- errors

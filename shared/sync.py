@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from shared.crypto import FieldCipher
-from shared.db import Database, Migration, executescript
-from shared.errors import OutboxFullError, ProtocolError
-from shared.protocol import (
+from linecrew.shared.crypto import FieldCipher
+from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.errors import OutboxFullError, ProtocolError
+from linecrew.shared.protocol import (
     Ack,
     Envelope,
     Message,

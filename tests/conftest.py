@@ -23,9 +23,9 @@ def server(tmp_path: Path) -> Iterator[object]:
     """A real server: managed Mosquitto (plain + TLS listeners), SQLite store, HTTP API, ingest."""
     if not _have_mosquitto():
         pytest.fail("mosquitto is not installed: run `make test`, which installs it")
-    from server.app import Server
-    from server.broker import free_port
-    from server.config import ServerConfig
+    from linecrew.server.app import Server
+    from linecrew.server.broker import free_port
+    from linecrew.server.config import ServerConfig
 
     if not shutil.which("mosquitto"):
         os.environ["PATH"] = "/usr/sbin:" + os.environ["PATH"]
@@ -40,7 +40,7 @@ def server(tmp_path: Path) -> Iterator[object]:
 
 
 def enroll_device(srv: object, folder: Path, device_id: str, device_class: str = "x86-dev") -> Path:
-    from agent.enroll import enroll
+    from linecrew.agent.enroll import enroll
 
     token = srv.store.create_enroll_token(ttl_s=600)  # type: ignore[attr-defined]
     enroll(folder=folder, server_url=f"http://127.0.0.1:{srv.config.http_port}",  # type: ignore[attr-defined]

@@ -16,8 +16,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from server.planner.errors import InfeasiblePlanError
-from server.planner.routing import RoutingProblem, solve_routing
+from linecrew.server.planner.errors import InfeasiblePlanError
+from linecrew.server.planner.routing import RoutingProblem, solve_routing
 
 PRIORITY_PENALTY = {1: 5_000_000, 2: 500_000, 3: 50_000, 4: 5_000, 5: 1_000}
 

@@ -13,9 +13,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from server.auth import audit
-from server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
-from server.store import ServerStore
+from linecrew.server.auth import audit
+from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
+from linecrew.server.store import ServerStore
 
 
 class LivePlanner:

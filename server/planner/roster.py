@@ -24,7 +24,7 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from server.planner.errors import InstanceFormatError
+from linecrew.server.planner.errors import InstanceFormatError
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.planner.errors import InstanceFormatError
-from server.planner.routing import RoutingProblem, RoutingSolution, solve_routing
+from linecrew.server.planner.errors import InstanceFormatError
+from linecrew.server.planner.routing import RoutingProblem, RoutingSolution, solve_routing
 
 
 @dataclass

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 
 import jiwer  # noqa: E402
 
-from agent.speech import load_whisper  # noqa: E402
-from shared.models import default_asr_path  # noqa: E402
+from linecrew.agent.speech import load_whisper  # noqa: E402
+from linecrew.shared.models import default_asr_path  # noqa: E402
 from tests.helpers.speech import SENTENCES, mixed, normalize  # noqa: E402
 
 JFK = REPO.parent / "shared" / "data" / "speech" / "jfk.flac"

@@ -24,11 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.assistant import SYSTEM_PROMPT, Assistant, _chatml  # noqa: E402
-from agent.intents import GRAMMAR, LLM_INSTRUCTIONS, classify_rules, parse_llm_intent  # noqa: E402
-from agent.knowledge import SAMPLE_KB, KnowledgeBase  # noqa: E402
-from agent.llm import LlmConfig, LocalLLM  # noqa: E402
-from agent.store import AgentStore  # noqa: E402
+from linecrew.agent.assistant import SYSTEM_PROMPT, Assistant, _chatml  # noqa: E402
+from linecrew.agent.intents import GRAMMAR, LLM_INSTRUCTIONS, classify_rules, parse_llm_intent  # noqa: E402
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase  # noqa: E402
+from linecrew.agent.store import AgentStore  # noqa: E402
+from linecrew.shared.llm import LlmConfig, LocalLLM  # noqa: E402
 
 LABELLED = [
     ("How do I verify zero voltage before I touch the transformer?", "procedure_question"),
@@ -80,7 +80,7 @@ def main() -> None:
     llm = LocalLLM(LlmConfig(max_tokens=64))
     assistant = Assistant(store, llm, kb)
 
-    from agent.assistant import retrieval_strength
+    from linecrew.agent.assistant import retrieval_strength
 
     rules_ok = sum(classify_rules(t, retrieval_strength(kb.search(t))).name == want for t, want in LABELLED)
     llm_ok, llm_ms = 0, []

@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
-from server.api import create_app  # noqa: E402
-from server.broker import free_port  # noqa: E402
-from server.store import ServerStore  # noqa: E402
-from shared.metrics import summarise  # noqa: E402
-from shared.protocol import decode, encode, make_envelope, new_id  # noqa: E402
+from linecrew.server.api import create_app  # noqa: E402
+from linecrew.server.broker import free_port  # noqa: E402
+from linecrew.server.store import ServerStore  # noqa: E402
+from linecrew.shared.metrics import summarise  # noqa: E402
+from linecrew.shared.protocol import decode, encode, make_envelope, new_id  # noqa: E402
 from tests.helpers.issuer import NoBrokerIssuer  # noqa: E402
 
 POLL_S = 2.0

@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from shared.delta import gguf_layout, sha256_file  # noqa: E402
-from shared.gguf_edit import perturb, rewrite  # noqa: E402
-from shared.models import default_llm_path  # noqa: E402
+from linecrew.shared.delta import gguf_layout, sha256_file  # noqa: E402
+from linecrew.shared.gguf_edit import perturb, rewrite  # noqa: E402
+from linecrew.shared.models import default_llm_path  # noqa: E402
 
 CHILD = r"""
 import resource, sys, time, json
@@ -36,9 +36,9 @@ sys.path.insert(0, {repo!r})
 t0 = time.perf_counter()
 op, a, b, c = sys.argv[1:5]
 if op == "ours_diff":
-    from shared.delta import make_delta; from pathlib import Path; make_delta(Path(a), Path(b), Path(c))
+    from linecrew.shared.delta import make_delta; from pathlib import Path; make_delta(Path(a), Path(b), Path(c))
 elif op == "ours_apply":
-    from shared.delta import apply_delta; from pathlib import Path
+    from linecrew.shared.delta import apply_delta; from pathlib import Path
     with open(c, "wb") as f: apply_delta(Path(a), Path(b), f)
 elif op == "bsdiff_diff":
     import bsdiff4; bsdiff4.file_diff(a, b, c)

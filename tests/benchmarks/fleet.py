@@ -29,11 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.simulator import Fleet, ProcessFleet, enroll_fleet, make_fleet  # noqa: E402
-from linecrew.admin_client import AdminClient  # noqa: E402
-from linecrew.rehearsal import Authority  # noqa: E402
-from server.broker import free_port  # noqa: E402
-from shared.mqtt import wait_for  # noqa: E402
+from linecrew.server.broker import free_port  # noqa: E402
+from linecrew.shared.mqtt import wait_for  # noqa: E402
+from linecrew.tools.admin_client import AdminClient  # noqa: E402
+from linecrew.tools.rehearsal import Authority  # noqa: E402
+from linecrew.tools.simulator import Fleet, ProcessFleet, enroll_fleet, make_fleet  # noqa: E402
 
 STATUS_PER_DEVICE = 5
 CLASSES = {"jetson-orin-nano": 0.5, "rpi5": 0.3, "x86-dev": 0.2}

@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from server.planner.dispatch import Job, Technician, plan_dispatch  # noqa: E402
-from server.planner.roster import parse_curtois, solve_roster  # noqa: E402
-from server.planner.vrptw import parse_vrplib, solve_vrptw  # noqa: E402
+from linecrew.server.planner.dispatch import Job, Technician, plan_dispatch  # noqa: E402
+from linecrew.server.planner.roster import parse_curtois, solve_roster  # noqa: E402
+from linecrew.server.planner.vrptw import parse_vrplib, solve_vrptw  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 ROSTER_BEST = {"Instance1": 607, "Instance2": 828, "Instance4": 1716, "Instance5": 1143, "Instance7": 1056}

@@ -28,12 +28,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.enroll import enroll  # noqa: E402
-from agent.store import AgentStore  # noqa: E402
-from server.app import Server  # noqa: E402
-from server.broker import BrokerConfig, ManagedBroker, free_port  # noqa: E402
-from server.config import ServerConfig  # noqa: E402
-from shared.mqtt import wait_for  # noqa: E402
+from linecrew.agent.enroll import enroll  # noqa: E402
+from linecrew.agent.store import AgentStore  # noqa: E402
+from linecrew.server.app import Server  # noqa: E402
+from linecrew.server.broker import BrokerConfig, ManagedBroker, free_port  # noqa: E402
+from linecrew.server.config import ServerConfig  # noqa: E402
+from linecrew.shared.mqtt import wait_for  # noqa: E402
 
 N = 20_000
 PACED = 1_000

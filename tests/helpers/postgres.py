@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from server.broker import free_port
+from linecrew.server.broker import free_port
 
 
 def _bin(name: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.audio import SAMPLE_RATE, file_chunks
+from linecrew.agent.audio import SAMPLE_RATE, file_chunks
 
 SENTENCES = [
     "The lock and tag are in place on feeder twelve.",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.store import SERVER_PEER
-from agent.sync import DeviceSync, open_device
-from shared.mqtt import wait_for
+from linecrew.agent.store import SERVER_PEER
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.shared.mqtt import wait_for
 
 
 def main() -> int:

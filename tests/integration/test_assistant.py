@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.assistant import Assistant, JobContext, request_stats
-from agent.breaker import CircuitBreaker
-from agent.knowledge import SAMPLE_KB, KnowledgeBase
-from agent.llm import LlmConfig, LocalLLM
-from agent.store import AgentStore
-from agent.sync import DeviceSync, open_device
-from server.workers import TaskWorker
-from shared.mqtt import wait_for
+from linecrew.agent.assistant import Assistant, JobContext, request_stats
+from linecrew.agent.breaker import CircuitBreaker
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.store import AgentStore
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.server.workers import TaskWorker
+from linecrew.shared.llm import LlmConfig, LocalLLM
+from linecrew.shared.mqtt import wait_for
 from tests.conftest import REPO, enroll_device
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import identity
-from shared.mqtt import wait_for
-from shared.protocol import Topics, encode, make_envelope
+from linecrew.agent import identity
+from linecrew.shared.mqtt import wait_for
+from linecrew.shared.protocol import Topics, encode, make_envelope
 from tests.conftest import enroll_device
 
 

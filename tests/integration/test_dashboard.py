@@ -13,20 +13,20 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.assistant import Assistant
-from agent.daemon import telemetry_payload
-from agent.knowledge import SAMPLE_KB, KnowledgeBase
-from agent.llm import LlmConfig, LocalLLM
-from agent.store import SERVER_PEER, AgentStore
-from agent.sync import DeviceSync, open_device
-from linecrew.rehearsal import Authority, start_pilot_fleet
-from server.app import Server
-from server.broker import free_port
-from server.config import ServerConfig
-from server.planner.dispatch import Job, Technician
-from server.planner.live import LivePlanner
-from shared.mqtt import wait_for
-from shared.protocol import new_id
+from linecrew.agent.assistant import Assistant
+from linecrew.agent.daemon import telemetry_payload
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.store import SERVER_PEER, AgentStore
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.server.app import Server
+from linecrew.server.broker import free_port
+from linecrew.server.config import ServerConfig
+from linecrew.server.planner.dispatch import Job, Technician
+from linecrew.server.planner.live import LivePlanner
+from linecrew.shared.llm import LlmConfig, LocalLLM
+from linecrew.shared.mqtt import wait_for
+from linecrew.shared.protocol import new_id
+from linecrew.tools.rehearsal import Authority, start_pilot_fleet
 from tests.conftest import REPO, enroll_device
 
 SHOTS = REPO / "tests" / "artifacts" / "dashboard"

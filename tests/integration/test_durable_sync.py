@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent.store import AgentStore
-from shared.mqtt import wait_for
+from linecrew.agent.store import AgentStore
+from linecrew.shared.mqtt import wait_for
 from tests.conftest import REPO, enroll_device
 
 N = 10_000

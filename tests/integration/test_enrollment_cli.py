@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.enroll import enroll
-from agent.errors import EnrollmentRefusedError
-from shared.identity import enrollment_challenge, load_or_create_key, public_key_b64, sign_b64
-from shared.mqtt import wait_for
+from linecrew.agent.enroll import enroll
+from linecrew.agent.errors import EnrollmentRefusedError
+from linecrew.shared.identity import enrollment_challenge, load_or_create_key, public_key_b64, sign_b64
+from linecrew.shared.mqtt import wait_for
 from tests.conftest import REPO, enroll_device
 
 
@@ -83,10 +83,10 @@ def test_enrollment_pins_the_release_root_unless_one_is_pinned_already(tmp_path:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from server.app import Server
-    from server.broker import free_port
-    from server.config import ServerConfig
-    from shared.release import make_root, public_b64
+    from linecrew.server.app import Server
+    from linecrew.server.broker import free_port
+    from linecrew.server.config import ServerConfig
+    from linecrew.shared.release import make_root, public_b64
 
     key = Ed25519PrivateKey.generate()
     root = make_root(version=1, expires=time.time() + 3600, root_keys=[key], root_threshold=1,

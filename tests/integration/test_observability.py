@@ -11,15 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.config import AgentConfig
-from agent.daemon import start_metrics
-from agent.enroll import enroll
-from agent.store import SERVER_PEER
-from agent.sync import DeviceSync, open_device
-from server.broker import free_port
-from shared.logs import configure_logging
-from shared.mqtt import wait_for
-from shared.protocol import Topics, new_id
+from linecrew.agent.config import AgentConfig
+from linecrew.agent.daemon import start_metrics
+from linecrew.agent.enroll import enroll
+from linecrew.agent.store import SERVER_PEER
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.server.broker import free_port
+from linecrew.shared.logs import configure_logging
+from linecrew.shared.mqtt import wait_for
+from linecrew.shared.protocol import Topics, new_id
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.assistant import Assistant, JobContext
-from agent.knowledge import KnowledgeBase
-from agent.llm import LocalLLM
-from agent.sync import DeviceSync, open_device
-from server.planner.dispatch import Job, Technician
-from server.planner.live import LivePlanner
-from shared.mqtt import wait_for
+from linecrew.agent.assistant import Assistant, JobContext
+from linecrew.agent.knowledge import KnowledgeBase
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.server.planner.dispatch import Job, Technician
+from linecrew.server.planner.live import LivePlanner
+from linecrew.shared.llm import LocalLLM
+from linecrew.shared.mqtt import wait_for
 from tests.conftest import REPO, SHARED_DATA, enroll_device
 
 

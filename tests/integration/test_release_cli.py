@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.gguf_edit import perturb, rewrite
-from shared.models import default_llm_path
+from linecrew.shared.gguf_edit import perturb, rewrite
+from linecrew.shared.models import default_llm_path
 from tests.conftest import REPO
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from server.app import Server
-from server.broker import free_port
-from server.config import ServerConfig
-from shared.mqtt import wait_for
+from linecrew.server.app import Server
+from linecrew.server.broker import free_port
+from linecrew.server.config import ServerConfig
+from linecrew.shared.mqtt import wait_for
 from tests.conftest import REPO
 from tests.integration.test_updates import Fleet as Authority
 

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.simulator import Behaviour, Fleet, choose_behaviours, enroll_fleet
-from server.app import Server
-from server.broker import free_port
-from server.config import ServerConfig
-from server.rollout_policy import Principal, Role, RolloutSpec, WaveSpec
-from shared.mqtt import wait_for
+from linecrew.server.app import Server
+from linecrew.server.broker import free_port
+from linecrew.server.config import ServerConfig
+from linecrew.server.rollout_policy import Principal, Role, RolloutSpec, WaveSpec
+from linecrew.shared.mqtt import wait_for
+from linecrew.tools.simulator import Behaviour, Fleet, choose_behaviours, enroll_fleet
 from tests.integration.test_updates import Fleet as Authority
 
 RM = Principal("rita", frozenset({Role.RELEASE_MANAGER}))

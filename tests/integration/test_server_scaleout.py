@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.simulator import Fleet, enroll_fleet
-from server.app import Server
-from server.broker import free_port
-from server.config import ServerConfig
-from shared.mqtt import wait_for
+from linecrew.server.app import Server
+from linecrew.server.broker import free_port
+from linecrew.server.config import ServerConfig
+from linecrew.shared.mqtt import wait_for
+from linecrew.tools.simulator import Fleet, enroll_fleet
 
 
 def test_two_servers_on_postgres_split_the_traffic_and_apply_each_message_once(tmp_path: Path,

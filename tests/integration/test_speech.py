@@ -12,10 +12,10 @@ import av
 import numpy as np
 import pytest
 
-from agent.audio import AudioError, file_chunks, pcm_chunks
-from agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
-from agent.store import AgentStore
-from agent.voice import VoiceSession
+from linecrew.agent.audio import AudioError, file_chunks, pcm_chunks
+from linecrew.agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
+from linecrew.agent.store import AgentStore
+from linecrew.agent.voice import VoiceSession
 from tests.conftest import REPO, SHARED_DATA
 from tests.helpers.speech import SENTENCES, have_espeak, load16k, mixed, synth, wer, write_wav
 

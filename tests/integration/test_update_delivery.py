@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.updates import Updater
-from server.rollout_policy import SYSTEM, RolloutSpec, WaveSpec
-from shared.delta import sha256_file
-from shared.mqtt import wait_for
-from shared.release import load_trusted_root
+from linecrew.agent.updates import Updater
+from linecrew.server.rollout_policy import SYSTEM, RolloutSpec, WaveSpec
+from linecrew.shared.delta import sha256_file
+from linecrew.shared.mqtt import wait_for
+from linecrew.shared.release import load_trusted_root
 from tests.conftest import REPO, enroll_device
 from tests.integration.test_updates import Fleet
 

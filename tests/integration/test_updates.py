@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.updates import Slots, State, Updater, llm_health_check
-from linecrew.rehearsal import Authority
-from shared.delta import sha256_file
-from shared.release import (
+from linecrew.agent.updates import Slots, State, Updater, llm_health_check
+from linecrew.shared.delta import sha256_file
+from linecrew.shared.release import (
     BadSignatureError,
     DeltaBaseMismatchError,
     DeviceClassError,
@@ -32,6 +31,7 @@ from shared.release import (
     public_b64,
     update_root,
 )
+from linecrew.tools.rehearsal import Authority
 from tests.conftest import REPO
 
 RUNNER = REPO / "tests" / "integration" / "update_runner.py"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.updates import Updater, llm_health_check
-from shared.release import load_trusted_root
+from linecrew.agent.updates import Updater, llm_health_check
+from linecrew.shared.release import load_trusted_root
 
 
 def main() -> int:

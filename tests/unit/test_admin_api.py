@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server.api import create_app
-from server.planner.dispatch import Technician
-from server.planner.live import LivePlanner
-from server.store import ServerStore
-from shared.protocol import Message, decode, encode, make_envelope, new_id
+from linecrew.server.api import create_app
+from linecrew.server.planner.dispatch import Technician
+from linecrew.server.planner.live import LivePlanner
+from linecrew.server.store import ServerStore
+from linecrew.shared.protocol import Message, decode, encode, make_envelope, new_id
 from tests.helpers.issuer import NoBrokerIssuer
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.breaker import CircuitBreaker
-from agent.intents import GRAMMAR, INTENTS, Intent, classify_rules, parse_items, parse_llm_intent
-from agent.knowledge import SAMPLE_KB, KnowledgeBase, split_markdown
-from agent.router import RoutingPolicy, decide
-from shared.db import Database
+from linecrew.agent.breaker import CircuitBreaker
+from linecrew.agent.intents import GRAMMAR, INTENTS, Intent, classify_rules, parse_items, parse_llm_intent
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase, split_markdown
+from linecrew.agent.router import RoutingPolicy, decide
+from linecrew.shared.db import Database
 
 
 @pytest.mark.parametrize(("text", "intent", "slots"), [
@@ -103,7 +103,7 @@ def test_knowledge_base_ranks_the_right_procedure(tmp_path: Path) -> None:
 
 
 def test_repeated_lines_from_a_looping_model_are_dropped() -> None:
-    from agent.assistant import _without_repeats
+    from linecrew.agent.assistant import _without_repeats
 
     looped = "1. Check the gauge.\n2. Check the gauge.\n3. Report a leak.\n4. check the gauge."
     assert _without_repeats(looped) == "1. Check the gauge.\n3. Report a leak."

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import EnrollmentError
-from server.store import ServerStore
+from linecrew.server.errors import EnrollmentError
+from linecrew.server.store import ServerStore
 
 
 def _enroll(store: ServerStore, token: str, device_id: str = "dev-1", cls: str = "x86-dev") -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.assistant import Assistant
-from agent.knowledge import SAMPLE_KB, KnowledgeBase
-from agent.llm import ModelError
-from agent.metrics import request_summary
-from agent.store import AgentStore
-from shared.logs import bind_log_context, configure_logging, log_context
+from linecrew.agent.assistant import Assistant
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.metrics import request_summary
+from linecrew.agent.store import AgentStore
+from linecrew.shared.errors import ModelError
+from linecrew.shared.logs import bind_log_context, configure_logging, log_context
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from agent.metrics import registry_for
-from agent.store import AgentStore
-from shared.metrics import LATENCY_BOUNDS_S, NO_MODEL, CostModel, add, derived, quantile, summarise, total
-from shared.protocol import RequestStats, decode, encode, make_envelope
+from linecrew.agent.metrics import registry_for
+from linecrew.agent.store import AgentStore
+from linecrew.shared.metrics import LATENCY_BOUNDS_S, NO_MODEL, CostModel, add, derived, quantile, summarise, total
+from linecrew.shared.protocol import RequestStats, decode, encode, make_envelope
 
 
 def _row(model: str | None, ms: float, *, route: str = "local", tokens: int = 20, error: str | None = None,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from server.planner.dispatch import Job, Technician, explain, plan_dispatch
-from server.planner.errors import InfeasiblePlanError, InstanceFormatError
-from server.planner.roster import evaluate, parse_curtois, solve_roster
+from linecrew.server.planner.dispatch import Job, Technician, explain, plan_dispatch
+from linecrew.server.planner.errors import InfeasiblePlanError, InstanceFormatError
+from linecrew.server.planner.roster import evaluate, parse_curtois, solve_roster
 
 ROSTER = """SECTION_HORIZON
 14

@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from shared.errors import (
+from linecrew.shared.errors import (
     MalformedMessageError,
     OversizedMessageError,
     SchemaError,
     UnknownMessageTypeError,
     UnsupportedVersionError,
 )
-from shared.protocol import MAX_MESSAGE_BYTES, Topics, acl_patterns, decode, encode, make_envelope
+from linecrew.shared.protocol import MAX_MESSAGE_BYTES, Topics, acl_patterns, decode, encode, make_envelope
 
 
 def _raw(**over: object) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from server.rollout_policy import (
+from linecrew.server.rollout_policy import (
     ClassCounts,
     DeviceState,
     ForbiddenError,
@@ -25,7 +25,7 @@ from server.rollout_policy import (
     transition,
     wave_quotas,
 )
-from shared.db import _to_pg
+from linecrew.shared.db import _to_pg
 
 S = RolloutState
 

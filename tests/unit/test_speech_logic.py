@@ -6,8 +6,16 @@ import itertools
 
 import numpy as np
 
-from agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
-from agent.speech import Final, Hypothesis, LocalAgreement, Partial, SpeechConfig, StreamingRecognizer, agreed_prefix
+from linecrew.agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
+from linecrew.agent.speech import (
+    Final,
+    Hypothesis,
+    LocalAgreement,
+    Partial,
+    SpeechConfig,
+    StreamingRecognizer,
+    agreed_prefix,
+)
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import TomlSettings
-from shared.crypto import FieldCipher, load_or_create_secret
-from shared.db import Database, Migration
-from shared.errors import CryptoError, MigrationError
+from linecrew.shared.config import TomlSettings
+from linecrew.shared.crypto import FieldCipher, load_or_create_secret
+from linecrew.shared.db import Database, Migration
+from linecrew.shared.errors import CryptoError, MigrationError
 
 
 def test_migrations_apply_once_each_in_its_own_transaction(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_key_file_is_private_and_loose_permissions_are_refused(tmp_path: Path) -
 
 
 def test_config_precedence_defaults_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.config import AgentConfig
+    from linecrew.agent.config import AgentConfig
 
     toml = tmp_path / "agent.toml"
     toml.write_text('device_class = "rpi5"\nwindow = 10\nack_timeout_s = 2.5\n')
@@ -58,7 +58,7 @@ def test_config_precedence_defaults_file_env_flags(tmp_path: Path, monkeypatch: 
 
 
 def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
-    from server.config import ServerConfig
+    from linecrew.server.config import ServerConfig
 
     toml = tmp_path / "server.toml"
     toml.write_text("htp_port = 1\n")
@@ -67,7 +67,7 @@ def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
 
 
 def test_default_models_resolve_offline_from_packages() -> None:
-    from shared.models import default_asr_path, default_llm_path
+    from linecrew.shared.models import default_asr_path, default_llm_path
 
     assert default_llm_path().suffix == ".gguf" and default_llm_path().stat().st_size > 50e6
     assert (default_asr_path() / "model.bin").exists()
@@ -75,8 +75,8 @@ def test_default_models_resolve_offline_from_packages() -> None:
 
 
 def test_example_config_files_load() -> None:
-    from agent.config import AgentConfig
-    from server.config import ServerConfig
+    from linecrew.agent.config import AgentConfig
+    from linecrew.server.config import ServerConfig
 
     root = Path(__file__).resolve().parents[2] / "config"
     assert AgentConfig.load(root / "agent.example.toml") == AgentConfig.load(None)
@@ -84,8 +84,8 @@ def test_example_config_files_load() -> None:
 
 
 def test_disk_full_is_a_clear_error_and_keeps_committed_data(tmp_path: Path) -> None:
-    from shared.errors import StorageError
-    from shared.sync import Outbox, sync_migration
+    from linecrew.shared.errors import StorageError
+    from linecrew.shared.sync import Outbox, sync_migration
 
     db = Database(tmp_path / "full.db")
     db.migrate([sync_migration(1)])

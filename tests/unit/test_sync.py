@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.crypto import FieldCipher
-from shared.db import Database
-from shared.errors import OutboxFullError
-from shared.protocol import Ack, Message, Rejection, decode
-from shared.sync import Backoff, Inbox, Outbox, OutboxLimits, Outcome, Rejected, RetrySchedule, sync_migration
+from linecrew.shared.crypto import FieldCipher
+from linecrew.shared.db import Database
+from linecrew.shared.errors import OutboxFullError
+from linecrew.shared.protocol import Ack, Message, Rejection, decode
+from linecrew.shared.sync import Backoff, Inbox, Outbox, OutboxLimits, Outcome, Rejected, RetrySchedule, sync_migration
 
 
 def _db(tmp_path: Path, name: str = "a.db") -> Database:

@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from shared.errors import ProtocolError
-from shared.fsutil import atomic_write_text
-from shared.identity import enrollment_challenge, public_key_b64, sign_b64
-from shared.mqtt import BrokerAddress, MqttLink
-from shared.protocol import (
+from linecrew.shared.errors import ProtocolError
+from linecrew.shared.fsutil import atomic_write_text
+from linecrew.shared.identity import enrollment_challenge, public_key_b64, sign_b64
+from linecrew.shared.mqtt import BrokerAddress, MqttLink
+from linecrew.shared.protocol import (
     Ack,
     ChunkRequest,
     Command,
@@ -40,7 +40,7 @@ from shared.protocol import (
     encode,
     make_envelope,
 )
-from shared.release import ReleaseError, check_delta_base, load_trusted_root, verify_release
+from linecrew.shared.release import ReleaseError, check_delta_base, load_trusted_root, verify_release
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.delta import make_delta, sha256_file
-from shared.gguf_edit import perturb, rewrite
-from shared.models import default_llm_path
-from shared.release import make_root, public_b64, sign
+from linecrew.shared.delta import make_delta, sha256_file
+from linecrew.shared.gguf_edit import perturb, rewrite
+from linecrew.shared.models import default_llm_path
+from linecrew.shared.release import make_root, public_b64, sign
 
 DAY = 86400.0
 RELEASE_NAME = "smollm2-field"
@@ -57,7 +57,7 @@ def start_pilot_fleet(store: Any, url: str, folder: Path, authority: Authority, 
     """Register release v2 (model B, with its delta from A) on the server behind ``store``/``url`` and
     bring up ``count`` simulated devices tagged ``pilot`` running v1 (model A) over TLS; returns the
     started fleet and the device identities."""
-    from agent.simulator import Fleet, enroll_fleet
+    from linecrew.tools.simulator import Fleet, enroll_fleet
 
     store.releases.add(authority.manifest("B", 2, device_classes=["rpi5", "x86-dev"]), authority.models["B"],
                        [authority.deltas[("A", "B")]])

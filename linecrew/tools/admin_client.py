@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from shared.errors import LinecrewError
+from linecrew.shared.errors import LinecrewError
 
 
 class AdminApiError(LinecrewError):

@@ -23,14 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
-from shared.models import default_llm_path, resolve
+from linecrew.shared.errors import ModelError
+from linecrew.shared.models import default_llm_path, resolve
 
 log = logging.getLogger(__name__)
 
 
-class ModelError(AgentError):
-    """The local model failed to load or to generate."""
+CHATML_STOP = ("<|im_end|>", "<|im_start|>")
+
+
+def chat_prompt(user: str, system: str | None = None) -> str:
+    """The ChatML prompt every bundled model (SmolLM2 and its fine-tunes) expects; the one place it is spelled."""
+    head = f"<|im_start|>system\n{system}<|im_end|>\n" if system is not None else ""
+    return f"{head}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class LocalLLM:
         reused = _common_prefix(tokens, list(llm.input_ids[: llm.n_tokens]))
         kwargs: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": self.config.temperature,
                                   "repeat_penalty": self.config.repeat_penalty,
-                                  "stream": True, "stop": ["<|im_end|>", "<|im_start|>"]}
+                                  "stream": True, "stop": list(CHATML_STOP)}
         if req.grammar:
             from llama_cpp import LlamaGrammar
 

@@ -19,22 +19,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig
-from agent.daemon import telemetry_payload
-from agent.enroll import enroll
-from agent.simulator import Fleet
-from agent.store import SERVER_PEER, AgentStore
-from agent.sync import DeviceSync, open_device
-from linecrew.admin_client import AdminClient
-from linecrew.rehearsal import RELEASE_NAME, Authority, start_pilot_fleet
-from server.app import Server
-from server.broker import free_port
-from server.config import ServerConfig
-from server.metrics import fleet_summary
-from server.planner.dispatch import Job, Technician
-from server.planner.live import LivePlanner
-from shared.errors import LinecrewError
-from shared.mqtt import wait_for
+from linecrew.agent.config import AgentConfig
+from linecrew.agent.daemon import telemetry_payload
+from linecrew.agent.enroll import enroll
+from linecrew.agent.store import SERVER_PEER, AgentStore
+from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.server.app import Server
+from linecrew.server.broker import free_port
+from linecrew.server.config import ServerConfig
+from linecrew.server.metrics import fleet_summary
+from linecrew.server.planner.dispatch import Job, Technician
+from linecrew.server.planner.live import LivePlanner
+from linecrew.shared.errors import LinecrewError
+from linecrew.shared.mqtt import wait_for
+from linecrew.tools.admin_client import AdminClient
+from linecrew.tools.rehearsal import RELEASE_NAME, Authority, start_pilot_fleet
+from linecrew.tools.simulator import Fleet
 
 STEPS = 12
 SIM_DEVICES = 5
@@ -153,10 +153,10 @@ def _plan(srv: Server, store: AgentStore, sim_device: str, tour: Tour) -> None:
 
 
 def _voice_and_assistant(srv: Server, store: AgentStore, folder: Path, tour: Tour) -> None:
-    from agent.audio import file_chunks
-    from agent.daemon import build_assistant
-    from agent.speech import Final, StreamingRecognizer
-    from agent.voice import VoiceSession
+    from linecrew.agent.audio import file_chunks
+    from linecrew.agent.daemon import build_assistant
+    from linecrew.agent.speech import Final, StreamingRecognizer
+    from linecrew.agent.voice import VoiceSession
 
     cfg = AgentConfig(data_dir=store.folder)
     assistant = build_assistant(cfg, store)

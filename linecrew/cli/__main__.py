@@ -1,0 +1,3 @@
+from linecrew.cli import main
+
+main()

@@ -1,0 +1,345 @@
+"""``linecrew agent ...`` and ``linecrew transcribe``: the device side."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from linecrew.cli._common import (
+    _agent_config,
+    _friendly,
+    _wait_for_signal,
+    config_option,
+    device_dir_option,
+)
+
+
+@click.group()
+def agent() -> None:
+    """The device agent: enrollment, sync, voice, assistant, updates."""
+
+
+@agent.command("enroll")
+@config_option
+@device_dir_option
+@click.option("--server", "server_url", help="server HTTP URL, e.g. http://10.0.0.5:8700")
+@click.option("--token", required=True, help="one-time enrollment token from 'linecrew server enroll-token'")
+@click.option("--device-id", required=True, help="this device's id (a-z, 0-9, '-')")
+@click.option("--device-class", default=None, help="hardware class, e.g. jetson-orin-nano")
+@_friendly
+def agent_enroll(config_path: Path | None, data_dir: Path | None, server_url: str | None, token: str,
+                 device_id: str, device_class: str | None) -> None:
+    """Create this device's identity and receive its broker credentials."""
+    from linecrew.agent.enroll import enroll
+
+    cfg = _agent_config(config_path, data_dir=data_dir, server_url=server_url, device_class=device_class)
+    creds = enroll(folder=cfg.data_dir, server_url=cfg.server_url, token=token, device_id=device_id,
+                   device_class=cfg.device_class)
+    click.echo(f"enrolled {creds.device_id} ({cfg.device_class}); broker {creds.broker_url}")
+
+
+@agent.command("run")
+@config_option
+@device_dir_option
+@_friendly
+def agent_run(config_path: Path | None, data_dir: Path | None) -> None:
+    """Run the agent daemon: keep the link to the server and drain the outbox."""
+    from linecrew.agent.daemon import run_agent
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    run_agent(cfg, _wait_for_signal)
+
+
+@agent.command("note")
+@config_option
+@device_dir_option
+@click.option("--job", "job_id", default=None, help="job the note belongs to")
+@click.argument("text")
+@_friendly
+def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | None, text: str) -> None:
+    """Store a note (encrypted at rest) and queue it for the server."""
+    from linecrew.agent.daemon import open_configured
+
+    store, _ = open_configured(_agent_config(config_path, data_dir=data_dir))
+    note_id = store.add_note(text, job_id=job_id)
+    click.echo(f"note {note_id} stored; {store.outbox.depth()} message(s) waiting in the outbox")
+
+
+@agent.command("status")
+@config_option
+@device_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Show enrollment, outbox depth and dead letters."""
+    from linecrew.agent.daemon import open_configured
+
+    store, address = open_configured(_agent_config(config_path, data_dir=data_dir))
+    info = {
+        "device_id": store.device_id,
+        "broker": address.url,
+        "outbox_depth": store.outbox.depth(),
+        "outbox_bytes": store.outbox.used_bytes(),
+        "dead_letters": len(store.outbox.dead_letters()),
+        "commands_applied": len(store.commands()),
+        "schema_version": store.db.version(),
+    }
+    click.echo(json.dumps(info) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+@agent.command("listen")
+@config_option
+@device_dir_option
+@click.option("--device", "input_device", default=None, help="input device index or name (default: system's)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per partial/final result")
+@_friendly
+def agent_listen(config_path: Path | None, data_dir: Path | None, input_device: str | None, as_json: bool) -> None:
+    """Listen on the microphone; finals go to the context cache. Ctrl-C stops."""
+    from linecrew.agent.audio import mic_chunks
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    device: int | str | None = int(input_device) if input_device and input_device.isdigit() else input_device
+    chunks = mic_chunks(device)
+    _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg))
+
+
+def _local_store(cfg: Any) -> Any:
+    from linecrew.agent.daemon import open_store
+
+    return open_store(cfg)
+
+
+def _run_voice(chunks: Any, cfg: Any, *, as_json: bool, store: Any = None) -> None:
+    from linecrew.agent.speech import Final, StreamingRecognizer
+    from linecrew.agent.voice import VoiceSession, speech_config
+
+    session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
+    try:
+        for ev in session.events(chunks):
+            if as_json:
+                click.echo(json.dumps(ev.__dict__))
+            elif isinstance(ev, Final):
+                click.echo(f"[{ev.start_s:7.2f}-{ev.end_s:7.2f}] {ev.text}")
+    except KeyboardInterrupt:
+        pass
+    summary = session.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{summary['utterances']} utterance(s), {summary['audio_s']} s audio, rtf {summary['rtf']}",
+                   err=True)
+    if session.error is not None:
+        raise session.error
+
+
+@click.command("transcribe")
+@config_option
+@click.argument("source")
+@click.option("--realtime", is_flag=True, help="pace the file as if spoken live")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: partials, finals, then a summary")
+@click.option("--model", "asr_model", type=click.Path(path_type=Path), default=None, help="CTranslate2 model dir")
+@click.option("--threads", type=int, default=None)
+@click.option("--pcm-rate", type=int, default=16000, help="for SOURCE '-': raw PCM sample rate")
+@click.option("--pcm-channels", type=int, default=1, help="for SOURCE '-': interleaved channels")
+@click.option("--pcm-format", default="s16le", help="for SOURCE '-': s16le, s32le or f32le")
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="also keep finals in this device folder's context cache")
+@_friendly
+def transcribe(config_path: Path | None, source: str, realtime: bool, as_json: bool, asr_model: Path | None,
+               threads: int | None, pcm_rate: int, pcm_channels: int, pcm_format: str,
+               store_dir: Path | None) -> None:
+    """Transcribe an audio file (WAV, FLAC, MP3, ...) or raw PCM on stdin ('-'), streaming."""
+    from linecrew.agent.audio import open_source
+
+    cfg = _agent_config(config_path, asr_model=asr_model, threads=threads, data_dir=store_dir)
+    chunks = open_source(source, realtime=realtime, pcm_rate=pcm_rate, pcm_channels=pcm_channels,
+                         pcm_format=pcm_format)
+    _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg) if store_dir else None)
+
+
+@agent.command("ask")
+@config_option
+@device_dir_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON object with answer, intent, route, timings")
+@click.argument("text")
+@_friendly
+def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, text: str) -> None:
+    """Ask the assistant; tokens stream to the terminal as the local model writes them."""
+    from linecrew.agent.daemon import build_assistant
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    assistant = build_assistant(cfg, _local_store(cfg))
+    streamed: list[str] = []
+
+    def show(piece: str) -> None:
+        if not as_json:
+            streamed.append(piece)
+            click.echo(piece, nl=False)
+
+    reply = assistant.ask(text, on_token=show)
+    assistant.llm.close()
+    if as_json:
+        click.echo(json.dumps(reply.as_dict()))
+        return
+    if not streamed:
+        click.echo(reply.answer, nl=False)
+    click.echo()
+    if reply.citations:
+        click.echo("sources: " + ", ".join(reply.citations), err=True)
+    click.echo(f"[{reply.intent} {reply.confidence:.2f} -> {reply.route}{', degraded' if reply.degraded else ''}]",
+               err=True)
+
+
+@agent.command("talk")
+@config_option
+@device_dir_option
+@click.option("--file", "audio_file", type=click.Path(path_type=Path), default=None,
+              help="audio file instead of the microphone")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per answered utterance")
+@_friendly
+def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path | None, as_json: bool) -> None:
+    """Voice: listen -> transcript -> intent -> answer, one answer per utterance."""
+    from linecrew.agent.audio import file_chunks, mic_chunks
+    from linecrew.agent.daemon import build_assistant
+    from linecrew.agent.speech import Final, StreamingRecognizer
+    from linecrew.agent.voice import VoiceSession, speech_config
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    store = _local_store(cfg)
+    assistant = build_assistant(cfg, store)
+    chunks = file_chunks(audio_file) if audio_file else mic_chunks()
+    session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
+    try:
+        for ev in session.events(chunks):
+            if not isinstance(ev, Final):
+                continue
+            reply = assistant.ask(ev.text)
+            if as_json:
+                click.echo(json.dumps({"transcript": ev.text, "final_latency_ms": ev.latency_ms, **reply.as_dict()}))
+            else:
+                click.echo(f"you: {ev.text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        assistant.llm.close()
+    if session.error is not None:
+        raise session.error
+
+
+@agent.group("job")
+def agent_job() -> None:
+    """The technician's current job (set by the planner, or by hand)."""
+
+
+@agent_job.command("set")
+@config_option
+@device_dir_option
+@click.option("--title", default="")
+@click.option("--location", default="")
+@click.option("--details", default="")
+@click.argument("job_id")
+@_friendly
+def agent_job_set(config_path: Path | None, data_dir: Path | None, title: str, location: str, details: str,
+                  job_id: str) -> None:
+    from dataclasses import asdict
+
+    from linecrew.agent.assistant import JobContext
+
+    store = _local_store(_agent_config(config_path, data_dir=data_dir))
+    job = JobContext(job_id, title, location, details)
+    store.put("current_job", asdict(job))
+    click.echo(f"current job: {job.describe()}")
+
+
+@agent.command("inbox")
+@config_option
+@device_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def agent_inbox(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Answers from experts and results of deferred tasks that reached this device."""
+    store = _local_store(_agent_config(config_path, data_dir=data_dir))
+    rows = store.answers()
+    for r in rows:
+        click.echo(json.dumps(r) if as_json else f"[{r['kind']} from {r['source']}] {r['text']}")
+    store.mark_seen([str(r["id"]) for r in rows])
+
+
+@agent.command("stats")
+@config_option
+@device_dir_option
+@_friendly
+def agent_stats(config_path: Path | None, data_dir: Path | None) -> None:
+    """Request metrics: latency and TTFT p50/p95/p99, routes, manual-intervention rate."""
+    from linecrew.agent.assistant import request_stats
+
+    click.echo(json.dumps(request_stats(_local_store(_agent_config(config_path, data_dir=data_dir)))))
+
+
+
+@agent.group("update")
+def agent_update() -> None:
+    """Fail-safe A/B model updates on this device."""
+
+
+def _updater(cfg: Any) -> Any:
+    from linecrew.agent.updates import Updater, llm_health_check
+    from linecrew.shared.release import load_trusted_root
+
+    root_file = cfg.data_dir / "root.json"
+    if not root_file.exists():
+        raise click.ClickException(f"no pinned trust root at {root_file} (provisioning puts it there)")
+    root = load_trusted_root(root_file.read_bytes(), now=time.time())
+    return Updater(cfg.data_dir / "models", root=root, device_class=cfg.device_class, health=llm_health_check())
+
+
+@agent_update.command("status")
+@config_option
+@device_dir_option
+@_friendly
+def agent_update_status(config_path: Path | None, data_dir: Path | None) -> None:
+    click.echo(json.dumps(_updater(_agent_config(config_path, data_dir=data_dir)).status()))
+
+
+@agent_update.command("apply")
+@config_option
+@device_dir_option
+@click.argument("manifest", type=click.Path(exists=True, path_type=Path))
+@click.argument("payload", type=click.Path(exists=True, path_type=Path))
+@_friendly
+def agent_update_apply(config_path: Path | None, data_dir: Path | None, manifest: Path, payload: Path) -> None:
+    """Verify and apply a release (full model or delta); commits after the health check or rolls back."""
+    up = _updater(_agent_config(config_path, data_dir=data_dir))
+    up.resume()
+    rec = up.apply(json.loads(manifest.read_text()), payload)
+    click.echo(f"{rec.state}: " + " -> ".join(rec.history) + (f" ({rec.error})" if rec.error else ""))
+    if rec.state != "committed":
+        sys.exit(1)
+
+
+@agent_update.command("rollback")
+@config_option
+@device_dir_option
+@_friendly
+def agent_update_rollback(config_path: Path | None, data_dir: Path | None) -> None:
+    rec = _updater(_agent_config(config_path, data_dir=data_dir)).rollback()
+    click.echo(f"{rec.state}: active slot is now {rec.previous}")
+
+
+@agent.command("provision")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--dir", "device_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True,
+              help="the organisation's root metadata, obtained out of band")
+@_friendly
+def agent_provision(bundle: Path, device_dir: Path, trust_root: Path) -> None:
+    """Set up a fresh device from an image bundle; a tampered bundle is refused."""
+    from linecrew.agent.provision import provision
+
+    img = provision(bundle, device_dir, trust_root.read_bytes())
+    click.echo(f"provisioned {device_dir} as {img['device_class']} with {img['release']} v{img['release_version']}")

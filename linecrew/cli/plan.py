@@ -1,0 +1,171 @@
+"""``linecrew plan ...``: rosters, dispatch and the live plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from linecrew.cli._common import (
+    _friendly,
+    _open_store,
+    _server_config,
+    config_option,
+    server_dir_option,
+)
+
+
+@click.group()
+def plan() -> None:
+    """Central planner: rostering (CP-SAT), dispatch (OR-Tools routing), live re-planning."""
+
+
+def _hhmm(value: str) -> int:
+    try:
+        h, m = value.split(":")
+        return int(h) * 60 + int(m)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not HH:MM") from e
+
+
+def _xy(value: str) -> tuple[float, float]:
+    try:
+        x, y = value.split(",")
+        return float(x), float(y)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not X,Y") from e
+
+
+@plan.command("roster")
+@click.option("--curtois", "path", type=click.Path(exists=True, path_type=Path), required=True,
+              help="Curtois & Qu shift scheduling instance")
+@click.option("--time-limit", "time_limit", type=float, default=60.0, show_default=True)
+@click.option("--workers", type=int, default=8, show_default=True, help="CP-SAT search workers")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def plan_roster(path: Path, time_limit: float, workers: int, as_json: bool) -> None:
+    """Roster a benchmark instance; objective is the benchmark's penalty."""
+    from linecrew.server.planner.roster import parse_curtois, solve_roster
+
+    r = solve_roster(parse_curtois(path), time_limit_s=time_limit, workers=workers)
+    assignments = [{"staff": e, "day": d, "shift": s} for e, row in r.roster.items() for d, s in enumerate(row) if s]
+    out = {"name": r.name, "objective": r.objective, "bound": r.bound, "status": r.status,
+           "runtime_s": round(r.runtime_s, 2), "assignments": assignments, "unassigned": [],
+           "violations": r.violations}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{r.name}: objective {r.objective} (bound {r.bound}, {r.status}) in {r.runtime_s:.1f} s")
+    for e, row in r.roster.items():
+        click.echo(f"  {e:>4} " + "".join(s or "." for s in row))
+
+
+@plan.command("dispatch")
+@click.option("--vrplib", "path", type=click.Path(exists=True, path_type=Path), required=True,
+              help="VRPLIB-style CVRPTW instance (Solomon)")
+@click.option("--time-limit", "time_limit", type=float, default=10.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def plan_dispatch_cmd(path: Path, time_limit: float, as_json: bool) -> None:
+    """Route a benchmark instance; objective is total distance."""
+    from linecrew.server.planner.vrptw import parse_vrplib, solve_vrptw
+
+    r = solve_vrptw(parse_vrplib(path), time_limit_s=time_limit)
+    out = {"name": r.name, "objective": r.objective, "bound": None, "runtime_s": round(r.runtime_s, 2),
+           "vehicles": r.vehicles_used, "assignments": [{"vehicle": k, "route": route} for k, route in
+                                                        enumerate(r.routes)],
+           "unassigned": r.unassigned, "violations": r.violations}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{r.name}: distance {r.objective} with {r.vehicles_used} vehicles in {r.runtime_s:.1f} s")
+    for k, route in enumerate(r.routes):
+        click.echo(f"  vehicle {k}: " + " ".join(map(str, route)))
+
+
+def _live(config_path: Path | None, data_dir: Path | None) -> Any:
+    from linecrew.server.planner.live import LivePlanner
+    return LivePlanner(_open_store(_server_config(config_path, data_dir=data_dir)))
+
+
+@plan.command("tech")
+@config_option
+@server_dir_option
+@click.option("--device", "device_id", default=None, help="the technician's device (assignments go there)")
+@click.option("--skills", default="", help="comma-separated, e.g. lv,hv,meter")
+@click.option("--depot", default="0,0", help="X,Y of the home depot")
+@click.option("--shift", "shift", default="08:00-17:00", help="HH:MM-HH:MM")
+@click.option("--unavailable", is_flag=True, help="mark as dropped out (sick, vehicle broken)")
+@click.argument("tech_id")
+@_friendly
+def plan_tech(config_path: Path | None, data_dir: Path | None, device_id: str | None, skills: str, depot: str,
+              shift: str, unavailable: bool, tech_id: str) -> None:
+    """Add or update a technician."""
+    from linecrew.server.planner.dispatch import Technician
+
+    a, _, b = shift.partition("-")
+    t = Technician(tech_id, frozenset(x for x in skills.split(",") if x), _xy(depot), (_hhmm(a), _hhmm(b)),
+                   device_id, not unavailable)
+    _live(config_path, data_dir).add_technician(t)
+    click.echo(f"technician {tech_id} {'unavailable' if unavailable else 'available'}")
+
+
+@plan.command("job")
+@config_option
+@server_dir_option
+@click.option("--title", default="")
+@click.option("--at", "at", required=True, help="X,Y location")
+@click.option("--duration", type=int, default=60, help="minutes")
+@click.option("--window", default="08:00-17:00", help="earliest-latest start, HH:MM-HH:MM")
+@click.option("--skills", default="")
+@click.option("--priority", type=click.IntRange(1, 5), default=3, help="1 outage ... 5 routine")
+@click.option("--pin", "pinned_to", default=None, help="keep with this technician")
+@click.argument("job_id")
+@_friendly
+def plan_job(config_path: Path | None, data_dir: Path | None, title: str, at: str, duration: int, window: str,
+             skills: str, priority: int, pinned_to: str | None, job_id: str) -> None:
+    """Add or update a job (an urgent outage is priority 1)."""
+    from linecrew.server.planner.dispatch import Job
+
+    a, _, b = window.partition("-")
+    _live(config_path, data_dir).add_job(Job(job_id, _xy(at), duration, (_hhmm(a), _hhmm(b)),
+                                             frozenset(x for x in skills.split(",") if x), priority, title,
+                                             pinned_to))
+    click.echo(f"job {job_id} added (priority {priority})")
+
+
+@plan.command("run")
+@config_option
+@server_dir_option
+@click.option("--now", default=None, help="HH:MM: re-plan from this time on")
+@click.option("--time-limit", "time_limit", type=float, default=3.0, show_default=True)
+@click.option("--no-push", is_flag=True, help="plan only; do not send to devices")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def plan_run(config_path: Path | None, data_dir: Path | None, now: str | None, time_limit: float, no_push: bool,
+             as_json: bool) -> None:
+    """Re-plan the live fleet (keeps pins and work in progress, moves as little as possible)."""
+    from dataclasses import asdict
+
+    from linecrew.server.planner.errors import InfeasiblePlanError
+
+    try:
+        version, p = _live(config_path, data_dir).replan(time_limit_s=time_limit, now=_hhmm(now) if now else None,
+                                                          push=not no_push)
+    except InfeasiblePlanError as e:
+        if as_json:
+            click.echo(json.dumps({"feasible": False, "conflicts": e.conflicts}))
+        raise
+    out = {"plan_version": version, "objective": p.objective, "bound": None, "runtime_s": round(p.runtime_s, 2),
+           "travel": p.travel, "changed": p.changed, "assignments": [asdict(a) for a in p.assignments],
+           "unassigned": [{"job_id": k, "reason": v} for k, v in p.unassigned.items()]}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"plan v{version}: travel {p.travel}, {p.changed} assignment(s) changed, {p.runtime_s:.1f} s")
+    for tech, route in p.by_technician().items():
+        click.echo(f"  {tech}: " + ", ".join(f"{a.job_id}@{a.start // 60:02d}:{a.start % 60:02d}" for a in route))
+    for job, why in p.unassigned.items():
+        click.echo(f"  unassigned {job}: {why}")

@@ -1,0 +1,247 @@
+"""``linecrew server ...``: the central server and its data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from linecrew.cli._common import (
+    _friendly,
+    _open_store,
+    _server_config,
+    _wait_for_signal,
+    config_option,
+    server_dir_option,
+)
+
+
+@click.group()
+def server() -> None:
+    """The central sync server."""
+
+
+@server.command("run")
+@config_option
+@server_dir_option
+@click.option("--broker", "broker_url", default=None, help="external broker mqtt[s]://HOST:PORT")
+@click.option("--http-port", type=int, default=None)
+@click.option("--mqtt-port", type=int, default=None)
+@click.option("--mqtts-port", type=int, default=None)
+@_friendly
+def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str | None,
+               http_port: int | None, mqtt_port: int | None, mqtts_port: int | None) -> None:
+    """Run the server with its managed Mosquitto (or an external broker)."""
+    from linecrew.server.app import Server
+
+    cfg = _server_config(config_path, data_dir=data_dir, broker_url=broker_url, http_port=http_port,
+                         mqtt_port=mqtt_port, mqtts_port=mqtts_port)
+    srv = Server(cfg)
+    srv.start()
+    click.echo(f"server up: http://{cfg.http_host}:{cfg.http_port}  broker {srv.broker.device_url()}", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        srv.stop()
+
+
+@server.command("enroll-token")
+@config_option
+@server_dir_option
+@click.option("--ttl", "ttl_s", type=int, default=None, help="seconds the token stays valid")
+@click.option("--device-class", default=None, help="restrict the token to one device class")
+@click.option("--tag", "tags", multiple=True, help="tag the enrolled device carries (rollouts select by tags)")
+@_friendly
+def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: int | None,
+                        device_class: str | None, tags: tuple[str, ...]) -> None:
+    """Issue a one-time, expiring enrollment token (printed once, stored hashed)."""
+    cfg = _server_config(config_path, data_dir=data_dir)
+    store = _open_store(cfg)
+    click.echo(store.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class,
+                                         tags=list(tags)))
+
+
+@server.command("tag")
+@config_option
+@server_dir_option
+@click.argument("device_id")
+@click.argument("tags", nargs=-1)
+@_friendly
+def server_tag(config_path: Path | None, data_dir: Path | None, device_id: str, tags: tuple[str, ...]) -> None:
+    """Set a device's tags (replacing the old ones)."""
+    _open_store(_server_config(config_path, data_dir=data_dir)).set_tags(device_id, list(tags))
+
+
+@server.group("token")
+def server_token() -> None:
+    """Admin API tokens with roles: admin, release-manager, planner, expert."""
+
+
+@server_token.command("create")
+@config_option
+@server_dir_option
+@click.option("--name", required=True, help="who holds it (shown in the audit log)")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["admin", "release-manager", "planner", "expert"]))
+@_friendly
+def server_token_create(config_path: Path | None, data_dir: Path | None, name: str, roles: tuple[str, ...]) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    click.echo(_open_store(_server_config(config_path, data_dir=data_dir)).tokens.create(name, roles))
+
+
+@server_token.command("revoke")
+@config_option
+@server_dir_option
+@click.argument("name")
+@_friendly
+def server_token_revoke(config_path: Path | None, data_dir: Path | None, name: str) -> None:
+    """Revoke every token of NAME."""
+    n = _open_store(_server_config(config_path, data_dir=data_dir)).tokens.revoke(name)
+    click.echo(f"{n} token(s) revoked")
+
+
+@server.command("devices")
+@config_option
+@server_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """List enrolled devices."""
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    for d in store.devices():
+        row = {"id": d.id, "class": d.device_class, "online": d.online, "last_seen": d.last_seen,
+               "messages": store.message_count(d.id)}
+        click.echo(json.dumps(row) if as_json else "  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+@server.command("messages")
+@config_option
+@server_dir_option
+@click.option("--device", "device_id", default=None)
+@click.option("--limit", type=int, default=20)
+@_friendly
+def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int) -> None:
+    """Show the latest applied device messages (decrypted for the operator), as JSON lines."""
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    for m in store.messages(device_id, limit):
+        click.echo(json.dumps(m))
+
+
+@server.command("send")
+@config_option
+@server_dir_option
+@click.option("--device", "device_id", required=True)
+@click.option("--ttl", "ttl_s", type=float, default=None, help="seconds after which it must not act")
+@click.argument("name")
+@click.argument("args_json", default="{}")
+@_friendly
+def server_send(config_path: Path | None, data_dir: Path | None, device_id: str, ttl_s: float | None,
+                name: str, args_json: str) -> None:
+    """Queue a command to a device through the server outbox (a running server delivers it)."""
+    from linecrew.server.errors import UnknownDeviceError
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    if store.device(device_id) is None:
+        raise UnknownDeviceError(f"unknown device {device_id}")
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"ARGS_JSON is not JSON: {e}") from e
+    from linecrew.server.auth import audit
+    with store.db.transaction() as conn:
+        env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream="commands",
+                               ttl_s=ttl_s, device_id=device_id)
+        audit(conn, "cli", "command.send", f"device:{device_id}", "", {"command": name, "message": env.id})
+    click.echo(f"queued {env.id} for {device_id}")
+
+
+@server.group("escalations")
+def server_escalations() -> None:
+    """Questions waiting for a human expert."""
+
+
+@server_escalations.command("list")
+@config_option
+@server_dir_option
+@click.option("--all", "show_all", is_flag=True, help="answered ones too")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def server_escalations_list(config_path: Path | None, data_dir: Path | None, show_all: bool, as_json: bool) -> None:
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    for e in store.escalations(status=None if show_all else "open"):
+        if as_json:
+            click.echo(json.dumps(e))
+        else:
+            click.echo(f"{e['id']}  {e['device_id']}  {e['intent']}  [{e['status']}]  {e['question']}")
+
+
+@server_escalations.command("answer")
+@config_option
+@server_dir_option
+@click.option("--expert", default="expert", help="who answers")
+@click.argument("escalation_id")
+@click.argument("answer")
+@_friendly
+def server_escalations_answer(config_path: Path | None, data_dir: Path | None, expert: str, escalation_id: str,
+                              answer: str) -> None:
+    """Answer an escalation; the answer travels to the device through the durable outbox."""
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    device = store.answer_escalation(escalation_id, answer, expert=expert)
+    click.echo(f"answer queued for {device}")
+
+
+@server.command("worker")
+@config_option
+@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder (broker secrets)")
+@click.option("--id", "worker_id", required=True, help="unique worker id")
+@_friendly
+def server_worker(config_path: Path | None, data_dir: Path | None, worker_id: str) -> None:
+    """Run a deferred-task worker (scale out: start more, on more machines)."""
+    from linecrew.server.app import make_broker
+    from linecrew.server.broker import ManagedBroker
+    from linecrew.server.workers import TaskWorker, default_handlers
+    from linecrew.shared.llm import LlmConfig
+
+    cfg = _server_config(config_path, data_dir=data_dir)
+    broker = make_broker(cfg)
+    address = broker.server_address() if isinstance(broker, ManagedBroker) else broker.address
+    worker = TaskWorker(address, worker_id=worker_id,
+                        handlers=default_handlers(LlmConfig(model_path=cfg.worker_llm_model,
+                                                            threads=cfg.worker_threads)))
+    worker.start()
+    try:
+        _wait_for_signal()
+    finally:
+        worker.stop()
+
+
+@server.group("release")
+def server_release() -> None:
+    """Releases this server delivers to devices (delta or full, whichever is smaller for each)."""
+
+
+@server_release.command("add")
+@config_option
+@server_dir_option
+@click.argument("manifest", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--delta", "deltas", type=click.Path(exists=True, path_type=Path), multiple=True)
+@_friendly
+def server_release_add(config_path: Path | None, data_dir: Path | None, manifest: Path, model: Path,
+                       deltas: tuple[Path, ...]) -> None:
+    """Register a signed release with its deltas; ship it to devices with 'linecrew rollout create'."""
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    doc = json.loads(manifest.read_text())
+    store.releases.add(doc, model, list(deltas))
+    click.echo(f"{doc['signed']['name']} v{doc['signed']['version']} registered with {len(deltas)} delta(s);"
+               " ship it with 'linecrew rollout create'")
+
+
+@server_release.command("offers")
+@config_option
+@server_dir_option
+@_friendly
+def server_release_offers(config_path: Path | None, data_dir: Path | None) -> None:
+    """Offers made to devices and their state (JSON lines)."""
+    for o in _open_store(_server_config(config_path, data_dir=data_dir)).releases.offers():
+        click.echo(json.dumps(o))
