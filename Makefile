@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PATH := /usr/sbin:$(PATH)
 
-.PHONY: setup os-deps demo test lint bench clean
+.PHONY: setup os-deps demo test lint bench clean lock
 
 setup: os-deps $(STAMP)
 
@@ -15,10 +15,11 @@ os-deps:
 	@scripts/setup-os.sh
 
 # llama-cpp-python builds from source once; pip's wheel cache makes every later install instant.
-$(STAMP): pyproject.toml
+# constraints.txt pins the versions CI tested (refresh: make lock).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 demo: setup
@@ -27,14 +28,19 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy linecrew
+	$(BIN)/lint-imports
 
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy linecrew
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 bench: setup
 	@for b in tests/benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lock: setup
+	$(BIN)/pip freeze --exclude-editable | grep -v '^linecrew' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .linecrew .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -13,6 +13,7 @@ from linecrew.shared.metrics import CostModel
 
 
 class AgentConfig(TomlSettings):
+    role: ClassVar[str] = "agent"
     model_config = SettingsConfigDict(env_prefix="LINECREW_AGENT_", extra="forbid")
 
     data_dir: Path = Field(Path(".linecrew/agent"), description="device state, keys and credentials")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -12,6 +13,7 @@ from linecrew.shared.metrics import CostModel
 
 
 class ServerConfig(TomlSettings):
+    role: ClassVar[str] = "server"
     model_config = SettingsConfigDict(env_prefix="LINECREW_SERVER_", extra="forbid")
 
     data_dir: Path = Field(Path(".linecrew/server"), description="state, keys, broker files")

@@ -64,3 +64,7 @@ class CryptoError(LinecrewError):
 
 class ModelError(LinecrewError):
     """The local model failed to load or to generate."""
+
+
+class ConfigError(LinecrewError):
+    """A configuration file is missing, unreadable, or names an unknown key or a wrong type."""

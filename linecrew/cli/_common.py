@@ -6,6 +6,7 @@ import functools
 import signal
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,10 +40,21 @@ def _wait_for_signal() -> None:
     while not stop.is_set():
         stop.wait(1.0)
 
-config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-                             help="agent.toml / server.toml")
-device_dir_option = click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="device data folder")
-server_dir_option = click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder")
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help="agent.toml / server.toml (default: $LINECREW_CONFIG, ./ROLE.toml, ~/.config/linecrew/, /etc/linecrew/)")
+device_dir_option = click.option("--data-dir", "--dir", "data_dir", type=click.Path(path_type=Path),
+                                 help="device data folder (default: the config's data_dir, .linecrew/agent)")
+server_dir_option = click.option("--data-dir", "--dir", "data_dir", type=click.Path(path_type=Path),
+                                 help="server data folder (default: the config's data_dir, .linecrew/server)")
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document instead of text")
+
+
+def local_time(epoch: float | None) -> str:
+    """Times for people: local ISO 8601 to the second (``-`` for none), never epoch floats."""
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
 def _agent_config(config_path: Path | None, **overrides: Any) -> Any:
@@ -57,7 +69,12 @@ def _server_config(config_path: Path | None, **overrides: Any) -> Any:
 
 
 def _open_store(cfg: Any) -> Any:
+    """The server's existing store; admin commands never create one (a wrong folder would look empty)."""
     from linecrew.server.store import ServerStore
 
+    if not cfg.database_url and not (cfg.data_dir / "server.db").exists():
+        where = f" (config {cfg.source})" if cfg.source else " (no config file found)"
+        raise click.ClickException(f"no server database in {cfg.data_dir}{where}: start 'linecrew server run' "
+                                   "there first, or point --data-dir / --config / LINECREW_CONFIG at its data")
     return ServerStore(cfg.data_dir, database_url=cfg.database_url)
 

@@ -8,7 +8,7 @@ import pytest
 from linecrew.shared.config import TomlSettings
 from linecrew.shared.crypto import FieldCipher, load_or_create_secret
 from linecrew.shared.db import Database, Migration
-from linecrew.shared.errors import CryptoError, MigrationError
+from linecrew.shared.errors import ConfigError, CryptoError, MigrationError
 
 
 def test_migrations_apply_once_each_in_its_own_transaction(tmp_path: Path) -> None:
@@ -62,7 +62,10 @@ def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
 
     toml = tmp_path / "server.toml"
     toml.write_text("htp_port = 1\n")
-    with pytest.raises(ValueError, match="htp_port"):
+    with pytest.raises(ConfigError, match=r"server.toml: unknown key 'htp_port'"):
+        ServerConfig.load(toml)
+    toml.write_text('http_port = "eighty"\n')
+    with pytest.raises(ConfigError, match=r"server.toml: key 'http_port': .*integer"):
         ServerConfig.load(toml)
 
 
@@ -79,8 +82,25 @@ def test_example_config_files_load() -> None:
     from linecrew.server.config import ServerConfig
 
     root = Path(__file__).resolve().parents[2] / "config"
-    assert AgentConfig.load(root / "agent.example.toml") == AgentConfig.load(None)
-    assert ServerConfig.load(root / "server.example.toml") == ServerConfig.load(None)
+    assert AgentConfig.load(root / "agent.example.toml").model_dump() == AgentConfig.load(None).model_dump()
+    assert ServerConfig.load(root / "server.example.toml").model_dump() == ServerConfig.load(None).model_dump()
+
+
+def test_the_config_in_force_is_found_on_the_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from linecrew.server.config import ServerConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LINECREW_CONFIG", raising=False)
+    assert ServerConfig.load(None).source is None
+    (tmp_path / "server.toml").write_text('data_dir = "here"\n')
+    assert ServerConfig.load(None).data_dir == Path("here"), "./server.toml beside the server is found"
+    other = tmp_path / "elsewhere.toml"
+    other.write_text('data_dir = "there"\n')
+    monkeypatch.setenv("LINECREW_CONFIG", str(other))
+    assert ServerConfig.load(None).source == other and ServerConfig.load(None).data_dir == Path("there")
+    monkeypatch.setenv("LINECREW_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"missing\.toml not found"):
+        ServerConfig.load(None)
 
 
 def test_disk_full_is_a_clear_error_and_keeps_committed_data(tmp_path: Path) -> None:
