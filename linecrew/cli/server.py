@@ -192,7 +192,7 @@ def server_escalations_answer(config_path: Path | None, data_dir: Path | None, e
 
 @server.command("worker")
 @config_option
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), help="server data folder (broker secrets)")
+@server_dir_option
 @click.option("--id", "worker_id", required=True, help="unique worker id")
 @_friendly
 def server_worker(config_path: Path | None, data_dir: Path | None, worker_id: str) -> None:

@@ -87,3 +87,17 @@ def test_whoami_metrics_summary_and_openapi(api: tuple) -> None:
               "/v1/escalations", "/v1/escalations/{escalation_id}/answer", "/v1/metrics/summary", "/v1/audit"):
         assert p in paths, p
     assert client.get("/dashboard/").status_code == 200 and "app.js" in client.get("/dashboard/").text
+
+
+def test_healthz_answers_and_readyz_reports_the_broker_and_database(tmp_path: Path) -> None:
+    store = ServerStore(tmp_path)
+    up = {"broker": False}
+    with TestClient(create_app(store, NoBrokerIssuer(), None, broker_connected=lambda: up["broker"])) as client:
+        assert client.get("/healthz").json() == {"ok": True}
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503 and not_ready.json() == {"ready": False, "broker": False, "database": True}
+        up["broker"] = True
+        assert client.get("/readyz").status_code == 200
+        store.close()
+        gone = client.get("/readyz")
+        assert gone.status_code == 503 and gone.json()["database"] is False
