@@ -243,9 +243,9 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     # ------------------------------------------------------------------ fleet
     @app.post("/v1/enroll-tokens")
     def enroll_tokens(req: EnrollTokensRequest, who: Admin) -> dict[str, list[str]]:
-        tokens = [store.create_enroll_token(ttl_s=req.ttl_s, device_class=req.device_class, tags=req.tags)
-                  for _ in range(req.count)]
-        with store.db.transaction() as conn:
+        with store.db.transaction() as conn:  # the tokens and their audit entry commit together, or neither
+            tokens = [store.create_enroll_token(ttl_s=req.ttl_s, device_class=req.device_class, tags=req.tags)
+                      for _ in range(req.count)]
             audit(conn, who.name, "enroll_tokens.create", f"class:{req.device_class or '*'}", "",
                   {"count": req.count, "tags": req.tags})
         return {"tokens": tokens}
@@ -307,9 +307,9 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
 
     @app.post("/v1/jobs", status_code=201)
     def add_job(req: JobRequest, who: Planner) -> dict[str, Any]:
-        planner.add_job(Job(req.id, req.location, req.duration, req.window, frozenset(req.skills), req.priority,
-                            req.title))
-        with store.db.transaction() as conn:
+        with store.db.transaction() as conn:  # the job and its audit entry commit together, or neither
+            planner.add_job(Job(req.id, req.location, req.duration, req.window, frozenset(req.skills),
+                                req.priority, req.title))
             audit(conn, who.name, "job.create", f"job:{req.id}", "", {"priority": req.priority})
         return {"job_id": req.id}
 

@@ -101,3 +101,40 @@ def test_healthz_answers_and_readyz_reports_the_broker_and_database(tmp_path: Pa
         store.close()
         gone = client.get("/readyz")
         assert gone.status_code == 503 and gone.json()["database"] is False
+
+
+class _AuditFailed(RuntimeError):
+    pass
+
+
+def _failing_audit(*_a: object, **_k: object) -> None:
+    raise _AuditFailed("audit write failed after the change")
+
+
+@pytest.mark.parametrize(("who", "method", "path", "body", "table"), [
+    ("ada", "post", "/v1/enroll-tokens", {"count": 3, "ttl_s": 60}, "enroll_tokens"),
+    ("paul", "post", "/v1/jobs", {"id": "JOB-9", "title": "t", "location": [1, 2], "duration": 30,
+                                  "window": [480, 600]}, "jobs"),
+])
+def test_an_audited_change_and_its_audit_entry_commit_together_or_not_at_all(
+        api: tuple, monkeypatch: pytest.MonkeyPatch, who: str, method: str, path: str, body: dict[str, object],
+        table: str) -> None:
+    client, store, auth = api
+    before = store.db.scalar("SELECT COUNT(*) FROM audit")
+    monkeypatch.setattr("linecrew.server.api.audit", _failing_audit)
+    with pytest.raises(_AuditFailed):
+        getattr(client, method)(path, json=body, headers=auth[who])
+    assert store.db.scalar(f"SELECT COUNT(*) FROM {table}") == 0, "the change was rolled back with its audit entry"
+    assert store.db.scalar("SELECT COUNT(*) FROM audit") == before
+    monkeypatch.undo()
+    assert getattr(client, method)(path, json=body, headers=auth[who]).status_code in (200, 201)
+    assert store.db.scalar(f"SELECT COUNT(*) FROM {table}") > 0 and store.db.scalar("SELECT COUNT(*) FROM audit") > before
+
+
+def test_a_token_and_its_audit_entry_commit_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ServerStore(tmp_path)
+    monkeypatch.setattr("linecrew.server.auth.audit", _failing_audit)
+    with pytest.raises(_AuditFailed):
+        store.tokens.create("mallory", ["admin"])
+    assert store.db.scalar("SELECT COUNT(*) FROM api_tokens") == 0 and store.db.scalar("SELECT COUNT(*) FROM audit") == 0
+    store.close()
