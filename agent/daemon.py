@@ -22,6 +22,7 @@ from linecrew.agent.updates import Updater, llm_health_check
 from linecrew.shared.engine import SenderLimits
 from linecrew.shared.llm import LlmConfig, LocalLLM
 from linecrew.shared.logs import bind_log_context
+from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import BrokerAddress
 from linecrew.shared.protocol import Topics
 from linecrew.shared.release import load_trusted_root
@@ -105,12 +106,15 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
     stop = threading.Event()
     metrics = start_metrics(cfg, store)
 
+    def report_once() -> None:
+        store.inbox.prune(time.time() - 7 * 86400)  # sequences still stop duplicates after a week
+        store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER, stream="telemetry", ttl_s=3600)
+        sync.notify()
+
     def report() -> None:
+        guard = IterationGuard("telemetry", log, stop=stop)
         while not stop.wait(telemetry_every_s):
-            store.inbox.prune(time.time() - 7 * 86400)  # sequences still stop duplicates after a week
-            store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER,
-                             stream="telemetry", ttl_s=3600)
-            sync.notify()
+            guard.run(report_once)
 
     updates = _update_agent(cfg, store, sync)
     sync.start()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.errors import RejectedError
 from linecrew.shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, UpdateOffer, new_id
-from linecrew.shared.sync import Inbox, Outbox, OutboxLimits, Rejected, sync_migration
+from linecrew.shared.sync import Inbox, Outbox, OutboxLimits, sync_migration
 
 _SCHEMA_1 = """
 CREATE TABLE notes (
@@ -215,7 +216,7 @@ class AgentStore:
                 (env.id, env.stream, env.seq, msg.payload.name, json.dumps(msg.payload.args), time.time()),
             )
             return
-        raise Rejected(f"device does not apply {msg.type} messages")
+        raise RejectedError(f"device does not apply {msg.type} messages")
 
     @staticmethod
     def _apply_rollback_request(conn: sqlite3.Connection, msg_id: str, args: dict[str, object]) -> None:
@@ -223,7 +224,7 @@ class AgentStore:
         offer_id = args.get("offer_id")
         version = args.get("version")
         if not isinstance(offer_id, str) or not isinstance(version, int):
-            raise Rejected("update_rollback needs offer_id (string) and version (integer)")
+            raise RejectedError("update_rollback needs offer_id (string) and version (integer)")
         conn.execute("UPDATE xfer SET state='cancelled' WHERE offer_id=? AND state='downloading'", (offer_id,))
         conn.execute("DELETE FROM xfer_chunks WHERE offer_id=?", (offer_id,))
         conn.execute("INSERT INTO rollback_requests (id, offer_id, version, received) VALUES (?,?,?,?)",

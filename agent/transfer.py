@@ -19,6 +19,7 @@ from pathlib import Path
 
 from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.agent.updates import UpdateError, Updater
+from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import MqttLink
 from linecrew.shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
 from linecrew.shared.release import ReleaseError
@@ -62,19 +63,27 @@ class UpdateAgent:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
+        guard = IterationGuard("update transfer", log, stop=self._stop)
+        guard.run(self._resume, context="resume")
+        while not self._stop.is_set():
+            guard.run(self._step)
+
+    def _resume(self) -> None:
         self.updater.resume()
         self.report(self.updater.status()["update_state"])
-        while not self._stop.is_set():
-            self._rollbacks()
-            offer = self._active()
-            try:
-                data, props = self._chunks.get(timeout=0.2)
-                if offer is not None:
-                    self._store_chunk(offer, data, props)
-            except queue.Empty:
-                pass
-            if offer is not None and self.link.connected.is_set():
-                self._progress(offer)
+
+    def _step(self) -> None:
+        """One turn of the loop: rollbacks asked for, one arriving chunk, progress of the active offer."""
+        self._rollbacks()
+        offer = self._active()
+        try:
+            data, props = self._chunks.get(timeout=0.2)
+            if offer is not None:
+                self._store_chunk(offer, data, props)
+        except queue.Empty:
+            pass
+        if offer is not None and self.link.connected.is_set():
+            self._progress(offer)
 
     def _rollbacks(self) -> None:
         """Carry out rollbacks the server asked for (a rollout failed its gate or was rolled back)."""

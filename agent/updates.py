@@ -28,6 +28,7 @@ from typing import Any
 
 from linecrew.agent.errors import AgentError
 from linecrew.shared.delta import apply_delta, read_header
+from linecrew.shared.errors import DeltaFormatError
 from linecrew.shared.fsutil import atomic_write_text, fsync_dir
 from linecrew.shared.release import (
     BoundedHasher,
@@ -233,7 +234,10 @@ class Updater:
         with open(tmp, "wb") as out:
             if delta is not None:
                 assert base is not None
-                apply_delta(base, delta, out, installed_sha256=base_sha256)
+                try:
+                    apply_delta(base, delta, out, installed_sha256=base_sha256)
+                except DeltaFormatError as e:
+                    raise UpdateError(f"damaged delta: {e}") from e
             else:
                 assert full is not None
                 hasher = BoundedHasher(rel.length, rel.sha256)

@@ -19,6 +19,7 @@ from linecrew.server.updates import ChunkServer
 from linecrew.server.workers import task_message
 from linecrew.shared.engine import Pacer, Receiver, SenderLimits, SyncSender
 from linecrew.shared.errors import ProtocolError, UnknownMessageTypeError, WrongSenderError
+from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
 from linecrew.shared.protocol import (
     Ack,
@@ -71,13 +72,14 @@ class Ingest:
         self._pruned_at = 0.0
         self._rollouts_at = 0.0
         self.rollout_tick_s = 1.0
+        self._tick_guard = IterationGuard("rollout tick", log, pause_s=0.0)
         self.task_retry_s = 120.0
         self.task_max_attempts = 5
 
     def _pump(self) -> None:
         if time.monotonic() - self._rollouts_at >= self.rollout_tick_s:
             self._rollouts_at = time.monotonic()
-            self.store.rollouts.tick()
+            self._tick_guard.run(self.store.rollouts.tick)  # a failing tick never stops the sender
         self.sender.pump()
         self.dispatch_tasks()
         now = time.time()

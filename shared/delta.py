@@ -31,14 +31,11 @@ from typing import Any, BinaryIO
 
 import bsdiff4.core as bsdiff_core
 
+from linecrew.shared.errors import DeltaFormatError
 from linecrew.shared.release import BoundedHasher, DeltaBaseMismatchError
 
 MAGIC = b"LCDELTA1"
 CHUNK_BYTES = 4 * 1024 * 1024
-
-
-class DeltaFormatError(ValueError):
-    """Not a Linecrew delta, or a damaged one."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ transaction (and one fsync) covers many messages and one ``ack`` answers them al
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from linecrew.shared.loops import IterationGuard
 from linecrew.shared.protocol import Ack
 from linecrew.shared.sync import Backoff, Outbox, RetrySchedule
 
@@ -131,6 +133,7 @@ class Receiver:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        guard = IterationGuard(self._thread.name, log, stop=self._stop)
         while not self._stop.is_set():
             try:
                 first = self.queue.get(timeout=0.1)
@@ -142,11 +145,8 @@ class Receiver:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                self.handle_batch(batch)
-            except Exception:
-                log.exception("batch of %d failed; it stays unacknowledged", len(batch))
-                time.sleep(0.5)
+            guard.run(functools.partial(self.handle_batch, batch),
+                      context=f"batch of {len(batch)}, left unacknowledged")
 
 
 class Pacer:
@@ -171,11 +171,8 @@ class Pacer:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        guard = IterationGuard(self._thread.name, log, stop=self._stop)
         while not self._stop.is_set():
             self._wake.wait(self.interval_s)
             self._wake.clear()
-            try:
-                self.fn()
-            except Exception:
-                log.exception("%s failed", self._thread.name)
-                self._stop.wait(0.5)
+            guard.run(self.fn)

@@ -46,6 +46,13 @@ class WrongSenderError(ProtocolError):
     reason = "wrong_sender"
 
 
+class RejectedError(ProtocolError):
+    """Raised by an apply function: the message is valid but can never be applied here (``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, reason=reason)
+
+
 class StorageError(LinecrewError):
     """The local store could not take or give data."""
 
@@ -68,3 +75,7 @@ class ModelError(LinecrewError):
 
 class ConfigError(LinecrewError):
     """A configuration file is missing, unreadable, or names an unknown key or a wrong type."""
+
+
+class DeltaFormatError(LinecrewError):
+    """Not a Linecrew delta, or a damaged one (bad data from the server: never retried as it is)."""

@@ -332,14 +332,6 @@ class Outcome(StrEnum):
     GAP = "gap"
 
 
-class Rejected(Exception):
-    """Raised by an apply function: the message is valid but can never be applied (reason given)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 ApplyFn = Callable[[sqlite3.Connection, str, Message], None]
 
 
@@ -436,7 +428,7 @@ class Inbox:
         conn.execute("SAVEPOINT apply_one")
         try:
             apply(conn, peer, msg)
-        except (Rejected, ProtocolError) as e:
+        except ProtocolError as e:  # RejectedError included
             conn.execute("ROLLBACK TO apply_one")
             conn.execute("RELEASE apply_one")
             return Outcome.REJECTED, getattr(e, "reason", str(e))

@@ -128,7 +128,8 @@ def test_an_audited_change_and_its_audit_entry_commit_together_or_not_at_all(
     assert store.db.scalar("SELECT COUNT(*) FROM audit") == before
     monkeypatch.undo()
     assert getattr(client, method)(path, json=body, headers=auth[who]).status_code in (200, 201)
-    assert store.db.scalar(f"SELECT COUNT(*) FROM {table}") > 0 and store.db.scalar("SELECT COUNT(*) FROM audit") > before
+    assert store.db.scalar(f"SELECT COUNT(*) FROM {table}") > 0
+    assert store.db.scalar("SELECT COUNT(*) FROM audit") > before
 
 
 def test_a_token_and_its_audit_entry_commit_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,5 +137,6 @@ def test_a_token_and_its_audit_entry_commit_together(tmp_path: Path, monkeypatch
     monkeypatch.setattr("linecrew.server.auth.audit", _failing_audit)
     with pytest.raises(_AuditFailed):
         store.tokens.create("mallory", ["admin"])
-    assert store.db.scalar("SELECT COUNT(*) FROM api_tokens") == 0 and store.db.scalar("SELECT COUNT(*) FROM audit") == 0
+    assert store.db.scalar("SELECT COUNT(*) FROM api_tokens") == 0
+    assert store.db.scalar("SELECT COUNT(*) FROM audit") == 0
     store.close()

@@ -6,9 +6,9 @@ import pytest
 
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database
-from linecrew.shared.errors import OutboxFullError
+from linecrew.shared.errors import OutboxFullError, RejectedError
 from linecrew.shared.protocol import Ack, Message, Rejection, decode
-from linecrew.shared.sync import Backoff, Inbox, Outbox, OutboxLimits, Outcome, Rejected, RetrySchedule, sync_migration
+from linecrew.shared.sync import Backoff, Inbox, Outbox, OutboxLimits, Outcome, RetrySchedule, sync_migration
 
 
 def _db(tmp_path: Path, name: str = "a.db") -> Database:
@@ -129,7 +129,7 @@ def test_expired_skipped_and_rejected_advance_the_stream_without_effect(tmp_path
 
     def apply(conn: object, peer: str, m: Message) -> None:
         if m.payload.name == "refuse-me":  # type: ignore[attr-defined]
-            raise Rejected("not for this device")
+            raise RejectedError("not for this device")
         applied.append(m.payload.name)  # type: ignore[attr-defined]
 
     res = inbox.accept(_msgs(ob), apply, now=1e12)
