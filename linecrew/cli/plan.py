@@ -94,46 +94,58 @@ def _live(config_path: Path | None, data_dir: Path | None) -> Any:
 @config_option
 @server_dir_option
 @click.option("--device", "device_id", default=None, help="the technician's device (assignments go there)")
-@click.option("--skills", default="", help="comma-separated, e.g. lv,hv,meter")
-@click.option("--depot", default="0,0", help="X,Y of the home depot")
-@click.option("--shift", "shift", default="08:00-17:00", help="HH:MM-HH:MM")
-@click.option("--unavailable", is_flag=True, help="mark as dropped out (sick, vehicle broken)")
+@click.option("--skills", default=None, help="comma-separated, e.g. lv,hv,meter (new: none)")
+@click.option("--depot", default=None, help="X,Y of the home depot (new: 0,0)")
+@click.option("--shift", "shift", default=None, help="HH:MM-HH:MM (new: 08:00-17:00)")
+@click.option("--unavailable/--available", "unavailable", default=None,
+              help="dropped out (sick, vehicle broken) / back on duty")
 @click.argument("tech_id")
 @_friendly
-def plan_tech(config_path: Path | None, data_dir: Path | None, device_id: str | None, skills: str, depot: str,
-              shift: str, unavailable: bool, tech_id: str) -> None:
-    """Add or update a technician."""
-    from linecrew.server.planner.dispatch import Technician
-
-    a, _, b = shift.partition("-")
-    t = Technician(tech_id, frozenset(x for x in skills.split(",") if x), _xy(depot), (_hhmm(a), _hhmm(b)),
-                   device_id, not unavailable)
-    _live(config_path, data_dir).add_technician(t)
-    click.echo(f"technician {tech_id} {'unavailable' if unavailable else 'available'}")
+def plan_tech(config_path: Path | None, data_dir: Path | None, device_id: str | None, skills: str | None,
+              depot: str | None, shift: str | None, unavailable: bool | None, tech_id: str) -> None:
+    """Add a technician, or change only the fields given of an existing one."""
+    t = _live(config_path, data_dir).update_technician(
+        tech_id, device_id=device_id, skills=_skills(skills), depot=_xy(depot) if depot else None,
+        shift=_span(shift), available=None if unavailable is None else not unavailable)
+    click.echo(f"technician {t.id} {'available' if t.available else 'unavailable'}: skills "
+               f"{','.join(sorted(t.skills)) or '-'}, shift {_clock(t.shift[0])}-{_clock(t.shift[1])}")
 
 
 @plan.command("job")
 @config_option
 @server_dir_option
-@click.option("--title", default="")
-@click.option("--at", "at", required=True, help="X,Y location")
-@click.option("--duration", type=int, default=60, help="minutes")
-@click.option("--window", default="08:00-17:00", help="earliest-latest start, HH:MM-HH:MM")
-@click.option("--skills", default="")
-@click.option("--priority", type=click.IntRange(1, 5), default=3, help="1 outage ... 5 routine")
+@click.option("--title", default=None)
+@click.option("--at", "at", default=None, help="X,Y location (required for a new job)")
+@click.option("--duration", type=int, default=None, help="minutes (new: 60)")
+@click.option("--window", default=None, help="earliest-latest start, HH:MM-HH:MM (new: 08:00-17:00)")
+@click.option("--skills", default=None)
+@click.option("--priority", type=click.IntRange(1, 5), default=None, help="1 outage ... 5 routine (new: 3)")
 @click.option("--pin", "pinned_to", default=None, help="keep with this technician")
 @click.argument("job_id")
 @_friendly
-def plan_job(config_path: Path | None, data_dir: Path | None, title: str, at: str, duration: int, window: str,
-             skills: str, priority: int, pinned_to: str | None, job_id: str) -> None:
-    """Add or update a job (an urgent outage is priority 1)."""
-    from linecrew.server.planner.dispatch import Job
+def plan_job(config_path: Path | None, data_dir: Path | None, title: str | None, at: str | None,
+             duration: int | None, window: str | None, skills: str | None, priority: int | None,
+             pinned_to: str | None, job_id: str) -> None:
+    """Add a job (an urgent outage is priority 1), or change only the fields given of an existing one."""
+    j = _live(config_path, data_dir).update_job(
+        job_id, title=title, location=_xy(at) if at else None, duration=duration, window=_span(window),
+        skills=_skills(skills), priority=priority, pinned_to=pinned_to)
+    click.echo(f"job {j.id} saved (priority {j.priority})")
 
-    a, _, b = window.partition("-")
-    _live(config_path, data_dir).add_job(Job(job_id, _xy(at), duration, (_hhmm(a), _hhmm(b)),
-                                             frozenset(x for x in skills.split(",") if x), priority, title,
-                                             pinned_to))
-    click.echo(f"job {job_id} added (priority {priority})")
+
+def _skills(value: str | None) -> frozenset[str] | None:
+    return None if value is None else frozenset(x for x in value.split(",") if x)
+
+
+def _span(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    a, _, b = value.partition("-")
+    return _hhmm(a), _hhmm(b)
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @plan.command("run")

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from linecrew.server.auth import audit
 from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
+from linecrew.server.planner.errors import PlannerError
 from linecrew.server.store import ServerStore
+
+# A technician added without a field gets these (a day shift at the origin depot, no skills yet).
+NEW_TECHNICIAN = Technician("", frozenset(), (0.0, 0.0), (8 * 60, 17 * 60))
 
 
 class LivePlanner:
@@ -34,6 +38,28 @@ class LivePlanner:
                 (t.id, t.device_id, json.dumps(sorted(t.skills)), t.depot[0], t.depot[1], t.shift[0], t.shift[1],
                  int(t.available)),
             )
+
+    def update_technician(self, technician_id: str, **changes: Any) -> Technician:
+        """Change only the fields given (``None`` values are left as they are); a new technician starts from
+        ``NEW_TECHNICIAN`` defaults. So ``--unavailable`` never wipes skills or shift."""
+        with self.db.transaction():
+            current = next((t for t in self.technicians() if t.id == technician_id), None)
+            t = replace(current or replace(NEW_TECHNICIAN, id=technician_id),
+                        **{k: v for k, v in changes.items() if v is not None})
+            self.add_technician(t)
+        return t
+
+    def update_job(self, job_id: str, **changes: Any) -> Job:
+        """Change only the fields given; a new job needs at least its ``location``."""
+        with self.db.transaction():
+            current = next((j for j in self.jobs(statuses=("open", "in_progress", "blocked", "done"))
+                            if j.id == job_id), None)
+            given = {k: v for k, v in changes.items() if v is not None}
+            if current is None and "location" not in given:
+                raise PlannerError(f"new job {job_id} needs a location (--at X,Y)")
+            j = replace(current or Job(job_id, (0.0, 0.0), 60, (480, 1020)), **given)
+            self.add_job(j)
+        return j
 
     def set_available(self, technician_id: str, available: bool) -> None:
         with self.db.transaction() as conn:
