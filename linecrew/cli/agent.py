@@ -16,6 +16,7 @@ from linecrew.cli._common import (
     _wait_for_signal,
     config_option,
     device_dir_option,
+    json_option,
 )
 
 
@@ -73,7 +74,7 @@ def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | No
 @agent.command("status")
 @config_option
 @device_dir_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Show enrollment, outbox depth and dead letters."""
@@ -259,7 +260,7 @@ def agent_job_set(config_path: Path | None, data_dir: Path | None, title: str, l
 @agent.command("inbox")
 @config_option
 @device_dir_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def agent_inbox(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Answers from experts and results of deferred tasks that reached this device."""

@@ -13,6 +13,7 @@ from linecrew.cli._common import (
     _open_store,
     _server_config,
     config_option,
+    json_option,
     server_dir_option,
 )
 
@@ -43,7 +44,7 @@ def _xy(value: str) -> tuple[float, float]:
               help="Curtois & Qu shift scheduling instance")
 @click.option("--time-limit", "time_limit", type=float, default=60.0, show_default=True)
 @click.option("--workers", type=int, default=8, show_default=True, help="CP-SAT search workers")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def plan_roster(path: Path, time_limit: float, workers: int, as_json: bool) -> None:
     """Roster a benchmark instance; objective is the benchmark's penalty."""
@@ -66,7 +67,7 @@ def plan_roster(path: Path, time_limit: float, workers: int, as_json: bool) -> N
 @click.option("--vrplib", "path", type=click.Path(exists=True, path_type=Path), required=True,
               help="VRPLIB-style CVRPTW instance (Solomon)")
 @click.option("--time-limit", "time_limit", type=float, default=10.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def plan_dispatch_cmd(path: Path, time_limit: float, as_json: bool) -> None:
     """Route a benchmark instance; objective is total distance."""
@@ -154,7 +155,7 @@ def _clock(minutes: int) -> str:
 @click.option("--now", default=None, help="HH:MM: re-plan from this time on")
 @click.option("--time-limit", "time_limit", type=float, default=3.0, show_default=True)
 @click.option("--no-push", is_flag=True, help="plan only; do not send to devices")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def plan_run(config_path: Path | None, data_dir: Path | None, now: str | None, time_limit: float, no_push: bool,
              as_json: bool) -> None:

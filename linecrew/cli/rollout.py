@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from linecrew.cli._common import _friendly
+from linecrew.cli._common import _friendly, json_option
 from linecrew.tools.admin_client import AdminClient
 
 TERMINAL = ("finished", "aborted", "rolled_back")
@@ -43,7 +43,7 @@ def rollout() -> None:
 @click.option("--on-failure", type=click.Choice(["rollback", "pause"]), default="rollback", show_default=True)
 @click.option("--no-approval", is_flag=True, help="start without a separate approval step")
 @click.option("--reason", default="", help="why (kept in the audit log)")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def rollout_create(url: str, token: str | None, release: str, version: int, classes: tuple[str, ...],
                    tags: tuple[str, ...], waves: str, canary_count: int | None, soak_s: float, success: float,
@@ -92,7 +92,7 @@ for _name, _doc in [("approve", "Approve a rollout (release-manager)."),
 @token_option
 @click.argument("rollout_id", required=False)
 @click.option("--watch", is_flag=True, help="live view until the rollout ends")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def rollout_status(url: str, token: str | None, rollout_id: str | None, watch: bool, as_json: bool) -> None:
     """One rollout (waves, counts per state, bytes sent), or every rollout without ROLLOUT_ID."""

@@ -13,6 +13,7 @@ from linecrew.cli._common import (
     _server_config,
     _wait_for_signal,
     config_option,
+    json_option,
     server_dir_option,
 )
 
@@ -104,7 +105,7 @@ def server_token_revoke(config_path: Path | None, data_dir: Path | None, name: s
 @server.command("devices")
 @config_option
 @server_dir_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """List enrolled devices."""
@@ -164,7 +165,7 @@ def server_escalations() -> None:
 @config_option
 @server_dir_option
 @click.option("--all", "show_all", is_flag=True, help="answered ones too")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @_friendly
 def server_escalations_list(config_path: Path | None, data_dir: Path | None, show_all: bool, as_json: bool) -> None:
     store = _open_store(_server_config(config_path, data_dir=data_dir))
