@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from linecrew.shared.errors import MigrationError, StorageError
 
 
@@ -32,7 +30,7 @@ class Migration:
 
 
 class Database:
-    """A sqlite-utils database plus a lock, so one connection can be shared by a few threads."""
+    """A SQLite connection (rows as dicts) plus a lock, so one connection can be shared by a few threads."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
@@ -46,7 +44,6 @@ class Database:
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
         self.conn = conn
-        self.utils = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
 
     @contextmanager
@@ -93,7 +90,9 @@ class Database:
     def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict[str, object]]:
         with self.lock:
             try:
-                return list(self.utils.query(sql, params))
+                cur = self.conn.execute(sql, params)
+                names = [d[0] for d in cur.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
             except sqlite3.Error as e:
                 raise StorageError(f"query failed: {e}") from e
 
