@@ -26,7 +26,7 @@ from linecrew.shared.errors import ModelError
 from linecrew.shared.llm import Completion, LocalLLM, chat_prompt
 from linecrew.shared.logs import log_context
 from linecrew.shared.metrics import percentiles
-from linecrew.shared.protocol import new_id
+from linecrew.shared.protocol import Stream, new_id
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Assistant:
             context = [str(u["text"]) for u in self.store.utterances(limit=self.config.recent_utterances)]
             self.store.outbox.put("escalation", {
                 "escalation_id": esc_id, "question": text, "reason": route.reason, "intent": intent.name,
-                "job_id": job_id, "context": context[::-1]}, peer=SERVER_PEER, stream="escalations", priority=9)
+                "job_id": job_id, "context": context[::-1]}, peer=SERVER_PEER, stream=Stream.ESCALATIONS)
             reply.actions.append(f"escalation {esc_id} queued")
             lead = SAFETY_NOTICE + " " if intent.name == "safety_emergency" else ""
             reply.answer = (f"{lead}I have asked a human expert; your question goes to them {when}, and the "
@@ -163,7 +163,7 @@ class Assistant:
             task_id = new_id()
             self.store.outbox.put("deferred_task", {"task_id": task_id, "kind": route.task or "unknown",
                                                     "job_id": job_id, "args": {"request": text}},
-                                  peer=SERVER_PEER, stream="tasks", priority=3)
+                                  peer=SERVER_PEER, stream=Stream.TASKS)
             reply.actions.append(f"deferred task {route.task} {task_id} queued")
             reply.answer = (f"That is heavy work for this device: the server will do it ({route.task}). "
                             f"It is sent {when}; the result will appear on this device.")
@@ -177,7 +177,7 @@ class Assistant:
             status = intent.slots["status"]
             self.store.outbox.put("job_status", {"job_id": job_id, "status": status,
                                                  "reason": intent.slots.get("reason")},
-                                  peer=SERVER_PEER, stream="jobs", priority=6)
+                                  peer=SERVER_PEER, stream=Stream.JOBS)
             reply.actions.append(f"job status {status} queued")
             why = f" ({intent.slots['reason']})" if status == "blocked" else ""
             reply.answer = f"Job {job_id or '(none set)'} marked {status}{why}; dispatch is told {when}."
@@ -185,7 +185,7 @@ class Assistant:
         if intent.name == "parts_request":
             items = intent.slots["items"]
             self.store.outbox.put("parts_request", {"job_id": job_id, "items": items},
-                                  peer=SERVER_PEER, stream="jobs", priority=6)
+                                  peer=SERVER_PEER, stream=Stream.JOBS)
             listing = ", ".join(f"{i['quantity']} x {i['part']}" for i in items)
             reply.actions.append("parts request queued")
             reply.answer = f"Requested {listing}" + (f" for job {job_id}" if job_id else "") + f"; sent {when}."

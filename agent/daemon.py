@@ -24,7 +24,7 @@ from linecrew.shared.llm import LlmConfig, LocalLLM
 from linecrew.shared.logs import bind_log_context
 from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import BrokerAddress
-from linecrew.shared.protocol import Topics
+from linecrew.shared.protocol import Stream, Topics
 from linecrew.shared.release import load_trusted_root
 from linecrew.shared.sync import OutboxLimits
 
@@ -108,7 +108,7 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
 
     def report_once() -> None:
         store.inbox.prune(time.time() - 7 * 86400)  # sequences still stop duplicates after a week
-        store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER, stream="telemetry", ttl_s=3600)
+        store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER, stream=Stream.TELEMETRY, ttl_s=3600)
         sync.notify()
 
     def report() -> None:

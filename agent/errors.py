@@ -19,3 +19,7 @@ class EnrollmentRefusedError(AgentError):
 
 class ServerUnreachableError(AgentError):
     """The server's HTTP API could not be reached (transient: retry later)."""
+
+
+class UpdateStateError(AgentError):
+    """An update event that its current state does not allow (a bug or a corrupt update record)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from linecrew.agent.intents import Intent
+from linecrew.shared.protocol import TaskKind
 
 RouteKind = Literal["local", "deferred", "escalated"]
 
@@ -21,7 +22,7 @@ class RoutingPolicy:
     escalate_below: float = 0.45
     always_escalate: frozenset[str] = frozenset({"safety_emergency", "escalate_to_expert"})
     defer_rules: tuple[tuple[str, str], ...] = (
-        (r"\bsummar(y|i[sz]e|i[sz]ing)\b.*\b(job|log|notes|day|shift|work)\b", "summarize_job_log"),
+        (r"\bsummar(y|i[sz]e|i[sz]ing)\b.*\b(job|log|notes|day|shift|work)\b", TaskKind.SUMMARIZE_JOB_LOG),
     )
     local_only_intents: frozenset[str] = frozenset({"log_note", "job_status", "parts_request"})
 

@@ -13,7 +13,16 @@ from pathlib import Path
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
 from linecrew.shared.errors import RejectedError
-from linecrew.shared.protocol import Assignment, Command, EscalationAnswer, Message, TaskResult, UpdateOffer, new_id
+from linecrew.shared.protocol import (
+    Assignment,
+    Command,
+    EscalationAnswer,
+    Message,
+    Stream,
+    TaskResult,
+    UpdateOffer,
+    new_id,
+)
 from linecrew.shared.sync import Inbox, Outbox, OutboxLimits, sync_migration
 
 _SCHEMA_1 = """
@@ -123,7 +132,7 @@ class AgentStore:
                 (note_id, job_id, time.time(), self.cipher.encrypt_text(text, note_id.encode())),
             )
             self.outbox.put(
-                "note", {"text": text, "job_id": job_id}, peer=SERVER_PEER, stream="notes", priority=5
+                "note", {"text": text, "job_id": job_id}, peer=SERVER_PEER, stream=Stream.NOTES
             )
         return note_id
 

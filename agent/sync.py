@@ -16,12 +16,11 @@ from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.shared.engine import Pacer, Receiver, SenderLimits, SyncSender
 from linecrew.shared.errors import ProtocolError
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
-from linecrew.shared.protocol import Ack, Message, Presence, Topics, decode, encode, make_envelope
+from linecrew.shared.protocol import LINECREW_VERSION, Ack, Message, Presence, Topics, decode, encode, make_envelope
 from linecrew.shared.sync import Backoff
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
 
 
 class DeviceSync:
@@ -67,7 +66,7 @@ class DeviceSync:
         self.link.publish(topic, body, expiry_s=expiry_s)
 
     def _on_connect(self, session_present: bool) -> None:
-        online = make_envelope("presence", Presence(online=True, agent_version=AGENT_VERSION),
+        online = make_envelope("presence", Presence(online=True, agent_version=LINECREW_VERSION),
                                device_id=self.device_id)
         self.link.publish(Topics.presence(self.device_id), encode(online), retain=True)
         self.sender.peer_online(SERVER_PEER)

@@ -21,7 +21,7 @@ from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.agent.updates import UpdateError, Updater
 from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import MqttLink
-from linecrew.shared.protocol import ChunkRequest, Topics, UpdateOffer, encode, make_envelope
+from linecrew.shared.protocol import ChunkRequest, Stream, Topics, UpdateOffer, UpdateState, encode, make_envelope
 from linecrew.shared.release import ReleaseError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class UpdateAgent:
         self.store.outbox.put("update_report", {
             "offer_id": offer_id, "state": state, "version": st["active_version"], "sha256": st["active_sha256"],
             "progress": round(progress, 3), "error": error, "slots": st["slots"], "health": st["health"]},
-            peer=SERVER_PEER, stream="updates", priority=4)
+            peer=SERVER_PEER, stream=Stream.UPDATES)
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
@@ -97,7 +97,8 @@ class UpdateAgent:
             self._partial(str(r["offer_id"])).unlink(missing_ok=True)
             with self.store.db.transaction() as conn:
                 conn.execute("UPDATE rollback_requests SET done=? WHERE id=?", (time.time(), r["id"]))
-                self.report("failed" if error else "rolled_back", offer_id=str(r["offer_id"]), error=error)
+                outcome = UpdateState.FAILED if error else UpdateState.ROLLED_BACK
+                self.report(outcome, offer_id=str(r["offer_id"]), error=error)
 
     def _partial(self, offer_id: str) -> Path:
         for p in self.staging.glob(f"{offer_id}.*"):

@@ -22,14 +22,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from linecrew.agent.errors import AgentError
+from linecrew.agent.update_machine import Event, is_resting, next_state
 from linecrew.shared.delta import apply_delta, read_header
 from linecrew.shared.errors import DeltaFormatError
 from linecrew.shared.fsutil import atomic_write_text, fsync_dir
+from linecrew.shared.protocol import UpdateState
 from linecrew.shared.release import (
     BoundedHasher,
     ReleaseError,
@@ -44,16 +45,6 @@ log = logging.getLogger(__name__)
 HealthCheck = Callable[[Path], None]  # raises on an unhealthy model
 
 
-class State(StrEnum):
-    IDLE = "idle"
-    INSTALLING = "installing"
-    ACTIVATING = "activating"
-    HEALTH = "health"
-    COMMITTED = "committed"
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-
-
 class UpdateError(AgentError):
     """An update step failed; the device keeps (or returns to) its previous model."""
 
@@ -64,7 +55,7 @@ class HealthCheckError(UpdateError):
 
 @dataclass
 class Record:
-    state: State
+    state: UpdateState
     release: dict[str, Any]  # the signed manifest document
     payload: str  # path of the full model or the delta
     payload_kind: str  # "full" or "delta"
@@ -141,7 +132,7 @@ class Updater:
         """Verify, then run the update to ``committed`` or ``rolled_back``. Raises ``ReleaseError`` for a
         refused release (nothing touched) and ``UpdateError`` if another update is in progress."""
         current = self.load()
-        if current is not None and current.state not in (State.COMMITTED, State.ROLLED_BACK, State.IDLE):
+        if current is not None and not is_resting(current.state):
             raise UpdateError(f"an update is already {current.state}; resume or roll it back first")
         rel = verify_release(manifest, self.root, now=self.clock(), installed_version=self.slots.installed_version(),
                              device_class=self.device_class)
@@ -156,22 +147,23 @@ class Updater:
         else:
             _check_file(payload, rel.length, rel.sha256)
         active = self.slots.active()
-        rec = Record(State.IDLE, manifest, str(payload), kind, Slots.other(active), active)
-        self._save(rec, State.INSTALLING)
+        rec = Record(current.state if current else UpdateState.IDLE, manifest, str(payload), kind, Slots.other(active),
+                     active)
+        self._advance(rec, Event.START)
         return self.run(rec)
 
     def resume(self) -> Record | None:
         """After a restart: carry an interrupted update to its end (forward or back)."""
         rec = self.load()
-        if rec is None or rec.state in (State.COMMITTED, State.ROLLED_BACK, State.IDLE):
+        if rec is None or is_resting(rec.state):
             return rec
         log.warning("resuming update interrupted in state %s", rec.state)
         return self.run(rec)
 
     def run(self, rec: Record) -> Record:
-        while rec.state not in (State.COMMITTED, State.ROLLED_BACK):
-            step = {State.INSTALLING: self._install, State.ACTIVATING: self._activate, State.HEALTH: self._check,
-                    State.ROLLING_BACK: self._roll_back}[rec.state]
+        while not is_resting(rec.state):
+            step = {UpdateState.INSTALLING: self._install, UpdateState.ACTIVATING: self._activate,
+                    UpdateState.HEALTH: self._check, UpdateState.ROLLING_BACK: self._roll_back}[rec.state]
             self._hook(rec.state.value)
             step(rec)
         return rec
@@ -185,32 +177,32 @@ class Updater:
                              base_sha256=self.slots.installed_sha256(rec.previous))
         except (ReleaseError, OSError) as e:
             rec.error = f"install failed: {e}"
-            self._save(rec, State.ROLLED_BACK)  # nothing was activated: the old model is still active
+            self._advance(rec, Event.INSTALL_FAILED)  # nothing was activated: the old model is still active
             return
-        self._save(rec, State.ACTIVATING)
+        self._advance(rec, Event.INSTALLED)
 
     def _activate(self, rec: Record) -> None:
         self.slots.switch(rec.target)
-        self._save(rec, State.HEALTH)
+        self._advance(rec, Event.ACTIVATED)
 
     def _check(self, rec: Record) -> None:
         rec.health_attempts += 1
         if rec.health_attempts > self.max_health_attempts:
             rec.error = f"health check did not pass in {self.max_health_attempts} attempts"
-            self._save(rec, State.ROLLING_BACK)
+            self._advance(rec, Event.UNHEALTHY)
             return
-        self._save(rec, State.HEALTH)  # count the attempt before running it (loop detection)
+        self._advance(rec, Event.ATTEMPT)  # count the attempt before running it (loop detection)
         try:
             self.health(self.slots.model(rec.target))
         except Exception as e:
             rec.error = f"health check failed: {e}"
-            self._save(rec, State.ROLLING_BACK)
+            self._advance(rec, Event.UNHEALTHY)
             return
-        self._save(rec, State.COMMITTED)
+        self._advance(rec, Event.HEALTHY)
 
     def _roll_back(self, rec: Record) -> None:
         self.slots.switch(rec.previous)
-        self._save(rec, State.ROLLED_BACK)
+        self._advance(rec, Event.SWITCHED_BACK)
 
     def rollback(self) -> Record:
         """Manual rollback to the other slot (it must hold a verified model)."""
@@ -218,9 +210,11 @@ class Updater:
         other = Slots.other(active)
         if self.slots.manifest(other) is None or not self.slots.model(other).exists():
             raise UpdateError("the other slot holds no verified model to roll back to")
-        rec = self.load() or Record(State.COMMITTED, self.slots.manifest(active) or {}, "", "full", active, other)
+        rec = self.load() or Record(UpdateState.COMMITTED, self.slots.manifest(active) or {}, "", "full", active, other)
         rec.target, rec.previous = active, other
-        self._save(rec, State.ROLLING_BACK)
+        if not is_resting(rec.state):
+            raise UpdateError(f"an update is {rec.state}; let it finish (resume) before rolling back")
+        self._advance(rec, Event.ROLLBACK)
         return self.run(rec)
 
     # ------------------------------------------------------------------ persistence
@@ -253,7 +247,10 @@ class Updater:
         atomic_write_text(folder / "release.json", json.dumps(manifest))
         fsync_dir(folder)
 
-    def _save(self, rec: Record, state: State) -> None:
+    def _advance(self, rec: Record, event: Event) -> None:
+        self._save(rec, next_state(rec.state, event))
+
+    def _save(self, rec: Record, state: UpdateState) -> None:
         rec.state = state
         rec.history.append(state.value)
         atomic_write_text(self.record_path, json.dumps(asdict(rec)))
@@ -262,7 +259,7 @@ class Updater:
         if not self.record_path.exists():
             return None
         d = json.loads(self.record_path.read_text())
-        d["state"] = State(d["state"])
+        d["state"] = UpdateState(d["state"])
         return Record(**d)
 
     def status(self) -> dict[str, Any]:
@@ -271,8 +268,9 @@ class Updater:
         m = self.slots.manifest(active)
         slots = {s: (x["signed"]["version"] if (x := self.slots.manifest(s)) else None) for s in ("a", "b")}
         health = None
-        if rec is not None and rec.state in (State.COMMITTED, State.ROLLED_BACK) and State.HEALTH in rec.history:
-            health = "ok" if rec.state == State.COMMITTED else "failed"
+        ended = rec is not None and rec.state in (UpdateState.COMMITTED, UpdateState.ROLLED_BACK)
+        if rec is not None and ended and UpdateState.HEALTH in rec.history:
+            health = "ok" if rec.state == UpdateState.COMMITTED else "failed"
         return {"active_slot": active, "active_version": m["signed"]["version"] if m else None,
                 "active_sha256": m["signed"]["sha256"] if m else None, "slots": slots, "health": health,
                 "update_state": rec.state.value if rec else "idle", "error": rec.error if rec else None}

@@ -43,6 +43,7 @@ from linecrew.shared.errors import CryptoError
 from linecrew.shared.identity import enrollment_challenge, verify_b64
 from linecrew.shared.logs import log_context
 from linecrew.shared.metrics import CostModel
+from linecrew.shared.protocol import LINECREW_VERSION
 
 log = logging.getLogger(__name__)
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -160,7 +161,7 @@ def _database_answers(store: ServerStore) -> bool:
 
 def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | None,
                cost: CostModel | None = None, *, broker_connected: Callable[[], bool] = lambda: True) -> FastAPI:
-    app = FastAPI(title="Linecrew server", version="0.1.0")
+    app = FastAPI(title="Linecrew server", version=LINECREW_VERSION)
     app.state.store = store
     cost = cost or CostModel()
     metrics = ServerMetrics(store, cost)

@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from linecrew.server.errors import ServerError
+from linecrew.shared.protocol import UpdateState
 
 
 class RolloutError(ServerError):
@@ -217,16 +218,17 @@ PENDING = (D.SCHEDULED, D.OFFERED, D.INSTALLING)
 FAILURES = (D.FAILED, D.TIMED_OUT)
 
 # what a device's update_report says → its state in the rollout
+U = UpdateState
 REPORT_STATES: dict[str, DeviceState] = {
-    "downloading": D.INSTALLING, "installing": D.INSTALLING, "activating": D.INSTALLING,
-    "health": D.INSTALLING, "committed": D.HEALTHY, "rolled_back": D.FAILED, "failed": D.FAILED,
+    U.DOWNLOADING: D.INSTALLING, U.INSTALLING: D.INSTALLING, U.ACTIVATING: D.INSTALLING,
+    U.HEALTH: D.INSTALLING, U.COMMITTED: D.HEALTHY, U.ROLLED_BACK: D.FAILED, U.FAILED: D.FAILED,
 }
 
 
 def state_after_report(current: DeviceState, reported: str, *, rolling_back: bool) -> DeviceState | None:
     """The new state for a report, or ``None`` to keep the current one."""
     if current in (D.ROLLING_BACK, D.ROLLED_BACK) or rolling_back:
-        return D.ROLLED_BACK if reported == "rolled_back" else None
+        return D.ROLLED_BACK if reported == U.ROLLED_BACK else None
     if current == D.CANCELLED:
         return None
     new = REPORT_STATES.get(reported)

@@ -36,7 +36,7 @@ from linecrew.server.rollout_policy import (
 )
 from linecrew.server.updates import ReleaseRegistry
 from linecrew.shared.db import Database, Migration, executescript
-from linecrew.shared.protocol import UpdateReport, new_id
+from linecrew.shared.protocol import Stream, UpdateReport, new_id
 from linecrew.shared.sync import Outbox
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ class RolloutManager:
         for device_id, offer_id, previous in targets:
             self.outbox.put("command", {"name": "update_rollback", "args": {
                 "rollout_id": rid, "offer_id": offer_id, "version": row["version"], "to_version": previous}},
-                peer=device_id, stream="updates", priority=4, device_id=device_id)
+                peer=device_id, stream=Stream.UPDATES, device_id=device_id)
             self._set_device(conn, rid, device_id, D.ROLLING_BACK, now)
 
     def _set_device(self, conn: sqlite3.Connection, rid: str, device_id: str, state: DeviceState, now: float, *,

@@ -27,6 +27,7 @@ from linecrew.shared.protocol import (
     Escalation,
     JobStatus,
     Message,
+    Stream,
     Telemetry,
     UpdateReport,
     is_valid_device_id,
@@ -363,7 +364,7 @@ class ServerStore:
             auth.audit(conn, expert, "escalation.answer", f"escalation:{escalation_id}", "",
                        {"device_id": row[0], "chars": len(answer)})
             self.outbox.put("escalation_answer", {"escalation_id": escalation_id, "answer": answer, "expert": expert},
-                            peer=row[0], stream="answers", priority=9, device_id=row[0])
+                            peer=row[0], stream=Stream.ANSWERS, device_id=row[0])
         return str(row[0])
 
     # ------------------------------------------------------------------ deferred tasks
@@ -409,7 +410,7 @@ class ServerStore:
         conn.execute("UPDATE tasks SET status=?, result_sealed=?, worker=?, finished_at=? WHERE id=?",
                      ("done" if ok else "failed", self._seal(result, task_id), worker, time.time(), task_id))
         self.outbox.put("task_result", {"task_id": task_id, "kind": kind, "ok": ok, "result": result},
-                        peer=device_id, stream="answers", priority=5, device_id=device_id)
+                        peer=device_id, stream=Stream.RESULTS, device_id=device_id)
 
     def tasks(self) -> list[dict[str, object]]:
         return self.db.query("SELECT id, device_id, kind, job_id, status, attempts, worker, created, finished_at"

@@ -23,7 +23,7 @@ from typing import Any
 from linecrew.server.auth import audit
 from linecrew.shared.db import Database, Migration, executescript
 from linecrew.shared.mqtt import MqttLink
-from linecrew.shared.protocol import ChunkRequest, Topics, UpdateReport, new_id
+from linecrew.shared.protocol import ChunkRequest, Stream, Topics, UpdateReport, new_id
 from linecrew.shared.sync import Outbox
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class ReleaseRegistry:
         self.outbox.put("update_offer", {"offer_id": offer_id, "manifest": manifest, "kind": payload.kind,
                                          "length": payload.length, "sha256": payload.sha256,
                                          "chunk_size": CHUNK_BYTES, "chunks": chunks},
-                        peer=device_id, stream="updates", priority=4, device_id=device_id)
+                        peer=device_id, stream=Stream.UPDATES, device_id=device_id)
         return offer_id, payload
 
     def payload_for_offer(self, offer_id: str, device_id: str) -> tuple[Payload, str | None] | None:

@@ -16,7 +16,7 @@ from linecrew.shared.engine import Receiver
 from linecrew.shared.errors import ProtocolError
 from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
-from linecrew.shared.protocol import TaskDone, TaskRun, Topics, decode, encode, make_envelope
+from linecrew.shared.protocol import TaskDone, TaskKind, TaskRun, Topics, decode, encode, make_envelope
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class TaskWorker:
 
 def default_handlers(llm_config: LlmConfig | None = None) -> dict[str, Handler]:
     llm = LocalLLM(llm_config)
-    return {"summarize_job_log": summarize_job_log(llm)}
+    return {TaskKind.SUMMARIZE_JOB_LOG: summarize_job_log(llm)}
 
 
 def task_message(task: dict[str, Any], context: dict[str, Any]) -> bytes:

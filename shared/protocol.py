@@ -17,6 +17,8 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 import uuid6
@@ -35,6 +37,64 @@ TOPIC_ROOT = f"linecrew/v{PROTOCOL_VERSION}"
 MAX_MESSAGE_BYTES = 64 * 1024
 SERVER_SHARE_GROUP = "linecrew-server"
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def _package_version() -> str:
+    try:
+        return version("linecrew")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+LINECREW_VERSION = _package_version()
+
+
+# -------------------------------------------------------------------------------------------- streams
+class Stream(StrEnum):
+    """Outbox streams: each ``(peer, stream)`` has its own gap-free sequence; the higher priority is sent first
+    when a link comes back after an outage (an escalation before a day of telemetry)."""
+
+    ESCALATIONS = "escalations"
+    ANSWERS = "answers"
+    ASSIGNMENTS = "assignments"
+    JOBS = "jobs"
+    NOTES = "notes"
+    RESULTS = "results"
+    UPDATES = "updates"
+    TASKS = "tasks"
+    COMMANDS = "commands"
+    TELEMETRY = "telemetry"
+
+    @property
+    def priority(self) -> int:
+        return _STREAM_PRIORITY[self]
+
+
+_STREAM_PRIORITY = {
+    Stream.ESCALATIONS: 9, Stream.ANSWERS: 9, Stream.ASSIGNMENTS: 7, Stream.JOBS: 6, Stream.NOTES: 5,
+    Stream.RESULTS: 5, Stream.UPDATES: 4, Stream.TASKS: 3, Stream.COMMANDS: 0, Stream.TELEMETRY: 0,
+}
+
+
+class UpdateState(StrEnum):
+    """What a device reports about an update (``update_report.state``); the device's A/B state machine is
+    ``agent.update_machine``, the server maps these onto rollout device states."""
+
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    INSTALLING = "installing"
+    ACTIVATING = "activating"
+    HEALTH = "health"
+    COMMITTED = "committed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+class TaskKind(StrEnum):
+    """Deferred tasks a device may hand to the server's workers."""
+
+    SUMMARIZE_JOB_LOG = "summarize_job_log"
 
 
 # --------------------------------------------------------------------------------------------- topics
@@ -294,7 +354,7 @@ class UpdateReport(Payload):
     """Progress and outcome of an update, and what the device runs."""
 
     offer_id: str | None = None
-    state: str = Field(max_length=32)
+    state: UpdateState
     version: int | None = None
     sha256: str | None = None
     progress: float = Field(default=0.0, ge=0, le=1)

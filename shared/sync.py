@@ -36,6 +36,7 @@ from linecrew.shared.protocol import (
     Payload,
     Rejection,
     Resend,
+    Stream,
     encode,
     make_envelope,
     register,
@@ -149,7 +150,7 @@ class Outbox:
         *,
         peer: str,
         stream: str = "default",
-        priority: int = 0,
+        priority: int | None = None,
         ttl_s: float | None = None,
         device_id: str | None = None,
     ) -> Envelope:
@@ -164,11 +165,16 @@ class Outbox:
         *,
         peer: str,
         stream: str = "default",
-        priority: int = 0,
+        priority: int | None = None,
         ttl_s: float | None = None,
         device_id: str | None = None,
     ) -> list[Envelope]:
-        """Commit several messages of one stream in one transaction (all or none)."""
+        """Commit several messages of one stream in one transaction (all or none).
+
+        A protocol ``Stream`` has its priority defined there; ``priority`` is for ad-hoc streams (tests, tools).
+        A stream keeps the priority it was created with."""
+        if priority is None:
+            priority = Stream(stream).priority if stream in Stream.__members__.values() else 0
         now = time.time()
         out: list[Envelope] = []
         with self.db.transaction() as conn:

@@ -315,11 +315,13 @@ def agent_update_status(config_path: Path | None, data_dir: Path | None) -> None
 @_friendly
 def agent_update_apply(config_path: Path | None, data_dir: Path | None, manifest: Path, payload: Path) -> None:
     """Verify and apply a release (full model or delta); commits after the health check or rolls back."""
+    from linecrew.shared.protocol import UpdateState
+
     up = _updater(_agent_config(config_path, data_dir=data_dir))
     up.resume()
     rec = up.apply(json.loads(manifest.read_text()), payload)
     click.echo(f"{rec.state}: " + " -> ".join(rec.history) + (f" ({rec.error})" if rec.error else ""))
-    if rec.state != "committed":
+    if rec.state != UpdateState.COMMITTED:
         sys.exit(1)
 
 

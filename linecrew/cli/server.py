@@ -16,6 +16,7 @@ from linecrew.cli._common import (
     json_option,
     server_dir_option,
 )
+from linecrew.shared.protocol import Stream
 
 
 @click.group()
@@ -150,7 +151,7 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
         raise click.BadParameter(f"ARGS_JSON is not JSON: {e}") from e
     from linecrew.server.auth import audit
     with store.db.transaction() as conn:
-        env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream="commands",
+        env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream=Stream.COMMANDS,
                                ttl_s=ttl_s, device_id=device_id)
         audit(conn, "cli", "command.send", f"device:{device_id}", "", {"command": name, "message": env.id})
     click.echo(f"queued {env.id} for {device_id}")

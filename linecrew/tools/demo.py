@@ -32,6 +32,7 @@ from linecrew.server.planner.dispatch import Job, Technician
 from linecrew.server.planner.live import LivePlanner
 from linecrew.shared.errors import LinecrewError
 from linecrew.shared.mqtt import wait_for
+from linecrew.shared.protocol import Stream
 from linecrew.tools.admin_client import AdminClient
 from linecrew.tools.rehearsal import RELEASE_NAME, Authority, start_pilot_fleet
 from linecrew.tools.simulator import Fleet
@@ -90,7 +91,7 @@ def run_demo(folder: Path, *, notes: int, echo: Callable[[str], None], http_port
         for i in range(notes):
             store.add_note(f"Feeder 12 pole {i + 1}: crossarm cracked, replaced insulator", job_id="JOB-4711")
         store.outbox.put("telemetry", {"metrics": {"battery_pct": 87.0, "cpu_temp_c": 51.5}},
-                         peer=SERVER_PEER, stream="telemetry")
+                         peer=SERVER_PEER, stream=Stream.TELEMETRY)
         tour.step(f"truck-17 offline so far: {store.outbox.depth()} messages committed to its outbox")
         sync = DeviceSync(store, address)
         sync.start()
@@ -109,7 +110,7 @@ def run_demo(folder: Path, *, notes: int, echo: Callable[[str], None], http_port
         tour.step(f"truck-17 applied server command {cmd['name']} {cmd['args']} exactly once; server outbox empty")
         _plan(srv, store, ids[0].device_id, tour)
         _voice_and_assistant(srv, store, folder, tour)
-        store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER, stream="telemetry")
+        store.outbox.put("telemetry", telemetry_payload(store), peer=SERVER_PEER, stream=Stream.TELEMETRY)
         sync.notify()
         people = srv.store.tokens
         manager = people.create("rita (release manager)", ["release-manager"])

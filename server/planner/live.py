@@ -17,6 +17,7 @@ from linecrew.server.auth import audit
 from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
 from linecrew.server.planner.errors import PlannerError
 from linecrew.server.store import ServerStore
+from linecrew.shared.protocol import Stream
 
 # A technician added without a field gets these (a day shift at the origin depot, no skills yet).
 NEW_TECHNICIAN = Technician("", frozenset(), (0.0, 0.0), (8 * 60, 17 * 60))
@@ -133,7 +134,7 @@ class LivePlanner:
                  "priority": by_job[a.job_id].priority} for a in route]
         assert t.device_id
         self.store.outbox.put("assignment", {"plan_version": version, "technician_id": t.id, "jobs": jobs},
-                              peer=t.device_id, stream="assignments", priority=7, device_id=t.device_id)
+                              peer=t.device_id, stream=Stream.ASSIGNMENTS, device_id=t.device_id)
 
     # ------------------------------------------------------------------ the planner's view
     def view(self) -> dict[str, Any]:

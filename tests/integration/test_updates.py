@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from linecrew.agent.updates import Slots, State, Updater, llm_health_check
+from linecrew.agent.updates import Slots, Updater, llm_health_check
 from linecrew.shared.delta import sha256_file
+from linecrew.shared.protocol import UpdateState as State
 from linecrew.shared.release import (
     BadSignatureError,
     DeltaBaseMismatchError,
