@@ -1,12 +1,13 @@
 """A fleet of simulated devices: real MQTT clients speaking the real protocol to the real server.
 
-Each simulated device is enrolled like a real one (one-time token, Ed25519 proof, its own broker
-password), keeps the durable-message contract (stream sequences, resend until the server's ack,
-acknowledge every server message, ask for a resend on a gap), announces presence with a will,
-downloads offered payloads chunk by chunk with the per-chunk and whole-payload hashes checked,
-verifies the signed release against its pinned root, and then "installs": the health check passes
-or fails as the fleet's behaviour says. Nothing is written to disk per device, so thousands run in
-one process; the model bytes are checked, not kept.
+Each simulated device runs the device's own code where the protocol lives: it enrolls with the agent's
+enrollment request (one-time token, Ed25519 proof, its own broker password); its messages go through the
+real ``Outbox`` and ``SyncSender`` (stream sequences, retries, resends on request) and server messages
+through the real ``Inbox`` (exactly once, in order, a gap asks for a resend); its update walks the
+agent's A/B transition table (``agent.update_machine``) and reports each state as a device does. Only the
+parts that touch a disk or a model are simulated: the outbox and inbox live in an in-memory SQLite
+database, chunks are hashed and not kept, and "install" passes or fails its health check as the fleet's
+behaviour says. So thousands run in one process, and a protocol change that breaks devices breaks it.
 """
 
 from __future__ import annotations
@@ -24,23 +25,29 @@ from typing import Any
 
 import httpx
 
+from linecrew.agent.enroll import enrollment_request, post_enrollment
+from linecrew.agent.store import SERVER_PEER
+from linecrew.agent.update_machine import Event, is_resting, next_state
+from linecrew.shared.db import Database
+from linecrew.shared.engine import SenderLimits, SyncSender
 from linecrew.shared.errors import ProtocolError
 from linecrew.shared.fsutil import atomic_write_text
-from linecrew.shared.identity import enrollment_challenge, public_key_b64, sign_b64
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
 from linecrew.shared.protocol import (
     Ack,
     ChunkRequest,
     Command,
     Presence,
-    Resend,
+    Stream,
     Topics,
     UpdateOffer,
+    UpdateState,
     decode,
     encode,
     make_envelope,
 )
 from linecrew.shared.release import ReleaseError, check_delta_base, load_trusted_root, verify_release
+from linecrew.shared.sync import Inbox, Outbox, sync_migration
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +107,9 @@ def enroll_fleet(server_url: str, make_token: Callable[[str, list[str]], str], *
                 cls = names[i]  # every class present even in a tiny fleet
             device_id = f"{prefix}-{cls}-{i:05d}"[:63]
             token = make_token(cls, tags)
-            key = Ed25519PrivateKey.generate()
-            resp = http.post("/v1/enroll", json={
-                "token": token, "device_id": device_id, "device_class": cls, "public_key": public_key_b64(key),
-                "proof": sign_b64(key, enrollment_challenge(device_id, token))})
-            if resp.status_code != 200:
-                raise RuntimeError(f"enrolling {device_id} failed ({resp.status_code}): {resp.text}")
-            data = resp.json()
+            body = enrollment_request(Ed25519PrivateKey.generate(), token=token, device_id=device_id,
+                                      device_class=cls)
+            data = post_enrollment(http, body)
             ca, root = data["ca_pem"], data.get("trust_root")
             out.append(SimIdentity(device_id, cls, sorted(tags), data["broker_url"], data["password"], version, sha256))
     return out, ca, root
@@ -147,11 +150,14 @@ class SimDevice:
         self.active = "a"
         self.previous: tuple[int | None, str | None] = (None, None)
         self.health: str | None = None
+        self.update_state = UpdateState.IDLE
         self._lock = threading.RLock()
-        self._seq: dict[str, int] = {}
-        self._unacked: dict[str, tuple[float, bytes]] = {}
-        self._by_seq: dict[tuple[str, int], str] = {}
-        self._expected: dict[str, int] = {}
+        self.db = Database(":memory:", synchronous="OFF")
+        self.db.migrate([sync_migration(1)])
+        self.outbox = Outbox(self.db, sender_id=self.id)
+        self.inbox = Inbox(self.db)
+        self.sender = SyncSender(self.outbox, self._publish, lambda _peer: Topics.d2s(self.id),
+                                 SenderLimits(window=CHUNK_WINDOW * 4, ack_timeout_s=RESEND_AFTER_S))
         self._download: _Download | None = None
         self._started = False
         self._address = BrokerAddress(ident.broker_url, self.id, ident.password, ca_file)
@@ -161,7 +167,7 @@ class SimDevice:
         return MqttLink(
             client_id=self.id, address=self._address,
             subscriptions=[Topics.s2d(self.id), Topics.d2s_ack(self.id), Topics.xfer_data(self.id)],
-            on_message=self._on_message, on_connect=self._on_connect,
+            on_message=self._on_message, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             will=(Topics.presence(self.id), self._presence(False)),
             on_binary={Topics.xfer_data(self.id): self._on_chunk}, keepalive_s=20,
         )
@@ -175,6 +181,7 @@ class SimDevice:
         if self.link.connected.is_set():
             self.link.publish(Topics.presence(self.id), self._presence(False), retain=True).wait_for_publish(5)
         self.link.stop()
+        self.sender.peer_offline(SERVER_PEER)
         with self._lock:
             self.link = self._new_link()
         self.stats.add("offline")
@@ -184,59 +191,43 @@ class SimDevice:
 
     def _on_connect(self, session_present: bool) -> None:
         self.link.publish(Topics.presence(self.id), self._presence(True), retain=True)
+        self.sender.peer_online(SERVER_PEER)
         with self._lock:
             first = not self._started
             self._started = True
-            for _, body in list(self._unacked.values()):
-                self.link.publish(Topics.d2s(self.id), body)
         if first:
-            self.report("idle")
+            self.report(UpdateState.IDLE)
+        self.sender.pump()
+
+    def _on_disconnect(self) -> None:
+        self.sender.peer_offline(SERVER_PEER)
+
+    def _publish(self, topic: str, body: bytes, expiry_s: int | None) -> None:
+        self.link.publish(topic, body, expiry_s=expiry_s)
 
     # ------------------------------------------------------------------ durable device → server
-    def send(self, type_: str, payload: dict[str, Any], stream: str) -> None:
-        with self._lock:
-            seq = self._seq.get(stream, 0) + 1
-            self._seq[stream] = seq
-            env = make_envelope(type_, payload, device_id=self.id, stream=stream, seq=seq)
-            body = encode(env)
-            self._unacked[env.id] = (time.monotonic(), body)
-            self._by_seq[(stream, seq)] = env.id
-        self.link.publish(Topics.d2s(self.id), body)
+    def send(self, type_: str, payload: dict[str, Any], stream: Stream) -> None:
+        self.outbox.put(type_, payload, peer=SERVER_PEER, stream=stream)
         self.stats.add("sent")
+        self.sender.pump()
 
-    def report(self, state: str, *, offer_id: str | None = None, progress: float = 0.0,
+    def report(self, state: UpdateState, *, offer_id: str | None = None, progress: float = 0.0,
                error: str | None = None) -> None:
         self.send("update_report", {"offer_id": offer_id, "state": state, "version": self.version,
                                     "sha256": self.sha256, "progress": progress, "error": error,
-                                    "slots": dict(self.slots), "health": self.health}, "updates")
+                                    "slots": dict(self.slots), "health": self.health}, Stream.UPDATES)
 
     def _on_ack(self, ack: Ack) -> None:
-        with self._lock:
-            for i in ack.ids:
-                if self._unacked.pop(i, None) is not None:
-                    self.stats.add("acked")
-            for r in ack.rejected:
-                self._unacked.pop(r.id, None)
-                self.stats.add("rejected")
-            resend = [(s.stream, s.from_seq) for s in ack.resend]
-        for stream, from_seq in resend:
-            self._resend_stream(stream, from_seq)
+        self.stats.add("acked", self.sender.on_ack(SERVER_PEER, ack) - len(ack.rejected))
+        self.stats.add("rejected", len(ack.rejected))
+        self.sender.pump()
 
-    def _resend_stream(self, stream: str, from_seq: int) -> None:
-        with self._lock:
-            bodies = [self._unacked[mid][1] for (s, q), mid in sorted(self._by_seq.items())
-                      if s == stream and q >= from_seq and mid in self._unacked]
-        for b in bodies:
-            self.link.publish(Topics.d2s(self.id), b)
+    def unacked(self) -> int:
+        return self.outbox.depth()
 
     def resend_stale(self, now: float) -> None:
-        with self._lock:
-            stale = [(mid, body) for mid, (at, body) in self._unacked.items() if now - at > RESEND_AFTER_S]
-            for mid, body in stale:
-                self._unacked[mid] = (now, body)
-        if self.link.connected.is_set():
-            for _, body in stale:
-                self.link.publish(Topics.d2s(self.id), body)
+        """Whatever the retry schedule says is due (unacknowledged past its timeout) goes again."""
+        self.sender.pump(now)
 
     # ------------------------------------------------------------------ server → device
     def _on_message(self, topic: str, raw: bytes) -> None:
@@ -249,44 +240,46 @@ class SimDevice:
             if isinstance(msg.payload, Ack):
                 self._on_ack(msg.payload)
             return
-        env = msg.envelope
-        stream, seq = env.stream or "default", env.seq or 0
-        with self._lock:
-            expected = self._expected.get(stream, 1)
-            if seq > expected:  # a gap: ask for the stream again from what we miss
-                ack = Ack(resend=[Resend(stream=stream, from_seq=expected)])
-                apply = False
-            else:
-                ack = Ack(ids=[env.id])
-                apply = seq == expected
-                if apply:
-                    self._expected[stream] = expected + 1
-        self.link.publish(Topics.s2d_ack(self.id), encode(make_envelope("ack", ack, device_id=self.id)))
-        if apply:
-            self._apply(msg.payload)
+        after: list[Callable[[], None]] = []
+        result = self.inbox.accept([(SERVER_PEER, msg)], lambda _c, _p, m: self._apply(m.payload, after))
+        ack = result.acks.get(SERVER_PEER)
+        if ack is not None:
+            self.link.publish(Topics.s2d_ack(self.id), encode(make_envelope("ack", ack, device_id=self.id)))
+        for step in after:  # side effects once the message is recorded as applied, as on a device
+            step()
 
-    def _apply(self, p: object) -> None:
+    def _apply(self, p: object, after: list[Callable[[], None]]) -> None:
         if isinstance(p, UpdateOffer):
             self.stats.add("offers")
-            if self.behaviour.silent:
-                return
-            with self._lock:
-                self._download = _Download(p)
-            self.report("downloading", offer_id=p.offer_id)
-            self._ask(time.monotonic())
+            if not self.behaviour.silent:
+                after.append(lambda: self._begin(p))
         elif isinstance(p, Command) and p.name == "update_rollback":
-            self._rollback(p.args)
+            args = dict(p.args)
+            after.append(lambda: self._rollback(args))
+
+    def _begin(self, offer: UpdateOffer) -> None:
+        with self._lock:
+            self._download = _Download(offer)
+        self.report(UpdateState.DOWNLOADING, offer_id=offer.offer_id)
+        self._ask(time.monotonic())
+
+    def _advance(self, event: Event) -> UpdateState:
+        with self._lock:
+            self.update_state = next_state(self.update_state, event)
+            return self.update_state
 
     def _rollback(self, args: dict[str, Any]) -> None:
         with self._lock:
             d = self._download
             if d is not None and d.offer.offer_id == args.get("offer_id"):
                 self._download = None
-            if self.version == args.get("version") and self.previous[0] is not None:
+            if self.version == args.get("version") and self.previous[0] is not None and is_resting(self.update_state):
+                self._advance(Event.ROLLBACK)
                 self.version, self.sha256 = self.previous
                 self.active = "b" if self.active == "a" else "a"
+                self._advance(Event.SWITCHED_BACK)
         self.stats.add("rollbacks")
-        self.report("rolled_back", offer_id=str(args.get("offer_id")))
+        self.report(UpdateState.ROLLED_BACK, offer_id=str(args.get("offer_id")))
 
     # ------------------------------------------------------------------ download
     def _ask(self, now: float) -> None:
@@ -334,42 +327,57 @@ class SimDevice:
                 d.asked.clear()
             self._ask(now)
 
+    def _verify(self, offer: UpdateOffer, digest: str) -> None:
+        if digest != offer.sha256:
+            raise ReleaseError("payload hash does not match the offer")
+        if self.root is None:
+            return
+        rel = verify_release(offer.manifest, self.root, now=time.time(), installed_version=self.version or 0,
+                             device_class=self.ident.device_class)
+        if offer.kind == "delta":
+            delta = next((x for x in rel.deltas if x.sha256 == offer.sha256), None)
+            if delta is None:
+                raise ReleaseError("delta not listed in the signed release")
+            check_delta_base(delta, self.sha256 or "")
+
     def _install(self, d: _Download) -> None:
+        """The A/B flow of the real updater, step by step through its transition table."""
         offer = d.offer
         with self._lock:
             self._download = None
         try:
-            if d.hasher.hexdigest() != offer.sha256:
-                raise ReleaseError("payload hash does not match the offer")
-            if self.root is not None:
-                rel = verify_release(offer.manifest, self.root, now=time.time(), installed_version=self.version or 0,
-                                     device_class=self.ident.device_class)
-                if offer.kind == "delta":
-                    delta = next((x for x in rel.deltas if x.sha256 == offer.sha256), None)
-                    if delta is None:
-                        raise ReleaseError("delta not listed in the signed release")
-                    check_delta_base(delta, self.sha256 or "")
+            self._verify(offer, d.hasher.hexdigest())
         except ReleaseError as e:
-            self.report("failed", offer_id=offer.offer_id, progress=1.0, error=str(e))
+            self.report(UpdateState.FAILED, offer_id=offer.offer_id, progress=1.0, error=str(e))
             return
-        self.report("installing", offer_id=offer.offer_id, progress=1.0)
+        self.report(self._advance(Event.START), offer_id=offer.offer_id, progress=1.0)
         signed = offer.manifest["signed"]
-        if self.behaviour.fail:
-            self.health = "failed"
-            self.stats.add("health_failed")
-            self.report("rolled_back", offer_id=offer.offer_id, progress=1.0,
-                        error="health check failed: smoke prompt produced no text (simulated)")
-            return
         with self._lock:
+            self._advance(Event.INSTALLED)
             self.previous = (self.version, self.sha256)
             self.active = "b" if self.active == "a" else "a"
             self.slots[self.active] = int(signed["version"])
-            self.version, self.sha256, self.health = int(signed["version"]), str(signed["sha256"]), "ok"
-        self.stats.add("committed")
-        self.report("committed", offer_id=offer.offer_id, progress=1.0)
+            self.version, self.sha256 = int(signed["version"]), str(signed["sha256"])
+            self._advance(Event.ACTIVATED)
+            self._advance(Event.ATTEMPT)
+            if self.behaviour.fail:
+                self._advance(Event.UNHEALTHY)
+                self.active = "b" if self.active == "a" else "a"
+                self.version, self.sha256 = self.previous
+                self.health = "failed"
+                final = self._advance(Event.SWITCHED_BACK)
+            else:
+                self.health = "ok"
+                final = self._advance(Event.HEALTHY)
+        if final == UpdateState.ROLLED_BACK:
+            self.stats.add("health_failed")
+            self.report(final, offer_id=offer.offer_id, progress=1.0,
+                        error="health check failed: smoke prompt produced no text (simulated)")
+        else:
+            self.stats.add("committed")
+            self.report(final, offer_id=offer.offer_id, progress=1.0)
 
 
-# ------------------------------------------------------------------------------------------ the fleet
 class FleetStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -431,7 +439,7 @@ class Fleet:
                 d.stalled(now)
 
     def unacked(self) -> int:
-        return sum(len(d._unacked) for d in self.devices.values())
+        return sum(d.unacked() for d in self.devices.values())
 
     def versions(self) -> dict[int | None, int]:
         out: dict[int | None, int] = {}
@@ -450,7 +458,7 @@ class Fleet:
         for k in range(rounds):
             for d in self.devices.values():
                 d.send("telemetry", {"metrics": {"outbox_depth": 0, "link_quality": 0.9, "cpu_temp_c": 51.0 + k,
-                                                 "free_disk_mb": 1024}}, "telemetry")
+                                                 "free_disk_mb": 1024}}, Stream.TELEMETRY)
                 n += 1
         return n
 
