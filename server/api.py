@@ -153,7 +153,7 @@ def _http_errors() -> Iterator[None]:
 
 def _database_answers(store: ServerStore) -> bool:
     try:
-        return bool(store.db.scalar("SELECT 1") == 1)
+        return store.database_answers()
     except Exception:  # any driver failure means not ready; the reason is in the database's own log
         log.warning("readiness: database check failed", exc_info=True)
         return False
@@ -223,13 +223,13 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
 
     @app.get("/v1/health")
     def health() -> dict[str, object]:
-        return {"ok": True, "devices": len(store.devices())}
+        return {"ok": True, "devices": len(store.registry.all())}
 
     @app.post("/v1/enroll", response_model=EnrollResponse)
     def enroll(req: EnrollRequest) -> EnrollResponse:
         try:
             verify_b64(req.public_key, enrollment_challenge(req.device_id, req.token), req.proof)
-            store.enroll(token=req.token, device_id=req.device_id, device_class=req.device_class,
+            store.registry.enroll(token=req.token, device_id=req.device_id, device_class=req.device_class,
                          public_key=req.public_key)
         except CryptoError as e:
             raise HTTPException(status_code=400, detail=str(e)) from e
@@ -245,7 +245,7 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     @app.post("/v1/enroll-tokens")
     def enroll_tokens(req: EnrollTokensRequest, who: Admin) -> dict[str, list[str]]:
         with store.db.transaction() as conn:  # the tokens and their audit entry commit together, or neither
-            tokens = [store.create_enroll_token(ttl_s=req.ttl_s, device_class=req.device_class, tags=req.tags)
+            tokens = [store.registry.create_enroll_token(ttl_s=req.ttl_s, device_class=req.device_class, tags=req.tags)
                       for _ in range(req.count)]
             audit(conn, who.name, "enroll_tokens.create", f"class:{req.device_class or '*'}", "",
                   {"count": req.count, "tags": req.tags})
@@ -317,12 +317,12 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     # ------------------------------------------------------------------ escalations
     @app.get("/v1/escalations")
     def escalations(who: EscalationReader, status: Literal["open", "answered", "all"] = "open") -> list[dict[str, Any]]:
-        return store.escalations(status=None if status == "all" else status)
+        return store.escalations.list(status=None if status == "all" else status)
 
     @app.post("/v1/escalations/{escalation_id}/answer")
     def answer(escalation_id: str, req: AnswerRequest, who: Answerer) -> dict[str, Any]:
         try:
-            device_id = store.answer_escalation(escalation_id, req.answer, expert=who.name)
+            device_id = store.escalations.answer(escalation_id, req.answer, expert=who.name)
         except UnknownEscalationError as e:
             raise HTTPException(status_code=404 if str(e).startswith("no ") else 409, detail=str(e)) from e
         return {"escalation_id": escalation_id, "device_id": device_id, "status": "answered"}

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from linecrew.server.errors import ServerError
 from linecrew.server.rollout_policy import Principal, Role
-from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.db import Database
 
 SCHEMA = """
 CREATE TABLE api_tokens (
@@ -37,7 +37,6 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_target ON audit (target, id);
 """
 
-MIGRATION = Migration(7, "api tokens and audit log", lambda c: executescript(c, SCHEMA))
 TOKEN_PREFIX = "lct_"
 
 

@@ -91,10 +91,10 @@ class Ingest:
         """Publish queued deferred tasks (and re-publish stalled ones) to the worker pool."""
         if not self.link.connected.is_set():
             return 0
-        tasks = self.store.tasks_to_dispatch(now=time.time(), retry_after_s=self.task_retry_s,
+        tasks = self.store.tasks.to_dispatch(now=time.time(), retry_after_s=self.task_retry_s,
                                              max_attempts=self.task_max_attempts)
         for t in tasks:
-            ctx = self.store.task_context(str(t["device_id"]), t["job_id"])  # type: ignore[arg-type]
+            ctx = self.store.tasks.context(str(t["device_id"]), t["job_id"])
             self.link.publish(Topics.task_run(str(t["kind"])), task_message(t, ctx))
         return len(tasks)
 
@@ -114,7 +114,7 @@ class Ingest:
         self.link.publish(topic, body, expiry_s=expiry_s)
 
     def _on_connect(self, session_present: bool) -> None:
-        for d in self.store.devices():
+        for d in self.store.registry.all():
             if d.online:
                 self.sender.peer_online(d.id)
         self.pacer.wake()
@@ -143,7 +143,7 @@ class Ingest:
                     self._on_task_done(decode(raw))
                     continue
                 device_id, leaf = Topics.parse(topic)
-                if not self.store.is_known(device_id):
+                if not self.store.registry.is_known(device_id):
                     raise WrongSenderError(f"unknown device {device_id}", reason="unknown_device")
                 if leaf == "d2s":
                     msg = decode(raw)
@@ -191,7 +191,7 @@ class Ingest:
             mid = obj.get("id") if isinstance(obj, dict) else None
         except (ProtocolError, ValueError, UnicodeDecodeError):
             return
-        if leaf == "d2s" and isinstance(mid, str) and self.store.is_known(device_id):
+        if leaf == "d2s" and isinstance(mid, str) and self.store.registry.is_known(device_id):
             out.setdefault(device_id, []).append(Rejection(id=mid[:64], reason=f"{e.reason}: {e}"[:500]))
 
     def _send_ack(self, device_id: str, ack: Ack) -> None:
@@ -202,7 +202,7 @@ class Ingest:
         if not isinstance(msg.payload, TaskDone):
             raise UnknownMessageTypeError(f"expected task_done, got {msg.type}")
         p = msg.payload
-        if self.store.complete_task(p.task_id, ok=p.ok, result=p.result, worker=p.worker):
+        if self.store.tasks.complete(p.task_id, ok=p.ok, result=p.result, worker=p.worker):
             self.pacer.wake()
 
     def _on_device_ack(self, device_id: str, msg: Message) -> None:
@@ -214,14 +214,14 @@ class Ingest:
     def _mark_online(self, device_id: str) -> None:
         """Traffic from a device proves it is online (retained presence skips shared subscriptions)."""
         if device_id not in self.sender.online_peers():
-            self.store.set_presence(device_id, True)
+            self.store.registry.set_presence(device_id, True)
             self.sender.peer_online(device_id)
             self.pacer.wake()
 
     def _on_presence(self, device_id: str, msg: Message) -> None:
         if not isinstance(msg.payload, Presence):
             raise UnknownMessageTypeError(f"expected presence, got {msg.type}")
-        self.store.set_presence(device_id, msg.payload.online)
+        self.store.registry.set_presence(device_id, msg.payload.online)
         if msg.payload.online:
             self.sender.peer_online(device_id)
             self.pacer.wake()

@@ -8,7 +8,6 @@ devices online, rollout progress, and its own HTTP latency.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,18 +25,17 @@ from linecrew.shared.protocol import RequestStats
 def fleet_requests(store: ServerStore) -> dict[str, RequestStats]:
     """Per-model request stats summed over every device's latest report."""
     out: dict[str, RequestStats] = {}
-    for r in store.db.query("SELECT request_stats FROM devices WHERE request_stats <> '{}'"):
-        for model, raw in json.loads(str(r["request_stats"])).items():
+    for stats in store.registry.request_stats():
+        for model, raw in stats.items():
             s = RequestStats.model_validate(raw)
             out[model] = add(out[model], s) if model in out else s
     return out
 
 
 def backlog(store: ServerStore) -> dict[str, Any]:
-    rows = store.db.query("SELECT kind, status, COUNT(*) AS n, MIN(created) AS oldest FROM tasks"
-                          " WHERE status IN ('queued', 'dispatched') GROUP BY kind, status")
-    oldest = min((float(r["oldest"]) for r in rows), default=None)  # type: ignore[arg-type]
-    return {"tasks": sum(int(r["n"]) for r in rows),  # type: ignore[call-overload]
+    rows = store.tasks.backlog()
+    oldest = min((float(r["oldest"]) for r in rows), default=None)
+    return {"tasks": sum(int(r["n"]) for r in rows),
             "by_kind": [{"kind": r["kind"], "status": r["status"], "n": r["n"]} for r in rows],
             "oldest_age_s": round(time.time() - oldest, 1) if oldest else 0.0}
 
@@ -50,7 +48,7 @@ def outboxes(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def open_escalations(store: ServerStore) -> int:
-    return int(store.db.scalar("SELECT COUNT(*) FROM escalations WHERE status='open'") or 0)
+    return store.escalations.open_count()
 
 
 def fleet_summary(store: ServerStore, cost: CostModel) -> dict[str, Any]:
@@ -96,8 +94,7 @@ class ServerCollector(Collector):
                                 value=float(open_escalations(self.store)))
         ro = GaugeMetricFamily("linecrew_rollout_devices", "Devices per rollout and state",
                                labels=["rollout", "state"])
-        for r in self.store.db.query("SELECT rollout_id, state, COUNT(*) AS n FROM rollout_devices"
-                                     " GROUP BY rollout_id, state"):
+        for r in self.store.rollouts.device_state_counts():
             ro.add_metric([str(r["rollout_id"]), str(r["state"])], float(r["n"]))  # type: ignore[arg-type]
         yield ro
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from linecrew.server.auth import audit
+from linecrew.server.devices import DeviceRegistry
 from linecrew.server.rollout_policy import (
     D,
     DeviceState,
@@ -35,7 +36,7 @@ from linecrew.server.rollout_policy import (
     wave_quotas,
 )
 from linecrew.server.updates import ReleaseRegistry
-from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.db import Database
 from linecrew.shared.protocol import Stream, UpdateReport, new_id
 from linecrew.shared.sync import Outbox
 
@@ -84,17 +85,17 @@ CREATE INDEX rollout_devices_by_state ON rollout_devices (rollout_id, state);
 CREATE INDEX rollout_devices_by_offer ON rollout_devices (offer_id);
 """
 
-MIGRATION = Migration(8, "rollouts, waves, devices", lambda c: executescript(c, SCHEMA))
 QUEUED = "queued"  # targeted, not in a wave yet
 TICK_OFFERS_MAX = 500  # per rollout per tick, so one tick's transaction stays short
 
 
 class RolloutManager:
-    def __init__(self, db: Database, outbox: Outbox, releases: ReleaseRegistry, *,
+    def __init__(self, db: Database, outbox: Outbox, releases: ReleaseRegistry, devices: DeviceRegistry, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.outbox = outbox
         self.releases = releases
+        self.registry = devices
         self.clock = clock
         self._credit: dict[str, tuple[float, float]] = {}  # rollout → (offer credit, at); per process
         self._budgets: dict[str, float] = {}
@@ -171,10 +172,11 @@ class RolloutManager:
     def _check_links(self, conn: sqlite3.Connection, rid: str, spec: RolloutSpec, now: float) -> None:
         """Silent online devices past their deadline fail; offline ones wait, their clock restarts on return."""
         rows = conn.execute(
-            "SELECT r.device_id, r.state, r.deadline, r.wave, d.online FROM rollout_devices r JOIN devices d"
-            " ON d.id = r.device_id WHERE r.rollout_id=? AND r.state IN ('offered','installing','waiting')",
-            (rid,)).fetchall()
-        for device_id, state, deadline, wave, online in rows:
+            "SELECT device_id, state, deadline, wave FROM rollout_devices"
+            " WHERE rollout_id=? AND state IN ('offered','installing','waiting')", (rid,)).fetchall()
+        online_now = self.registry.online_map(conn) if rows else {}
+        for device_id, state, deadline, wave in rows:
+            online = online_now.get(device_id, False)
             timeout = spec.waves[wave].device_timeout_s
             if state == D.WAITING and online:
                 self._set_device(conn, rid, device_id, D.OFFERED, now, deadline=now + timeout)
@@ -191,10 +193,11 @@ class RolloutManager:
             need = cumulative - int(taken)
             if need <= 0:
                 continue
-            candidates = conn.execute(
-                "SELECT r.device_id, d.online FROM rollout_devices r JOIN devices d ON d.id = r.device_id"
-                " WHERE r.rollout_id=? AND r.device_class=? AND r.state=?", (rid, cls, QUEUED)).fetchall()
-            for device_id in device_order(rid, [(d, bool(o)) for d, o in candidates])[:need]:
+            queued = conn.execute("SELECT device_id FROM rollout_devices WHERE rollout_id=? AND device_class=?"
+                                  " AND state=?", (rid, cls, QUEUED)).fetchall()
+            online_now = self.registry.online_map(conn)
+            candidates = [(d, online_now.get(d, False)) for (d,) in queued]
+            for device_id in device_order(rid, candidates)[:need]:
                 conn.execute("UPDATE rollout_devices SET wave=?, state=?, updated=? WHERE rollout_id=? AND device_id=?",
                              (idx, D.SCHEDULED.value, now, rid, device_id))
         conn.execute("UPDATE rollout_waves SET state='running', started=? WHERE rollout_id=? AND idx=?",
@@ -210,11 +213,12 @@ class RolloutManager:
         self._credit[rid] = (credit, now)
         if n <= 0:
             return
-        rows = conn.execute(
-            "SELECT r.device_id, r.wave, d.online, m.sha256, m.version FROM rollout_devices r"
-            " JOIN devices d ON d.id = r.device_id JOIN device_models m ON m.device_id = r.device_id"
-            " WHERE r.rollout_id=? AND r.state=? ORDER BY r.wave, r.device_id LIMIT ?",
-            (rid, D.SCHEDULED.value, min(n, TICK_OFFERS_MAX))).fetchall()
+        scheduled = conn.execute("SELECT device_id, wave FROM rollout_devices WHERE rollout_id=? AND state=?"
+                                 " ORDER BY wave, device_id", (rid, D.SCHEDULED.value)).fetchall()
+        models = self.releases.models(conn) if scheduled else {}
+        online_now = self.registry.online_map(conn) if scheduled else {}
+        rows = [(d, w, online_now.get(d, False), models[d]["sha256"], models[d]["version"])
+                for d, w in scheduled if d in models][:min(n, TICK_OFFERS_MAX)]
         if not rows:
             self._credit[rid] = (min(credit + n, burst), now)  # unused credit is not lost
             return
@@ -273,11 +277,11 @@ class RolloutManager:
         """Fix the target set at start: matching class and tags, not already on this version or newer."""
         manifest = self.releases.release(spec.release, spec.version) or {"signed": {"device_classes": []}}
         classes = spec.device_classes or list(manifest["signed"]["device_classes"])
-        rows = conn.execute("SELECT d.id, d.device_class, d.tags, m.version FROM devices d LEFT JOIN device_models m"
-                            " ON m.device_id = d.id").fetchall()
+        models = self.releases.models(conn)
         sizes: dict[str, int] = {}
-        for device_id, cls, tags, version in rows:
-            if cls not in classes or not set(spec.tags) <= set(json.loads(tags)):
+        for device_id, cls, tags in self.registry.targets(conn):
+            version = models.get(device_id, {}).get("version")
+            if cls not in classes or not set(spec.tags) <= set(tags):
                 continue
             if version is not None and int(version) >= spec.version:
                 continue
@@ -368,9 +372,12 @@ class RolloutManager:
         r["waves"] = waves
         r["counts"] = totals
         r["devices"] = sum(totals.values())
-        r["bytes_sent"] = int(self.db.scalar("SELECT COALESCE(SUM(bytes_sent), 0) FROM offers WHERE rollout_id=?",
-                                             (rollout_id,)) or 0)
+        r["bytes_sent"] = self.releases.bytes_sent(rollout_id)
         return r
+
+    def device_state_counts(self) -> list[dict[str, object]]:
+        """Devices per rollout and state (for /metrics)."""
+        return self.db.query("SELECT rollout_id, state, COUNT(*) AS n FROM rollout_devices GROUP BY rollout_id, state")
 
     def devices(self, rollout_id: str) -> list[dict[str, object]]:
         return self.db.query("SELECT device_id, device_class, wave, state, offer_id, previous_version, deadline,"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from linecrew.server.auth import audit
-from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.db import Database
 from linecrew.shared.mqtt import MqttLink
 from linecrew.shared.protocol import ChunkRequest, Stream, Topics, UpdateReport, new_id
 from linecrew.shared.sync import Outbox
@@ -67,16 +67,12 @@ CREATE TABLE device_models (
 );
 """
 
-MIGRATION = Migration(5, "releases, payloads, offers", lambda c: executescript(c, SCHEMA))
-MIGRATION_6 = Migration(6, "offers by rollout; slots and health per device", lambda c: executescript(c, """
+SCHEMA_SLOTS = """
 ALTER TABLE offers ADD COLUMN rollout_id TEXT;
 CREATE INDEX offers_by_rollout ON offers (rollout_id);
 ALTER TABLE device_models ADD COLUMN slots TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE device_models ADD COLUMN health TEXT;
-ALTER TABLE devices ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
-ALTER TABLE devices ADD COLUMN link_quality REAL;
-ALTER TABLE enroll_tokens ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
-"""))
+"""
 
 
 @dataclass(frozen=True)
@@ -154,6 +150,13 @@ class ReleaseRegistry:
             conn.execute("UPDATE offers SET state=?, progress=?, error=? WHERE id=? AND device_id=?",
                          (r.state, r.progress, r.error, r.offer_id, device_id))
 
+    def models(self, conn: Any = None) -> dict[str, dict[str, Any]]:
+        """What each device last reported it runs: version, sha256, update state, slots, health."""
+        sql = "SELECT device_id, version, sha256, state, slots, health FROM device_models"
+        rows = conn.execute(sql).fetchall() if conn is not None else [tuple(r.values()) for r in self.db.query(sql)]
+        return {str(d): {"version": v, "sha256": h, "state": st, "slots": json.loads(str(sl)) if sl else {},
+                         "health": he} for d, v, h, st, sl, he in rows}
+
     def offer(self, conn: Any, device_id: str, manifest: dict[str, Any], *, installed_sha256: str | None,
               rollout_id: str | None, now: float) -> tuple[str, Payload]:
         """Queue an offer of ``manifest``'s release to one device, inside the caller's transaction."""
@@ -179,6 +182,11 @@ class ReleaseRegistry:
         r = rows[0]
         return (Payload(int(r["id"]), str(r["kind"]), Path(str(r["path"])), int(r["length"]), str(r["sha256"])),  # type: ignore[call-overload]
                 None if r["rollout_id"] is None else str(r["rollout_id"]))
+
+    def bytes_sent(self, rollout_id: str) -> int:
+        """Payload bytes published for one rollout's offers."""
+        return int(self.db.scalar("SELECT COALESCE(SUM(bytes_sent), 0) FROM offers WHERE rollout_id=?",
+                                  (rollout_id,)) or 0)
 
     def add_bytes_sent(self, offer_id: str, n: int) -> None:
         with self.db.transaction() as conn:

@@ -309,6 +309,10 @@ class Outbox:
             return int(self.db.scalar("SELECT COUNT(*) FROM outbox") or 0)
         return int(self.db.scalar("SELECT COUNT(*) FROM outbox WHERE peer=?", (peer,)) or 0)
 
+    def depth_by_peer(self) -> dict[str, int]:
+        return {str(r["peer"]): int(r["n"]) for r in  # type: ignore[call-overload]
+                self.db.query("SELECT peer, COUNT(*) AS n FROM outbox GROUP BY peer")}
+
     def used_bytes(self) -> int:
         return int(self.db.scalar("SELECT bytes FROM outbox_usage") or 0)
 

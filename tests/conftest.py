@@ -42,7 +42,7 @@ def server(tmp_path: Path) -> Iterator[object]:
 def enroll_device(srv: object, folder: Path, device_id: str, device_class: str = "x86-dev") -> Path:
     from linecrew.agent.enroll import enroll
 
-    token = srv.store.create_enroll_token(ttl_s=600)  # type: ignore[attr-defined]
+    token = srv.store.registry.create_enroll_token(ttl_s=600)  # type: ignore[attr-defined]
     enroll(folder=folder, server_url=f"http://127.0.0.1:{srv.config.http_port}",  # type: ignore[attr-defined]
            token=token, device_id=device_id, device_class=device_class)
     return folder

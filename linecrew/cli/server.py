@@ -48,6 +48,20 @@ def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str 
         srv.stop()
 
 
+@server.command("init")
+@config_option
+@server_dir_option
+@_friendly
+def server_init(config_path: Path | None, data_dir: Path | None) -> None:
+    """Create the server's database and keys (``server run`` does it too), so releases and tokens can be set up
+    before the first start; admin commands never create one."""
+    from linecrew.server.store import ServerStore
+
+    cfg = _server_config(config_path, data_dir=data_dir)
+    ServerStore(cfg.data_dir, database_url=cfg.database_url).close()
+    click.echo(f"server data ready in {cfg.data_dir}" + (" (database at its URL)" if cfg.database_url else ""))
+
+
 @server.command("enroll-token")
 @config_option
 @server_dir_option
@@ -60,7 +74,7 @@ def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: 
     """Issue a one-time, expiring enrollment token (printed once, stored hashed)."""
     cfg = _server_config(config_path, data_dir=data_dir)
     store = _open_store(cfg)
-    click.echo(store.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class,
+    click.echo(store.registry.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class,
                                          tags=list(tags)))
 
 
@@ -111,9 +125,9 @@ def server_token_revoke(config_path: Path | None, data_dir: Path | None, name: s
 def server_devices(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """List enrolled devices."""
     store = _open_store(_server_config(config_path, data_dir=data_dir))
-    for d in store.devices():
+    for d in store.registry.all():
         row = {"id": d.id, "class": d.device_class, "online": d.online, "last_seen": d.last_seen,
-               "messages": store.message_count(d.id)}
+               "messages": store.log.count(d.id)}
         click.echo(json.dumps(row) if as_json else "  ".join(f"{k}={v}" for k, v in row.items()))
 
 
@@ -126,7 +140,7 @@ def server_devices(config_path: Path | None, data_dir: Path | None, as_json: boo
 def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int) -> None:
     """Show the latest applied device messages (decrypted for the operator), as JSON lines."""
     store = _open_store(_server_config(config_path, data_dir=data_dir))
-    for m in store.messages(device_id, limit):
+    for m in store.log.messages(device_id, limit):
         click.echo(json.dumps(m))
 
 
@@ -143,7 +157,7 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
     """Queue a command to a device through the server outbox (a running server delivers it)."""
     from linecrew.server.errors import UnknownDeviceError
     store = _open_store(_server_config(config_path, data_dir=data_dir))
-    if store.device(device_id) is None:
+    if store.registry.device(device_id) is None:
         raise UnknownDeviceError(f"unknown device {device_id}")
     try:
         args = json.loads(args_json)
@@ -170,7 +184,7 @@ def server_escalations() -> None:
 @_friendly
 def server_escalations_list(config_path: Path | None, data_dir: Path | None, show_all: bool, as_json: bool) -> None:
     store = _open_store(_server_config(config_path, data_dir=data_dir))
-    for e in store.escalations(status=None if show_all else "open"):
+    for e in store.escalations.list(status=None if show_all else "open"):
         if as_json:
             click.echo(json.dumps(e))
         else:
@@ -188,7 +202,7 @@ def server_escalations_answer(config_path: Path | None, data_dir: Path | None, e
                               answer: str) -> None:
     """Answer an escalation; the answer travels to the device through the durable outbox."""
     store = _open_store(_server_config(config_path, data_dir=data_dir))
-    device = store.answer_escalation(escalation_id, answer, expert=expert)
+    device = store.escalations.answer(escalation_id, answer, expert=expert)
     click.echo(f"answer queued for {device}")
 
 

@@ -81,7 +81,7 @@ def run_demo(folder: Path, *, notes: int, echo: Callable[[str], None], http_port
             raise LinecrewError("the simulated devices did not connect within 30 s")
         tour.step(f"{SIM_DEVICES} simulated devices enrolled (own key, token and broker password each) and "
                   f"online over TLS, running v1: {', '.join(i.device_id for i in ids)}")
-        token = srv.store.create_enroll_token(ttl_s=600, device_class="jetson-orin-nano")
+        token = srv.store.registry.create_enroll_token(ttl_s=600, device_class="jetson-orin-nano")
         device_dir = folder / "device-1"
         creds = enroll(folder=device_dir, server_url=url, token=token, device_id="truck-17",
                        device_class="jetson-orin-nano")
@@ -95,12 +95,12 @@ def run_demo(folder: Path, *, notes: int, echo: Callable[[str], None], http_port
         tour.step(f"truck-17 offline so far: {store.outbox.depth()} messages committed to its outbox")
         sync = DeviceSync(store, address)
         sync.start()
-        if not wait_for(lambda: srv.store.message_count("truck-17") >= notes + 1 and store.outbox.depth() == 0,
+        if not wait_for(lambda: srv.store.log.count("truck-17") >= notes + 1 and store.outbox.depth() == 0,
                         30):
             raise LinecrewError("demo messages were not applied on the server within 30 s")
-        tour.more(f"online: the server applied {srv.store.message_count('truck-17')} messages; device outbox now "
+        tour.more(f"online: the server applied {srv.store.log.count('truck-17')} messages; device outbox now "
                   f"{store.outbox.depth()}:")
-        for m in reversed(srv.store.messages("truck-17", limit=notes + 1)):
+        for m in reversed(srv.store.log.messages("truck-17", limit=notes + 1)):
             tour.more(f"  {m['type']:<9} {m['stream']}#{m['seq']}  {m['payload']}")
         assert srv.ingest is not None
         srv.ingest.send("truck-17", "command", {"name": "refresh_job", "args": {"job_id": "JOB-4711"}})
@@ -180,10 +180,11 @@ def _voice_and_assistant(srv: Server, store: AgentStore, folder: Path, tour: Tou
     tour.more(f"sources: {', '.join(reply.citations)}")
     emergency = assistant.ask("A live wire is down next to the transformer and my partner got a shock")
     tour.more(f"emergency -> {emergency.route}: {emergency.answer[:110]}...")
-    esc = next(iter(srv.store.escalations()), None) if wait_for(lambda: bool(srv.store.escalations()), 30) else None
+    arrived = wait_for(lambda: bool(srv.store.escalations.list()), 30)
+    esc = next(iter(srv.store.escalations.list()), None) if arrived else None
     if esc is None:
         raise LinecrewError("the escalation did not reach the server within 30 s")
-    srv.store.answer_escalation(str(esc["id"]), "Ambulance and line crew dispatched; feeder 7 is being opened.",
+    srv.store.escalations.answer(str(esc["id"]), "Ambulance and line crew dispatched; feeder 7 is being opened.",
                                 expert="Dana (control center)")
     if not wait_for(lambda: bool(store.answers()), 30):
         raise LinecrewError("the expert's answer did not reach the device within 30 s")

@@ -61,9 +61,9 @@ def start_pilot_fleet(store: Any, url: str, folder: Path, authority: Authority, 
 
     store.releases.add(authority.manifest("B", 2, device_classes=["rpi5", "x86-dev"]), authority.models["B"],
                        [authority.deltas[("A", "B")]])
-    ids, ca, root = enroll_fleet(url, lambda c, t: store.create_enroll_token(device_class=c, tags=t), count=count,
-                                 classes=classes or {"rpi5": 0.5, "x86-dev": 0.5}, tags=["pilot"], version=1,
-                                 sha256=authority.sha["A"])
+    ids, ca, root = enroll_fleet(url, lambda c, t: store.registry.create_enroll_token(device_class=c, tags=t),
+                                 count=count, classes=classes or {"rpi5": 0.5, "x86-dev": 0.5}, tags=["pilot"],
+                                 version=1, sha256=authority.sha["A"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fleet-ca.crt").write_text(ca)
     fleet = Fleet(ids, ca_file=str(folder / "fleet-ca.crt"), root=root)

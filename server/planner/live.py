@@ -8,14 +8,13 @@ technician's route to their device through the durable server outbox. Job status
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, replace
 from typing import Any
 
 from linecrew.server.auth import audit
 from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
 from linecrew.server.planner.errors import PlannerError
+from linecrew.server.planner.state import ALL_STATUSES
 from linecrew.server.store import ServerStore
 from linecrew.shared.protocol import Stream
 
@@ -27,18 +26,11 @@ class LivePlanner:
     def __init__(self, store: ServerStore) -> None:
         self.store = store
         self.db = store.db
+        self.plans = store.plans
 
     # ------------------------------------------------------------------ registry
     def add_technician(self, t: Technician) -> None:
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO technicians (id, device_id, skills, depot_x, depot_y, shift_start, shift_end,"
-                " available) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET device_id=excluded.device_id,"
-                " skills=excluded.skills, depot_x=excluded.depot_x, depot_y=excluded.depot_y,"
-                " shift_start=excluded.shift_start, shift_end=excluded.shift_end, available=excluded.available",
-                (t.id, t.device_id, json.dumps(sorted(t.skills)), t.depot[0], t.depot[1], t.shift[0], t.shift[1],
-                 int(t.available)),
-            )
+        self.plans.put_technician(t)
 
     def update_technician(self, technician_id: str, **changes: Any) -> Technician:
         """Change only the fields given (``None`` values are left as they are); a new technician starts from
@@ -53,7 +45,7 @@ class LivePlanner:
     def update_job(self, job_id: str, **changes: Any) -> Job:
         """Change only the fields given; a new job needs at least its ``location``."""
         with self.db.transaction():
-            current = next((j for j in self.jobs(statuses=("open", "in_progress", "blocked", "done"))
+            current = next((j for j in self.jobs(statuses=ALL_STATUSES)
                             if j.id == job_id), None)
             given = {k: v for k, v in changes.items() if v is not None}
             if current is None and "location" not in given:
@@ -63,48 +55,24 @@ class LivePlanner:
         return j
 
     def set_available(self, technician_id: str, available: bool) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE technicians SET available=? WHERE id=?", (int(available), technician_id))
+        self.plans.set_available(technician_id, available)
 
     def add_job(self, j: Job) -> None:
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO jobs (id, title, x, y, duration, window_start, window_end, skills, priority,"
-                " status, pinned_to, in_progress_by, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (id) DO UPDATE SET title=excluded.title, x=excluded.x, y=excluded.y,"
-                " duration=excluded.duration, window_start=excluded.window_start, window_end=excluded.window_end,"
-                " skills=excluded.skills, priority=excluded.priority, status=excluded.status,"
-                " pinned_to=excluded.pinned_to, in_progress_by=excluded.in_progress_by, updated=excluded.updated",
-                (j.id, j.title, j.location[0], j.location[1], j.duration, j.window[0], j.window[1],
-                 json.dumps(sorted(j.skills)), j.priority, "in_progress" if j.in_progress_by else "open",
-                 j.pinned_to, j.in_progress_by, time.time()),
-            )
+        self.plans.put_job(j)
 
     def technicians(self) -> list[Technician]:
-        rows: list[dict[str, Any]] = self.db.query("SELECT * FROM technicians ORDER BY id")
-        return [Technician(r["id"], frozenset(json.loads(r["skills"])), (r["depot_x"], r["depot_y"]),
-                           (r["shift_start"], r["shift_end"]), r["device_id"], bool(r["available"])) for r in rows]
+        return self.plans.technicians()
 
     def jobs(self, *, statuses: tuple[str, ...] = ("open", "in_progress")) -> list[Job]:
-        marks = ",".join("?" * len(statuses))
-        rows: list[dict[str, Any]] = self.db.query(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY id",
-                                                   list(statuses))
-        return [Job(r["id"], (r["x"], r["y"]), r["duration"], (r["window_start"], r["window_end"]),
-                    frozenset(json.loads(r["skills"])), r["priority"], r["title"], r["pinned_to"],
-                    r["in_progress_by"]) for r in rows]
+        return self.plans.jobs(statuses=statuses)
 
     def job_statuses(self) -> dict[str, str]:
-        return {str(r["id"]): str(r["status"]) for r in self.db.query("SELECT id, status FROM jobs")}
+        return self.plans.job_statuses()
 
     # ------------------------------------------------------------------ plans
     def latest(self) -> tuple[int, DispatchPlan] | None:
-        rows: list[dict[str, Any]] = self.db.query("SELECT version, body FROM plans ORDER BY version DESC LIMIT 1")
-        if not rows:
-            return None
-        body = json.loads(str(rows[0]["body"]))
-        plan = DispatchPlan([Assignment(**a) for a in body["assignments"]], body["unassigned"], body["travel"],
-                            body["runtime_s"], body["changed"])
-        return int(rows[0]["version"]), plan
+        latest = self.plans.latest()
+        return (latest[0], latest[1]) if latest else None
 
     def replan(self, *, time_limit_s: float = 3.0, now: int | None = None, push: bool = True,
                speed: float = 1.0, actor: str = "system", reason: str = "") -> tuple[int, DispatchPlan]:
@@ -116,10 +84,7 @@ class LivePlanner:
                 "travel": plan.travel, "runtime_s": plan.runtime_s, "changed": plan.changed}
         by_job = {j.id: j for j in jobs}
         with self.db.transaction() as conn:
-            row = conn.execute("INSERT INTO plans (created, runtime_s, travel, changed, body) VALUES (?,?,?,?,?)"
-                               " RETURNING version",
-                               (time.time(), plan.runtime_s, plan.travel, plan.changed, json.dumps(body))).fetchone()
-            version = int(row[0])
+            version = self.plans.add_plan(conn, plan, body)
             audit(conn, actor, "plan.replan", f"plan:{version}", reason,
                   {"assigned": len(plan.assignments), "unassigned": len(plan.unassigned), "changed": plan.changed})
             if push:
@@ -140,11 +105,8 @@ class LivePlanner:
     def view(self) -> dict[str, Any]:
         """The latest plan as planners see it: each technician's shift and timed route, unassigned jobs
         with the reason, and every job's status (what the dashboard's timeline draws)."""
-        latest = self.latest()
-        rows: list[dict[str, Any]] = self.db.query("SELECT * FROM jobs ORDER BY id")
-        jobs = {r["id"]: {"job_id": r["id"], "title": r["title"], "status": r["status"], "priority": r["priority"],
-                          "window": [r["window_start"], r["window_end"]], "duration": r["duration"],
-                          "skills": json.loads(r["skills"])} for r in rows}
+        latest = self.plans.latest()
+        jobs = {j["job_id"]: j for j in self.plans.job_rows()}
         routes = latest[1].by_technician() if latest else {}
         techs = [{"id": t.id, "device_id": t.device_id, "skills": sorted(t.skills), "shift": list(t.shift),
                   "available": t.available,
@@ -155,7 +117,7 @@ class LivePlanner:
                       for j, why in (latest[1].unassigned.items() if latest else [])]
         planned = ({a.job_id for a in latest[1].assignments} | set(latest[1].unassigned)) if latest else set()
         waiting = [j for j in jobs.values() if j["status"] == "open" and j["job_id"] not in planned]
-        created = self.db.scalar("SELECT created FROM plans WHERE version=?", (latest[0],)) if latest else None
+        created = latest[2] if latest else None
         return {"version": latest[0] if latest else None, "created": created,
                 "travel": latest[1].travel if latest else None, "technicians": techs, "unassigned": unassigned,
                 "not_yet_planned": waiting}

@@ -67,6 +67,7 @@ def main() -> None:
 
         pg = LocalPostgres().start()
         env["LINECREW_SERVER_DATABASE_URL"] = pg.create_database()
+    cli("server", "init", env=env)
     cli("server", "release", "add", str(manifest), str(authority.models["B"]), "--delta",
         str(authority.deltas[("A", "B")]), env=env)
     admin = cli("server", "token", "create", "--name", "bench-admin", "--role", "admin", env=env)

@@ -101,7 +101,7 @@ def main() -> None:
     ))
     srv.start()
     try:
-        token = srv.store.create_enroll_token(ttl_s=600)
+        token = srv.store.registry.create_enroll_token(ttl_s=600)
         device_dir = tmp / "device"
         enroll(folder=device_dir, server_url=f"http://127.0.0.1:{cfg.http_port}", token=token,
                device_id="bench-dev", device_class="x86-dev")

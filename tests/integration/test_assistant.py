@@ -90,8 +90,8 @@ def test_offline_escalation_is_queued_then_answered_by_an_expert(llm: LocalLLM, 
     sync = DeviceSync(store, address)
     sync.start()
     try:
-        assert wait_for(lambda: len(server.store.escalations()) == 1, 30)  # type: ignore[attr-defined]
-        esc = server.store.escalations()[0]  # type: ignore[attr-defined]
+        assert wait_for(lambda: len(server.store.escalations.list()) == 1, 30)  # type: ignore[attr-defined]
+        esc = server.store.escalations.list()[0]  # type: ignore[attr-defined]
         assert esc["question"] == "A live wire is down and my partner got a shock" and esc["device_id"] == "truck-3"
         out = subprocess.run([sys.executable, "-m", "linecrew.cli", "server", "escalations", "answer", "--dir",
                               str(server.config.data_dir), "--expert", "Dana (protection eng.)", esc["id"],  # type: ignore[attr-defined]
@@ -125,7 +125,7 @@ def test_deferred_summary_runs_on_a_server_worker_and_returns(llm: LocalLLM, ser
     ans = store.answers()[0]
     assert ans["kind"] == "task" and ans["source"] == "server:summarize_job_log"
     assert "2 note(s) for job JOB-77" in str(ans["text"])
-    task = server.store.tasks()[0]  # type: ignore[attr-defined]
+    task = server.store.tasks.all()[0]  # type: ignore[attr-defined]
     assert task["status"] == "done" and task["worker"].startswith("linecrew-server-1-w")
 
 
@@ -153,7 +153,7 @@ def test_workers_share_the_load_through_a_shared_subscription(server: object, tm
     finally:
         for w in extra:
             w.stop()
-    workers = {t["worker"] for t in server.store.tasks()}  # type: ignore[attr-defined]
+    workers = {t["worker"] for t in server.store.tasks.all()}  # type: ignore[attr-defined]
     assert len(workers) >= 2, f"tasks were spread over workers: {workers}"
     assert sum(w.done for w in extra) > 0
 

@@ -77,7 +77,7 @@ def test_device_cannot_touch_another_devices_topics(server: object, tmp_path: Pa
         assert spy.puback[info2.mid].is_failure, "a device must not forge server→device messages"
     finally:
         spy.close()
-    assert server.store.message_count("dev-b") == 0  # type: ignore[attr-defined]
+    assert server.store.log.count("dev-b") == 0  # type: ignore[attr-defined]
 
 
 def test_wrong_password_is_refused(server: object, tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_malformed_oversized_unknown_messages_rejected_with_reason_and_others_ap
         c.client.publish(topic, raw, qos=1)
     c.client.publish(topic, env("event", {"name": "good"}, 1), qos=1)
     ingest = server.ingest  # type: ignore[attr-defined]
-    assert wait_for(lambda: server.store.message_count("dev-a") == 1, 10)  # type: ignore[attr-defined]
+    assert wait_for(lambda: server.store.log.count("dev-a") == 1, 10)  # type: ignore[attr-defined]
     assert wait_for(lambda: sum(ingest.stats.rejected.values()) == len(bad), 10)
     assert dict(ingest.stats.rejected) == {
         "malformed": 2, "oversized": 1, "unknown_type": 1, "unsupported_version": 1, "schema": 1,

@@ -80,7 +80,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                   Job("OUT-7", (20, 30), 90, (540, 660), frozenset(), 1, "Feeder 7 outage"),
                   Job("SUB-2", (30, 30), 120, (480, 600), frozenset({"relay"}), 2, "Relay test, substation 2")):
             planner.add_job(j)
-        assert wait_for(lambda: len(srv.store.escalations()) == 2 and store.outbox.depth() == 0, 30)
+        assert wait_for(lambda: len(srv.store.escalations.list()) == 2 and store.outbox.depth() == 0, 30)
         assert fleet.wait_connected(30)
         assert wait_for(lambda: sum(1 for d in srv.store.fleet() if d["version"] == 1) == SIM_DEVICES, 30)
         yield Env(srv, url, tokens, store, authority)

@@ -23,7 +23,7 @@ def _spawn_producer(device_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def _applied(srv: object, device_id: str) -> int:
-    return srv.store.message_count(device_id)  # type: ignore[attr-defined]
+    return srv.store.log.count(device_id)  # type: ignore[attr-defined]
 
 
 def test_10k_messages_survive_broker_restarts_and_agent_sigkill(server: object, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from tests.conftest import REPO, enroll_device
 
 def test_enrollment_gives_own_credentials_and_refuses_a_reused_token(server: object, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{server.config.http_port}"  # type: ignore[attr-defined]
-    token = server.store.create_enroll_token(ttl_s=60)  # type: ignore[attr-defined]
+    token = server.store.registry.create_enroll_token(ttl_s=60)  # type: ignore[attr-defined]
     creds = enroll(folder=tmp_path / "a", server_url=url, token=token, device_id="dev-a", device_class="rpi5")
     assert creds.username == "dev-a" and creds.broker_url.startswith("mqtts://")
     assert (tmp_path / "a" / "credentials.json").stat().st_mode & 0o777 == 0o600
@@ -32,14 +32,14 @@ def test_enrollment_gives_own_credentials_and_refuses_a_reused_token(server: obj
 
 def test_enrollment_without_proof_of_key_possession_is_refused(server: object, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{server.config.http_port}"  # type: ignore[attr-defined]
-    token = server.store.create_enroll_token(ttl_s=60)  # type: ignore[attr-defined]
+    token = server.store.registry.create_enroll_token(ttl_s=60)  # type: ignore[attr-defined]
     key = load_or_create_key(tmp_path / "k")
     other = load_or_create_key(tmp_path / "other")
     body = {"token": token, "device_id": "dev-x", "device_class": "x86-dev", "public_key": public_key_b64(key),
             "proof": sign_b64(other, enrollment_challenge("dev-x", token))}
     resp = httpx.post(f"{url}/v1/enroll", json=body)
     assert resp.status_code == 400
-    assert server.store.device("dev-x") is None  # type: ignore[attr-defined]
+    assert server.store.registry.device("dev-x") is None  # type: ignore[attr-defined]
 
 
 def _files_contain(folder: Path, pattern: str, needle: bytes) -> bool:
@@ -64,7 +64,7 @@ def test_cli_note_travels_to_server_and_command_comes_back(server: object, tmp_p
     assert not _files_contain(dev, "agent.db*", b"oil leak")
     agent = subprocess.Popen([sys.executable, "-m", "linecrew.cli", "agent", "run", "--dir", str(dev)], cwd=REPO)
     try:
-        assert wait_for(lambda: server.store.message_count("dev-cli") == 1, 30)  # type: ignore[attr-defined]
+        assert wait_for(lambda: server.store.log.count("dev-cli") == 1, 30)  # type: ignore[attr-defined]
         server.ingest.send("dev-cli", "command", {"name": "ping", "args": {}})  # type: ignore[attr-defined]
         assert wait_for(lambda: server.store.outbox.depth("dev-cli") == 0, 30)  # type: ignore[attr-defined]
     finally:
@@ -98,12 +98,12 @@ def test_enrollment_pins_the_release_root_unless_one_is_pinned_already(tmp_path:
     srv.start()
     try:
         url = f"http://127.0.0.1:{cfg.http_port}"
-        enroll(folder=tmp_path / "a", server_url=url, token=srv.store.create_enroll_token(ttl_s=60),
+        enroll(folder=tmp_path / "a", server_url=url, token=srv.store.registry.create_enroll_token(ttl_s=60),
                device_id="dev-a", device_class="rpi5")
         assert json.loads((tmp_path / "a" / "root.json").read_text()) == root
         (tmp_path / "b").mkdir()
         (tmp_path / "b" / "root.json").write_text('{"pinned": "from the firmware image"}')
-        enroll(folder=tmp_path / "b", server_url=url, token=srv.store.create_enroll_token(ttl_s=60),
+        enroll(folder=tmp_path / "b", server_url=url, token=srv.store.registry.create_enroll_token(ttl_s=60),
                device_id="dev-b", device_class="rpi5")
         assert "firmware image" in (tmp_path / "b" / "root.json").read_text()
     finally:

@@ -55,7 +55,7 @@ def test_logs_are_json_with_device_and_request_ids_and_never_carry_secrets_or_wo
     sync = DeviceSync(store, address)
     sync.start()
     try:
-        assert wait_for(lambda: len(srv.store.escalations()) == 1, 30)  # type: ignore[attr-defined]
+        assert wait_for(lambda: len(srv.store.escalations.list()) == 1, 30)  # type: ignore[attr-defined]
         answer = "Yes, after the crew at pole 87 confirms the line is clear."
         r = httpx.post(f"{url}/v1/escalations/{esc_id}/answer", json={"answer": answer},
                        headers={"Authorization": f"Bearer {expert}", "X-Request-ID": "req-test-123"})
@@ -82,7 +82,7 @@ def test_logs_are_json_with_device_and_request_ids_and_never_carry_secrets_or_wo
 
 def test_agent_serves_prometheus_metrics_from_its_store(server: object, tmp_path: Path) -> None:
     srv = server
-    token = srv.store.create_enroll_token(ttl_s=600)  # type: ignore[attr-defined]
+    token = srv.store.registry.create_enroll_token(ttl_s=600)  # type: ignore[attr-defined]
     enroll(folder=tmp_path / "dev", server_url=f"http://127.0.0.1:{srv.config.http_port}", token=token,  # type: ignore[attr-defined]
            device_id="truck-4", device_class="x86-dev")
     store, _ = open_device(tmp_path / "dev")

@@ -61,7 +61,7 @@ class Env:
     def devices(self, n: int, **behave: Any) -> Fleet:
         ids, ca, root = enroll_fleet(
             f"http://127.0.0.1:{self.config.http_port}",
-            lambda cls, tags: self.server.store.create_enroll_token(ttl_s=600, device_class=cls, tags=tags),
+            lambda cls, tags: self.server.store.registry.create_enroll_token(ttl_s=600, device_class=cls, tags=tags),
             count=n, classes=CLASSES, tags=["region-north"], version=1, sha256=self.authority.sha["A"])
         (self.folder / "ca.crt").write_text(ca)
         self.fleet = Fleet(ids, ca_file=str(self.folder / "ca.crt"), root=root,

@@ -28,7 +28,7 @@ def test_two_servers_on_postgres_split_the_traffic_and_apply_each_message_once(t
     fleet = None
     try:
         ids, ca, _ = enroll_fleet(f"http://127.0.0.1:{a_cfg.http_port}",
-                                  lambda cls, tags: a.store.create_enroll_token(ttl_s=600),
+                                  lambda cls, tags: a.store.registry.create_enroll_token(ttl_s=600),
                                   count=12, classes={"x86-dev": 1.0}, tags=[])
         (tmp_path / "ca.crt").write_text(ca)
         fleet = Fleet(ids, ca_file=str(tmp_path / "ca.crt"), root=None)

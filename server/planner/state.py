@@ -1,0 +1,142 @@
+"""The planner's tables — technicians, jobs and plans — and every query on them.
+
+``LivePlanner`` decides; this module stores. Device job reports (``job_status``) are applied here inside the
+ingest transaction, so what a device reports is in the jobs table when the next plan is made.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician
+from linecrew.shared.db import Database
+from linecrew.shared.protocol import JobStatus
+
+SCHEMA = """
+CREATE TABLE technicians (
+    id TEXT PRIMARY KEY,
+    device_id TEXT,
+    skills TEXT NOT NULL,
+    depot_x REAL NOT NULL,
+    depot_y REAL NOT NULL,
+    shift_start INTEGER NOT NULL,
+    shift_end INTEGER NOT NULL,
+    available INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    duration INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    skills TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    pinned_to TEXT,
+    in_progress_by TEXT,
+    reason TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE plans (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    runtime_s REAL NOT NULL,
+    travel REAL NOT NULL,
+    changed INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+ALL_STATUSES = ("open", "in_progress", "blocked", "done")
+
+
+class PlanState:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ technicians
+    def put_technician(self, t: Technician) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO technicians (id, device_id, skills, depot_x, depot_y, shift_start, shift_end,"
+                " available) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET device_id=excluded.device_id,"
+                " skills=excluded.skills, depot_x=excluded.depot_x, depot_y=excluded.depot_y,"
+                " shift_start=excluded.shift_start, shift_end=excluded.shift_end, available=excluded.available",
+                (t.id, t.device_id, json.dumps(sorted(t.skills)), t.depot[0], t.depot[1], t.shift[0], t.shift[1],
+                 int(t.available)),
+            )
+
+    def set_available(self, technician_id: str, available: bool) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE technicians SET available=? WHERE id=?", (int(available), technician_id))
+
+    def technicians(self) -> list[Technician]:
+        rows: list[dict[str, Any]] = self.db.query("SELECT * FROM technicians ORDER BY id")
+        return [Technician(r["id"], frozenset(json.loads(r["skills"])), (r["depot_x"], r["depot_y"]),
+                           (r["shift_start"], r["shift_end"]), r["device_id"], bool(r["available"])) for r in rows]
+
+    # ------------------------------------------------------------------ jobs
+    def put_job(self, j: Job) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, title, x, y, duration, window_start, window_end, skills, priority,"
+                " status, pinned_to, in_progress_by, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET title=excluded.title, x=excluded.x, y=excluded.y,"
+                " duration=excluded.duration, window_start=excluded.window_start, window_end=excluded.window_end,"
+                " skills=excluded.skills, priority=excluded.priority, status=excluded.status,"
+                " pinned_to=excluded.pinned_to, in_progress_by=excluded.in_progress_by, updated=excluded.updated",
+                (j.id, j.title, j.location[0], j.location[1], j.duration, j.window[0], j.window[1],
+                 json.dumps(sorted(j.skills)), j.priority, "in_progress" if j.in_progress_by else "open",
+                 j.pinned_to, j.in_progress_by, time.time()),
+            )
+
+    def jobs(self, *, statuses: tuple[str, ...] = ("open", "in_progress")) -> list[Job]:
+        marks = ",".join("?" * len(statuses))
+        rows: list[dict[str, Any]] = self.db.query(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY id",
+                                                   list(statuses))
+        return [Job(r["id"], (r["x"], r["y"]), r["duration"], (r["window_start"], r["window_end"]),
+                    frozenset(json.loads(r["skills"])), r["priority"], r["title"], r["pinned_to"],
+                    r["in_progress_by"]) for r in rows]
+
+    def job_rows(self) -> list[dict[str, Any]]:
+        """Every job as the planner's page shows it (status included)."""
+        rows: list[dict[str, Any]] = self.db.query("SELECT * FROM jobs ORDER BY id")
+        return [{"job_id": r["id"], "title": r["title"], "status": r["status"], "priority": r["priority"],
+                 "window": [r["window_start"], r["window_end"]], "duration": r["duration"],
+                 "skills": json.loads(r["skills"])} for r in rows]
+
+    def job_statuses(self) -> dict[str, str]:
+        return {str(r["id"]): str(r["status"]) for r in self.db.query("SELECT id, status FROM jobs")}
+
+    def on_job_status(self, conn: sqlite3.Connection, device_id: str, p: JobStatus, now: float) -> None:
+        """Device job status feeds the next plan: on site pins the job as work in progress."""
+        if not p.job_id:
+            return
+        tech = conn.execute("SELECT id FROM technicians WHERE device_id=?", (device_id,)).fetchone()
+        status = {"on_site": "in_progress", "done": "done", "blocked": "blocked"}[p.status]
+        conn.execute("UPDATE jobs SET status=?, in_progress_by=?, reason=?, updated=? WHERE id=?",
+                     (status, tech[0] if tech and status == "in_progress" else None, p.reason, now, p.job_id))
+
+    # ------------------------------------------------------------------ plans
+    def latest(self) -> tuple[int, DispatchPlan, float] | None:
+        """The newest plan: version, plan and when it was made."""
+        rows: list[dict[str, Any]] = self.db.query(
+            "SELECT version, created, body FROM plans ORDER BY version DESC LIMIT 1")
+        if not rows:
+            return None
+        body = json.loads(str(rows[0]["body"]))
+        plan = DispatchPlan([Assignment(**a) for a in body["assignments"]], body["unassigned"], body["travel"],
+                            body["runtime_s"], body["changed"])
+        return int(rows[0]["version"]), plan, float(rows[0]["created"])
+
+    def add_plan(self, conn: sqlite3.Connection, plan: DispatchPlan, body: dict[str, Any]) -> int:
+        """Store a plan inside the caller's transaction (its audit entry and pushes commit with it)."""
+        row = conn.execute("INSERT INTO plans (created, runtime_s, travel, changed, body) VALUES (?,?,?,?,?)"
+                           " RETURNING version",
+                           (time.time(), plan.runtime_s, plan.travel, plan.changed, json.dumps(body))).fetchone()
+        return int(row[0])
