@@ -72,6 +72,7 @@ class EnrollResponse(BaseModel):
 
 class CredentialIssuer(Protocol):
     def add_device(self, device_id: str) -> str: ...
+    def remove_device(self, device_id: str) -> None: ...
     def device_url(self, host: str | None = None) -> str: ...
     @property
     def ca_pem(self) -> str: ...
@@ -254,6 +255,17 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     @app.get("/v1/devices")
     def devices(who: Who) -> list[dict[str, Any]]:
         return store.fleet()
+
+    @app.post("/v1/devices/{device_id}/decommission")
+    def decommission(device_id: str, req: ActionRequest, who: Admin) -> dict[str, Any]:
+        """Retire a device (lost, replaced, scrapped): registration, queued messages and broker credentials go;
+        the same id can enroll again with a new token."""
+        try:
+            dropped = store.decommission(device_id, actor=who.name, reason=req.reason)
+        except EnrollmentError as e:
+            raise HTTPException(status_code=404, detail=str(e)) from e
+        issuer.remove_device(device_id)
+        return {"device_id": device_id, "dropped_messages": dropped}
 
     @app.get("/v1/releases")
     def releases(who: Who) -> list[dict[str, Any]]:

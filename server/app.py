@@ -37,6 +37,9 @@ class ExternalBroker:
     def add_device(self, device_id: str) -> str:
         raise ServerError("device credentials are managed by the external broker; provision them there")
 
+    def remove_device(self, device_id: str) -> None:
+        log.warning("device %s decommissioned: revoke its credentials at the external broker", device_id)
+
     def device_url(self, host: str | None = None) -> str:
         return self.url
 

@@ -114,6 +114,9 @@ class RolloutManager:
         now = self.clock()
         state = RolloutState.WAITING_FOR_APPROVAL if spec.require_approval else RolloutState.READY
         with self.db.transaction() as conn:
+            if not self._matching(conn, spec):
+                raise RolloutError(f"no enrolled device matches this rollout (classes {spec.device_classes or 'all'}"
+                                   f", tags {spec.tags or 'none'}), or every match already runs v{spec.version}")
             conn.execute("INSERT INTO rollouts (id, release, version, spec, state, created, created_by, updated)"
                          " VALUES (?,?,?,?,?,?,?,?)", (rid, spec.release, spec.version, spec.model_dump_json(),
                                                        state.value, now, who.name, now))
@@ -275,16 +278,8 @@ class RolloutManager:
     # ------------------------------------------------------------------ helpers
     def _snapshot_targets(self, conn: sqlite3.Connection, rid: str, spec: RolloutSpec, now: float) -> None:
         """Fix the target set at start: matching class and tags, not already on this version or newer."""
-        manifest = self.releases.release(spec.release, spec.version) or {"signed": {"device_classes": []}}
-        classes = spec.device_classes or list(manifest["signed"]["device_classes"])
-        models = self.releases.models(conn)
         sizes: dict[str, int] = {}
-        for device_id, cls, tags in self.registry.targets(conn):
-            version = models.get(device_id, {}).get("version")
-            if cls not in classes or not set(spec.tags) <= set(tags):
-                continue
-            if version is not None and int(version) >= spec.version:
-                continue
+        for device_id, cls, version in self._matching(conn, spec):
             conn.execute("INSERT INTO rollout_devices (rollout_id, device_id, device_class, state, previous_version,"
                          " updated) VALUES (?,?,?,?,?,?)", (rid, device_id, cls, QUEUED, version, now))
             sizes[cls] = sizes.get(cls, 0) + 1
@@ -297,6 +292,21 @@ class RolloutManager:
                          (rid, i, json.dumps(q), total - prev, "pending"))
             prev = total
         conn.execute("UPDATE rollouts SET started=? WHERE id=?", (now, rid))
+
+    def _matching(self, conn: sqlite3.Connection, spec: RolloutSpec) -> list[tuple[str, str, int | None]]:
+        """Devices a rollout would take: class and tags match, not already on this version or newer."""
+        manifest = self.releases.release(spec.release, spec.version) or {"signed": {"device_classes": []}}
+        classes = spec.device_classes or list(manifest["signed"]["device_classes"])
+        models = self.releases.models(conn)
+        out = []
+        for device_id, cls, tags in self.registry.targets(conn):
+            version = models.get(device_id, {}).get("version")
+            if cls not in classes or not set(spec.tags) <= set(tags):
+                continue
+            if version is not None and int(version) >= spec.version:
+                continue
+            out.append((device_id, cls, None if version is None else int(version)))
+        return out
 
     def _cancel_unoffered(self, conn: sqlite3.Connection, rid: str, now: float) -> None:
         conn.execute("UPDATE rollout_devices SET state=?, updated=? WHERE rollout_id=? AND state IN (?,?)",

@@ -84,6 +84,17 @@ class ServerStore:
                       "server_outbox": depth.get(str(r["id"]), 0)})
         return rows
 
+    def decommission(self, device_id: str, *, actor: str, reason: str) -> int:
+        """Retire a device: its registration, what it last ran, what was queued for it and its stream positions go
+        in one transaction with the audit entry; its messages stay in the log. Returns the messages dropped.
+        The caller revokes its broker credentials; the same id may enroll again with a new token."""
+        with self.db.transaction() as conn:
+            self.registry.decommission(conn, device_id, actor=actor, reason=reason)
+            self.releases.forget_device(conn, device_id)
+            dropped = self.outbox.forget_peer(conn, device_id)
+            self.inbox.forget_peer(conn, device_id)
+        return dropped
+
     def database_answers(self) -> bool:
         return bool(self.db.scalar("SELECT 1") == 1)
 

@@ -183,6 +183,9 @@ class ReleaseRegistry:
         return (Payload(int(r["id"]), str(r["kind"]), Path(str(r["path"])), int(r["length"]), str(r["sha256"])),  # type: ignore[call-overload]
                 None if r["rollout_id"] is None else str(r["rollout_id"]))
 
+    def forget_device(self, conn: Any, device_id: str) -> None:
+        conn.execute("DELETE FROM device_models WHERE device_id=?", (device_id,))
+
     def bytes_sent(self, rollout_id: str) -> int:
         """Payload bytes published for one rollout's offers."""
         return int(self.db.scalar("SELECT COALESCE(SUM(bytes_sent), 0) FROM offers WHERE rollout_id=?",

@@ -309,6 +309,14 @@ class Outbox:
             return int(self.db.scalar("SELECT COUNT(*) FROM outbox") or 0)
         return int(self.db.scalar("SELECT COUNT(*) FROM outbox WHERE peer=?", (peer,)) or 0)
 
+    def forget_peer(self, conn: sqlite3.Connection, peer: str) -> int:
+        """Drop everything queued for a decommissioned peer (inside the caller's transaction); returns how many."""
+        freed = conn.execute("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE peer=?", (peer,)).fetchone()[0]
+        dropped = int(conn.execute("DELETE FROM outbox WHERE peer=?", (peer,)).rowcount)
+        conn.execute("DELETE FROM outbox_streams WHERE peer=?", (peer,))
+        conn.execute("UPDATE outbox_usage SET bytes = bytes - ?", (freed,))
+        return dropped
+
     def depth_by_peer(self) -> dict[str, int]:
         return {str(r["peer"]): int(r["n"]) for r in  # type: ignore[call-overload]
                 self.db.query("SELECT peer, COUNT(*) AS n FROM outbox GROUP BY peer")}
@@ -444,6 +452,11 @@ class Inbox:
             return Outcome.REJECTED, getattr(e, "reason", str(e))
         conn.execute("RELEASE apply_one")
         return Outcome.APPLIED, ""
+
+    def forget_peer(self, conn: sqlite3.Connection, peer: str) -> None:
+        """A decommissioned peer: its stream positions go, so the same id enrolled again starts afresh."""
+        conn.execute("DELETE FROM inbox_streams WHERE peer=?", (peer,))
+        conn.execute("DELETE FROM inbox_applied WHERE peer=?", (peer,))
 
     def applied_count(self, peer: str | None = None) -> int:
         if peer is None:

@@ -47,6 +47,10 @@ device_dir_option = click.option("--data-dir", "--dir", "data_dir", type=click.P
                                  help="device data folder (default: the config's data_dir, .linecrew/agent)")
 server_dir_option = click.option("--data-dir", "--dir", "data_dir", type=click.Path(path_type=Path),
                                  help="server data folder (default: the config's data_dir, .linecrew/server)")
+url_option = click.option("--url", envvar="LINECREW_URL", default="http://127.0.0.1:8700", show_default=True,
+                          help="server admin API (env LINECREW_URL)")
+token_option = click.option("--token", envvar="LINECREW_TOKEN", default=None,
+                            help="admin API token (env LINECREW_TOKEN); 'linecrew server token create' makes one")
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document instead of text")
 
 

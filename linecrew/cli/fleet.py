@@ -11,8 +11,7 @@ from pathlib import Path
 
 import click
 
-from linecrew.cli._common import _friendly
-from linecrew.cli.rollout import token_option, url_option
+from linecrew.cli._common import _friendly, token_option, url_option
 from linecrew.tools.admin_client import AdminClient
 
 

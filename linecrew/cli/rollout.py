@@ -8,15 +8,10 @@ from typing import Any
 
 import click
 
-from linecrew.cli._common import _friendly, json_option
+from linecrew.cli._common import _friendly, json_option, token_option, url_option
 from linecrew.tools.admin_client import AdminClient
 
 TERMINAL = ("finished", "aborted", "rolled_back")
-
-url_option = click.option("--url", envvar="LINECREW_URL", default="http://127.0.0.1:8700", show_default=True,
-                          help="server admin API (env LINECREW_URL)")
-token_option = click.option("--token", envvar="LINECREW_TOKEN", default=None,
-                            help="admin API token (env LINECREW_TOKEN); 'linecrew server token create' makes one")
 
 
 @click.group()

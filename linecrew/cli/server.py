@@ -15,6 +15,8 @@ from linecrew.cli._common import (
     config_option,
     json_option,
     server_dir_option,
+    token_option,
+    url_option,
 )
 from linecrew.shared.protocol import Stream
 
@@ -261,3 +263,18 @@ def server_release_offers(config_path: Path | None, data_dir: Path | None) -> No
     """Offers made to devices and their state (JSON lines)."""
     for o in _open_store(_server_config(config_path, data_dir=data_dir)).releases.offers():
         click.echo(json.dumps(o))
+
+
+@server.command("decommission")
+@url_option
+@token_option
+@click.argument("device_id")
+@click.option("--reason", required=True, help="why (kept in the audit log): lost, replaced, scrapped, ...")
+@_friendly
+def server_decommission(url: str, token: str | None, device_id: str, reason: str) -> None:
+    """Retire a device through the running server (admin): its registration, queued messages and broker
+    credentials go; the same id can enroll again with a new token."""
+    from linecrew.tools.admin_client import AdminClient
+
+    out = AdminClient(url, token).decommission(device_id, reason)
+    click.echo(f"decommissioned {device_id}; {out['dropped_messages']} queued message(s) dropped")

@@ -48,5 +48,9 @@ class AdminClient:
         body = {"count": count, "device_class": device_class, "tags": tags}
         return self._call("POST", "/v1/enroll-tokens", json=body)["tokens"]
 
+    def decommission(self, device_id: str, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/devices/{device_id}/decommission", json={"reason": reason})
+        return result
+
     def close(self) -> None:
         self._http.close()

@@ -9,5 +9,8 @@ class NoBrokerIssuer:
     def add_device(self, device_id: str) -> str:
         return "unused"
 
+    def remove_device(self, device_id: str) -> None:
+        return None
+
     def device_url(self, host: str | None = None) -> str:
         return "mqtts://localhost:8883"

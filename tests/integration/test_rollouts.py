@@ -19,7 +19,7 @@ import pytest
 from linecrew.server.app import Server
 from linecrew.server.broker import free_port
 from linecrew.server.config import ServerConfig
-from linecrew.server.rollout_policy import Principal, Role, RolloutSpec, WaveSpec
+from linecrew.server.rollout_policy import Principal, Role, RolloutError, RolloutSpec, WaveSpec
 from linecrew.shared.mqtt import wait_for
 from linecrew.tools.simulator import Behaviour, Fleet, choose_behaviours, enroll_fleet
 from tests.integration.test_updates import Fleet as Authority
@@ -238,3 +238,13 @@ def test_only_a_release_manager_token_may_approve_or_start(env: Env) -> None:
                     headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()
     assert [(e["actor"], e["action"]) for e in reversed(log)][:3] == [
         ("rita", "rollout.create"), ("rita", "rollout.approve"), ("rita", "rollout.start")]
+
+
+def test_a_rollout_that_matches_no_device_is_refused_at_creation(env: Env) -> None:
+    env.devices(2)
+    rm = env.server.store.rollouts
+    before = len(rm.all())
+    with pytest.raises(RolloutError, match="no enrolled device matches"):
+        rm.create(RolloutSpec(release="smollm2-field", version=2, tags=["region-nowhere"],
+                              waves=_waves(100, soak=0)), RM, "typo in the tag")
+    assert len(rm.all()) == before, "nothing was created"
