@@ -37,7 +37,10 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_target ON audit (target, id);
 """
 
+SCHEMA_EXPIRY = "ALTER TABLE api_tokens ADD COLUMN expires REAL"
+
 TOKEN_PREFIX = "lct_"
+DEFAULT_TTL_S = 90 * 86400  # a forgotten token stops working by itself; 0 means it never expires
 
 
 class AuthError(ServerError):
@@ -48,26 +51,35 @@ class Tokens:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, name: str, roles: Iterable[Role | str]) -> str:
-        """A new token for ``name`` with ``roles``; the only time the token itself is visible."""
+    def create(self, name: str, roles: Iterable[Role | str], *, ttl_s: float = DEFAULT_TTL_S) -> str:
+        """A new token for ``name`` with ``roles``, valid ``ttl_s`` (0: no expiry); the only time the token
+        itself is visible."""
         parsed = sorted({Role(r) for r in roles})
         if not parsed:
             raise ServerError("a token needs at least one role")
+        if ttl_s < 0:
+            raise ServerError("a token's lifetime cannot be negative")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = time.time()
+        expires = now + ttl_s if ttl_s else None
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO api_tokens (token_hash, name, roles, created) VALUES (?,?,?,?)",
-                         (_hash(token), name, json.dumps([r.value for r in parsed]), time.time()))
-            audit(conn, "system", "token.create", f"token:{name}", "", {"roles": [r.value for r in parsed]})
+            conn.execute("INSERT INTO api_tokens (token_hash, name, roles, created, expires) VALUES (?,?,?,?,?)",
+                         (_hash(token), name, json.dumps([r.value for r in parsed]), now, expires))
+            audit(conn, "system", "token.create", f"token:{name}", "",
+                  {"roles": [r.value for r in parsed], "expires": expires})
         return token
 
     def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise AuthError("no token: send 'Authorization: Bearer <token>'")
-        rows = self.db.query("SELECT name, roles, revoked FROM api_tokens WHERE token_hash=?", (_hash(token),))
+        rows = self.db.query("SELECT name, roles, revoked, expires FROM api_tokens WHERE token_hash=?",
+                             (_hash(token),))
         if not rows:
             raise AuthError("unknown token")
         if rows[0]["revoked"] is not None:
             raise AuthError("token revoked")
+        if rows[0]["expires"] is not None and time.time() >= float(rows[0]["expires"]):  # type: ignore[arg-type]
+            raise AuthError("token expired: create a new one with 'linecrew server token create'")
         return Principal(str(rows[0]["name"]), frozenset(Role(r) for r in json.loads(str(rows[0]["roles"]))))
 
     def revoke(self, name: str) -> int:
@@ -78,7 +90,10 @@ class Tokens:
         return int(n)
 
     def list(self) -> list[dict[str, object]]:
-        return self.db.query("SELECT name, roles, created, revoked FROM api_tokens ORDER BY created")
+        rows = self.db.query("SELECT name, roles, created, expires, revoked FROM api_tokens ORDER BY created")
+        for r in rows:
+            r["roles"] = json.loads(str(r["roles"]))
+        return rows
 
 
 def audit(conn: sqlite3.Connection, actor: str, action: str, target: str, reason: str = "",

@@ -28,4 +28,5 @@ MIGRATIONS: list[Migration] = [
     _ddl(7, "api tokens and audit log", auth.SCHEMA),
     _ddl(8, "rollouts, waves, devices", rollouts.SCHEMA),
     _ddl(9, "per-model request stats per device", devices.SCHEMA_REQUEST_STATS),
+    _ddl(10, "api token expiry", auth.SCHEMA_EXPIRY),
 ]

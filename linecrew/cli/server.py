@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -14,11 +15,11 @@ from linecrew.cli._common import (
     _wait_for_signal,
     config_option,
     json_option,
+    local_time,
     server_dir_option,
     token_option,
     url_option,
 )
-from linecrew.shared.protocol import Stream
 
 
 @click.group()
@@ -101,11 +102,34 @@ def server_token() -> None:
 @server_dir_option
 @click.option("--name", required=True, help="who holds it (shown in the audit log)")
 @click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice(["admin", "release-manager", "planner", "expert"]))
+              type=click.Choice(["admin", "release-manager", "planner", "expert"]), help="role (repeat for more)")
+@click.option("--ttl-days", type=click.FloatRange(min=0), default=90, show_default=True,
+              help="days until the token stops working (0: never)")
 @_friendly
-def server_token_create(config_path: Path | None, data_dir: Path | None, name: str, roles: tuple[str, ...]) -> None:
+def server_token_create(config_path: Path | None, data_dir: Path | None, name: str, roles: tuple[str, ...],
+                        ttl_days: float) -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    click.echo(_open_store(_server_config(config_path, data_dir=data_dir)).tokens.create(name, roles))
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    click.echo(store.tokens.create(name, roles, ttl_s=ttl_days * 86400))
+
+
+@server_token.command("list")
+@config_option
+@server_dir_option
+@json_option
+@_friendly
+def server_token_list(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Every token's holder, roles, creation, expiry and revocation (never the token itself)."""
+    rows = _open_store(_server_config(config_path, data_dir=data_dir)).tokens.list()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    now = time.time()
+    for r in rows:
+        state = ("revoked" if r["revoked"] is not None else
+                 "expired" if r["expires"] is not None and float(r["expires"]) <= now else "active")
+        click.echo(f"{r['name']:<20} {','.join(r['roles']):<28} {state:<8} created {local_time(r['created'])}"
+                   f"  expires {local_time(r['expires']) if r['expires'] is not None else 'never'}")
 
 
 @server_token.command("revoke")
@@ -166,6 +190,7 @@ def server_send(config_path: Path | None, data_dir: Path | None, device_id: str,
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"ARGS_JSON is not JSON: {e}") from e
     from linecrew.server.auth import audit
+    from linecrew.shared.protocol import Stream
     with store.db.transaction() as conn:
         env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream=Stream.COMMANDS,
                                ttl_s=ttl_s, device_id=device_id)

@@ -3,6 +3,7 @@ FastAPI app in-process; the browser tests drive the same routes through a real s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,4 +140,20 @@ def test_a_token_and_its_audit_entry_commit_together(tmp_path: Path, monkeypatch
         store.tokens.create("mallory", ["admin"])
     assert store.db.scalar("SELECT COUNT(*) FROM api_tokens") == 0
     assert store.db.scalar("SELECT COUNT(*) FROM audit") == 0
+    store.close()
+
+
+def test_tokens_expire_and_are_listed_without_the_secret(tmp_path: Path) -> None:
+    from linecrew.server.auth import AuthError
+
+    store = ServerStore(tmp_path)
+    short = store.tokens.create("temp", ["planner"], ttl_s=0.001)
+    forever = store.tokens.create("robot", ["admin"], ttl_s=0)
+    time.sleep(0.01)  # the token's own 1 ms lifetime, not a stand-in for an event
+    with pytest.raises(AuthError, match="expired"):
+        store.tokens.authenticate(short)
+    assert store.tokens.authenticate(forever).name == "robot"
+    listed = {r["name"]: r for r in store.tokens.list()}
+    assert listed["robot"]["expires"] is None and listed["temp"]["roles"] == ["planner"]
+    assert short not in str(listed) and forever not in str(listed)
     store.close()
