@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from linecrew.agent.assistant import Assistant, AssistantConfig
@@ -18,7 +19,7 @@ from linecrew.agent.router import RoutingPolicy
 from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.agent.sync import DeviceSync, open_device
 from linecrew.agent.transfer import UpdateAgent
-from linecrew.agent.updates import Updater, llm_health_check
+from linecrew.agent.updates import Slots, Updater, llm_health_check
 from linecrew.shared.engine import SenderLimits
 from linecrew.shared.llm import LlmConfig, LocalLLM
 from linecrew.shared.logs import bind_log_context
@@ -47,11 +48,23 @@ def open_store(cfg: AgentConfig) -> AgentStore:
         return AgentStore(cfg.data_dir, device_id="unenrolled", limits=limits, synchronous=cfg.sqlite_synchronous)
 
 
+def model_in_force(cfg: AgentConfig) -> Path | None:
+    """The configured model; else, on a provisioned device, the A/B slot the updater activated (so an update
+    reaches the assistant); else ``None``, the packaged default."""
+    if cfg.llm_model is not None:
+        return cfg.llm_model
+    slots = cfg.data_dir / "models"
+    if (slots / "active").is_symlink() or (slots / "slot-a" / "model.gguf").exists():
+        model = Slots(slots).active_model()
+        return model if model.exists() else None
+    return None
+
+
 def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
     """The assistant with a warm local model, the knowledge base indexed and the configured policy."""
     kb = KnowledgeBase(store.db)
     kb.ensure_indexed(cfg.knowledge_dir or SAMPLE_KB)
-    llm = LocalLLM(LlmConfig(model_path=cfg.llm_model, threads=cfg.threads, n_ctx=cfg.llm_ctx,
+    llm = LocalLLM(LlmConfig(model_path=model_in_force(cfg), threads=cfg.threads, n_ctx=cfg.llm_ctx,
                                gpu_layers=cfg.llm_gpu_layers))
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
                      config=AssistantConfig(intent_mode=cfg.intent_mode, answer_budget_ms=cfg.answer_budget_ms))

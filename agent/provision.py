@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import tarfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from linecrew.agent.updates import Updater
-from linecrew.shared.image import read_member, verify_image
+from linecrew.shared.fsutil import atomic_write_text
+from linecrew.shared.image import read_member, toml_dump, verify_image
 from linecrew.shared.release import load_trusted_root
 
 
@@ -21,7 +23,9 @@ def provision(bundle: Path, device_dir: Path, trust_root: bytes) -> dict[str, An
     staged.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(bundle, "r") as tar:
         (device_dir / "root.json").write_bytes(read_member(tar, "root.json"))
-        (device_dir / "agent.toml").write_bytes(read_member(tar, "agent.toml"))
+        settings = tomllib.loads(read_member(tar, "agent.toml").decode())
+        settings["data_dir"] = str(device_dir.resolve())  # so `--config DIR/agent.toml` works on its own
+        atomic_write_text(device_dir / "agent.toml", toml_dump(settings))
         manifest = json.loads(read_member(tar, "release.json"))
         src = tar.extractfile("model.gguf")
         assert src is not None

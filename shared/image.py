@@ -40,7 +40,8 @@ class ImageError(ReleaseError):
     """The bundle is malformed, tampered with, or not for this trust root."""
 
 
-def _toml_dump(d: dict[str, Any]) -> str:
+def toml_dump(d: dict[str, Any]) -> str:
+    """Flat TOML (the keys of an agent.toml), values as JSON literals (valid TOML for strings, numbers, lists)."""
     lines = []
     for k, v in d.items():
         lines.append(f"{k} = {json.dumps(v)}")
@@ -56,7 +57,7 @@ def build_image(recipe_path: Path, *, root: Path, manifest: Path, model: Path, k
     if recipe["device_class"] not in rel["device_classes"]:
         raise ImageError(f"release {rel['name']} is not for {recipe['device_class']}")
     contents = {"root.json": root.read_bytes(), "release.json": manifest.read_bytes(),
-                "agent.toml": _toml_dump(recipe.get("agent", {})).encode()}
+                "agent.toml": toml_dump(recipe.get("agent", {})).encode()}
     files = {name: {"length": len(b), "sha256": hashlib.sha256(b).hexdigest()} for name, b in contents.items()}
     files["model.gguf"] = {"length": model.stat().st_size, "sha256": rel["sha256"]}
     image = {"type": "image", "name": recipe_path.stem, "device_class": recipe["device_class"],
