@@ -46,7 +46,7 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, context_settings={"show_default": True})
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="LINECREW_LOG_FORMAT",
               show_default=True, help="json: one object per line with device_id and request_id (for daemons)")

@@ -17,6 +17,7 @@ from linecrew.cli._common import (
     config_option,
     device_dir_option,
     json_option,
+    local_time,
 )
 
 
@@ -144,7 +145,7 @@ def _run_voice(chunks: Any, cfg: Any, *, as_json: bool, store: Any = None) -> No
 @click.option("--realtime", is_flag=True, help="pace the file as if spoken live")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: partials, finals, then a summary")
 @click.option("--model", "asr_model", type=click.Path(path_type=Path), default=None, help="CTranslate2 model dir")
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=int, default=None, help="CPU threads for decoding (default: the config's threads)")
 @click.option("--pcm-rate", type=int, default=16000, help="for SOURCE '-': raw PCM sample rate")
 @click.option("--pcm-channels", type=int, default=1, help="for SOURCE '-': interleaved channels")
 @click.option("--pcm-format", default="s16le", help="for SOURCE '-': s16le, s32le or f32le")
@@ -240,9 +241,9 @@ def agent_job() -> None:
 @agent_job.command("set")
 @config_option
 @device_dir_option
-@click.option("--title", default="")
-@click.option("--location", default="")
-@click.option("--details", default="")
+@click.option("--title", default="", help="what the job is, e.g. \"Transformer check\"")
+@click.option("--location", default="", help="where: address or pole number")
+@click.option("--details", default="", help="anything else the crew should know")
 @click.argument("job_id")
 @_friendly
 def agent_job_set(config_path: Path | None, data_dir: Path | None, title: str, location: str, details: str,
@@ -267,19 +268,22 @@ def agent_inbox(config_path: Path | None, data_dir: Path | None, as_json: bool) 
     store = _local_store(_agent_config(config_path, data_dir=data_dir))
     rows = store.answers()
     for r in rows:
-        click.echo(json.dumps(r) if as_json else f"[{r['kind']} from {r['source']}] {r['text']}")
+        click.echo(json.dumps(r) if as_json else
+                   f"{local_time(r.get('received'))}  [{r['kind']} from {r['source']}] {r['text']}")
     store.mark_seen([str(r["id"]) for r in rows])
 
 
 @agent.command("stats")
 @config_option
 @device_dir_option
+@json_option
 @_friendly
-def agent_stats(config_path: Path | None, data_dir: Path | None) -> None:
+def agent_stats(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Request metrics: latency and TTFT p50/p95/p99, routes, manual-intervention rate."""
     from linecrew.agent.assistant import request_stats
 
-    click.echo(json.dumps(request_stats(_local_store(_agent_config(config_path, data_dir=data_dir)))))
+    stats = request_stats(_local_store(_agent_config(config_path, data_dir=data_dir)))
+    click.echo(json.dumps(stats) if as_json else "\n".join(f"{k}: {json.dumps(v)}" for k, v in stats.items()))
 
 
 
@@ -302,9 +306,12 @@ def _updater(cfg: Any) -> Any:
 @agent_update.command("status")
 @config_option
 @device_dir_option
+@json_option
 @_friendly
-def agent_update_status(config_path: Path | None, data_dir: Path | None) -> None:
-    click.echo(json.dumps(_updater(_agent_config(config_path, data_dir=data_dir)).status()))
+def agent_update_status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """The active slot and version, what each slot holds, the last update's state and health."""
+    st = _updater(_agent_config(config_path, data_dir=data_dir)).status()
+    click.echo(json.dumps(st) if as_json else "\n".join(f"{k}: {v}" for k, v in st.items()))
 
 
 @agent_update.command("apply")
@@ -336,13 +343,14 @@ def agent_update_rollback(config_path: Path | None, data_dir: Path | None) -> No
 
 @agent.command("provision")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
-@click.option("--dir", "device_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--data-dir", "--dir", "data_dir", type=click.Path(path_type=Path), required=True,
+              help="the fresh device's data folder (e.g. /var/lib/linecrew/agent)")
 @click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True,
               help="the organisation's root metadata, obtained out of band")
 @_friendly
-def agent_provision(bundle: Path, device_dir: Path, trust_root: Path) -> None:
+def agent_provision(bundle: Path, data_dir: Path, trust_root: Path) -> None:
     """Set up a fresh device from an image bundle; a tampered bundle is refused."""
     from linecrew.agent.provision import provision
 
-    img = provision(bundle, device_dir, trust_root.read_bytes())
-    click.echo(f"provisioned {device_dir} as {img['device_class']} with {img['release']} v{img['release_version']}")
+    img = provision(bundle, data_dir, trust_root.read_bytes())
+    click.echo(f"provisioned {data_dir} as {img['device_class']} with {img['release']} v{img['release_version']}")

@@ -15,7 +15,8 @@ from linecrew.cli._common import (
 
 
 @click.command("demo")
-@click.option("--dir", "data_dir", type=click.Path(path_type=Path), default=Path(".linecrew/demo"))
+@click.option("--data-dir", "--dir", "data_dir", type=click.Path(path_type=Path), default=Path(".linecrew/demo"),
+              help="where the tour keeps its server, devices and keys")
 @click.option("--notes", type=int, default=5, help="notes the demo agent sends")
 @click.option("--http-port", type=int, default=0, help="dashboard/API port (default: a free one)")
 @click.option("--keep/--no-keep", default=None,

@@ -23,14 +23,15 @@ def fleet() -> None:
 @fleet.command("simulate")
 @url_option
 @token_option
-@click.option("--devices", "count", type=int, default=100, show_default=True)
+@click.option("--devices", "count", type=int, default=100, show_default=True, help="how many simulated devices")
 @click.option("--classes", default="x86-dev=1", show_default=True, help="class=weight,... of the fleet")
 @click.option("--tag", "tags", multiple=True, help="tags every simulated device carries")
 @click.option("--fail-rate", type=float, default=0.0, help="share of devices whose health check fails")
 @click.option("--fail-class", default=None, help="only this class fails (all of it, or --fail-rate of it)")
 @click.option("--silent-rate", type=float, default=0.0, help="share of devices that never answer offers")
 @click.option("--offline-rate", type=float, default=0.0, help="share of devices that go offline for a while")
-@click.option("--offline-for", "offline_s", type=float, default=60, show_default=True)
+@click.option("--offline-for", "offline_s", type=float, default=60, show_default=True,
+              help="seconds the --offline-rate share stays away")
 @click.option("--installed", type=click.Path(exists=True, path_type=Path), default=None,
               help="signed manifest of the release the devices run now (so deltas apply)")
 @click.option("--state", "state_file", type=click.Path(path_type=Path), default=Path(".linecrew/fleet.json"),

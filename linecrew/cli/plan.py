@@ -42,7 +42,7 @@ def _xy(value: str) -> tuple[float, float]:
 @plan.command("roster")
 @click.option("--curtois", "path", type=click.Path(exists=True, path_type=Path), required=True,
               help="Curtois & Qu shift scheduling instance")
-@click.option("--time-limit", "time_limit", type=float, default=60.0, show_default=True)
+@click.option("--time-limit", "time_limit", type=float, default=60.0, show_default=True, help="solver seconds")
 @click.option("--workers", type=int, default=8, show_default=True, help="CP-SAT search workers")
 @json_option
 @_friendly
@@ -66,7 +66,7 @@ def plan_roster(path: Path, time_limit: float, workers: int, as_json: bool) -> N
 @plan.command("dispatch")
 @click.option("--vrplib", "path", type=click.Path(exists=True, path_type=Path), required=True,
               help="VRPLIB-style CVRPTW instance (Solomon)")
-@click.option("--time-limit", "time_limit", type=float, default=10.0, show_default=True)
+@click.option("--time-limit", "time_limit", type=float, default=10.0, show_default=True, help="solver seconds")
 @json_option
 @_friendly
 def plan_dispatch_cmd(path: Path, time_limit: float, as_json: bool) -> None:
@@ -115,11 +115,11 @@ def plan_tech(config_path: Path | None, data_dir: Path | None, device_id: str | 
 @plan.command("job")
 @config_option
 @server_dir_option
-@click.option("--title", default=None)
+@click.option("--title", default=None, help="what the job is (new: empty)")
 @click.option("--at", "at", default=None, help="X,Y location (required for a new job)")
 @click.option("--duration", type=int, default=None, help="minutes (new: 60)")
 @click.option("--window", default=None, help="earliest-latest start, HH:MM-HH:MM (new: 08:00-17:00)")
-@click.option("--skills", default=None)
+@click.option("--skills", default=None, help="comma-separated skills the job needs (new: none)")
 @click.option("--priority", type=click.IntRange(1, 5), default=None, help="1 outage ... 5 routine (new: 3)")
 @click.option("--pin", "pinned_to", default=None, help="keep with this technician")
 @click.argument("job_id")
@@ -153,7 +153,7 @@ def _clock(minutes: int) -> str:
 @config_option
 @server_dir_option
 @click.option("--now", default=None, help="HH:MM: re-plan from this time on")
-@click.option("--time-limit", "time_limit", type=float, default=3.0, show_default=True)
+@click.option("--time-limit", "time_limit", type=float, default=3.0, show_default=True, help="solver seconds")
 @click.option("--no-push", is_flag=True, help="plan only; do not send to devices")
 @json_option
 @_friendly

@@ -43,16 +43,17 @@ def release_keygen(out: Path) -> None:
 
 
 @release.command("root")
-@click.option("--root-key", "root_keys", type=click.Path(path_type=Path), multiple=True, required=True)
-@click.option("--root-threshold", type=int, default=1)
+@click.option("--root-key", "root_keys", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="offline root signing key (repeat for several)")
+@click.option("--root-threshold", type=int, default=1, help="root signatures needed to change the root")
 @click.option("--release-pub", "release_pubs", type=click.Path(path_type=Path), multiple=True, required=True,
               help="public key files (.pub) of release signers")
-@click.option("--release-threshold", type=int, default=1)
-@click.option("--version", "version", type=int, default=1)
-@click.option("--expires-days", type=float, default=365)
+@click.option("--release-threshold", type=int, default=1, help="release-key signatures a release needs")
+@click.option("--version", "version", type=int, default=1, help="version of this root metadata (rotation: old + 1)")
+@click.option("--expires-days", type=float, default=365, help="days until this root metadata expires")
 @click.option("--sign-with", "extra_signers", type=click.Path(path_type=Path), multiple=True,
               help="old root keys too, when rotating")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write")
 @_friendly
 def release_root(root_keys: tuple[Path, ...], root_threshold: int, release_pubs: tuple[Path, ...],
                  release_threshold: int, version: int, expires_days: float, extra_signers: tuple[Path, ...],
@@ -70,19 +71,20 @@ def release_root(root_keys: tuple[Path, ...], root_threshold: int, release_pubs:
 
 @release.command("create")
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.option("--name", required=True)
-@click.option("--version", "version", type=int, required=True)
-@click.option("--device-class", "device_classes", multiple=True, required=True)
+@click.option("--name", required=True, help="release name, e.g. smollm2-field")
+@click.option("--version", "version", type=int, required=True, help="release version (must grow)")
+@click.option("--device-class", "device_classes", multiple=True, required=True,
+              help="device class it is for (repeat for several)")
 @click.option("--key", "keys", type=click.Path(path_type=Path), multiple=True, required=True,
               help="release signing key(s); as many as the threshold")
-@click.option("--expires-days", type=float, default=90)
-@click.option("--source", default="local build")
-@click.option("--base-model", default=None)
-@click.option("--training-data", default=None)
-@click.option("--builder", default="linecrew release create")
+@click.option("--expires-days", type=float, default=90, help="days until devices refuse this release")
+@click.option("--source", default="local build", help="provenance: where the model came from")
+@click.option("--base-model", default=None, help="provenance: the model it was fine-tuned from")
+@click.option("--training-data", default=None, help="provenance: the data it was trained on")
+@click.option("--builder", default="linecrew release create", help="provenance: the tool that built it")
 @click.option("--delta", "deltas", type=click.Path(exists=True, path_type=Path), multiple=True,
               help="delta file(s) (from 'release delta') to list in the manifest")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write")
 @_friendly
 def release_create(model: Path, name: str, version: int, device_classes: tuple[str, ...], keys: tuple[Path, ...],
                    expires_days: float, source: str, base_model: str | None, training_data: str | None,
@@ -111,7 +113,7 @@ def release_create(model: Path, name: str, version: int, device_classes: tuple[s
 @release.command("delta")
 @click.argument("old", type=click.Path(exists=True, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write")
 @_friendly
 def release_delta(old: Path, new: Path, out: Path) -> None:
     """Make a delta (GGUF: tensor by tensor; other files: whole-file bsdiff4)."""
@@ -125,9 +127,10 @@ def release_delta(old: Path, new: Path, out: Path) -> None:
 
 @release.command("verify")
 @click.argument("manifest", type=click.Path(exists=True, path_type=Path))
-@click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True,
+              help="the root metadata (root.json) releases are checked against")
 @click.option("--device-class", default=None, help="check it is for this class")
-@click.option("--installed-version", type=int, default=0)
+@click.option("--installed-version", type=int, default=0, help="version the device runs now (a release must be newer)")
 @click.option("--model", type=click.Path(exists=True, path_type=Path), default=None, help="check this file too")
 @_friendly
 def release_verify(manifest: Path, trust_root: Path, device_class: str | None, installed_version: int,
@@ -157,7 +160,8 @@ def image() -> None:
 
 @image.command("build")
 @click.argument("recipe", type=click.Path(exists=True, path_type=Path))
-@click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True,
+              help="the root metadata (root.json) releases are checked against")
 @click.option("--manifest", type=click.Path(exists=True, path_type=Path), required=True, help="signed release")
 @click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
               help="the release's model file (default: the packaged SmolLM2 GGUF)")

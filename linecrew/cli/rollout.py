@@ -35,7 +35,8 @@ def rollout() -> None:
               help="seconds an online device may stay silent")
 @click.option("--rate", "rate_per_s", type=float, default=20, show_default=True, help="new offers per second")
 @click.option("--bandwidth", "bandwidth", type=float, default=50e6, show_default=True, help="bytes/s for chunks")
-@click.option("--on-failure", type=click.Choice(["rollback", "pause"]), default="rollback", show_default=True)
+@click.option("--on-failure", type=click.Choice(["rollback", "pause"]), default="rollback", show_default=True,
+              help="what a failed health gate does")
 @click.option("--no-approval", is_flag=True, help="start without a separate approval step")
 @click.option("--reason", default="", help="why (kept in the audit log)")
 @json_option
@@ -66,7 +67,7 @@ def _action(name: str, doc: str) -> None:
     @token_option
     @click.argument("rollout_id")
     @click.option("--reason", default="", help="why (kept in the audit log)")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="print one JSON document instead of text")
     @_friendly
     def cmd(url: str, token: str | None, rollout_id: str, reason: str, as_json: bool) -> None:
         st = AdminClient(url, token).act(rollout_id, name, reason)

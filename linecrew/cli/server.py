@@ -31,9 +31,11 @@ def server() -> None:
 @config_option
 @server_dir_option
 @click.option("--broker", "broker_url", default=None, help="external broker mqtt[s]://HOST:PORT")
-@click.option("--http-port", type=int, default=None)
-@click.option("--mqtt-port", type=int, default=None)
-@click.option("--mqtts-port", type=int, default=None)
+@click.option("--http-port", type=int, default=None, help="admin API and dashboard port (default: the config's, 8700)")
+@click.option("--mqtt-port", type=int, default=None,
+              help="managed broker's loopback port (default: the config's, 1883)")
+@click.option("--mqtts-port", type=int, default=None,
+              help="managed broker's TLS port for devices (default: the config's, 8883)")
 @_friendly
 def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str | None,
                http_port: int | None, mqtt_port: int | None, mqtts_port: int | None) -> None:
@@ -154,26 +156,30 @@ def server_devices(config_path: Path | None, data_dir: Path | None, as_json: boo
     for d in store.registry.all():
         row = {"id": d.id, "class": d.device_class, "online": d.online, "last_seen": d.last_seen,
                "messages": store.log.count(d.id)}
-        click.echo(json.dumps(row) if as_json else "  ".join(f"{k}={v}" for k, v in row.items()))
+        click.echo(json.dumps(row) if as_json else "  ".join(f"{k}={local_time(v) if k == 'last_seen' else v}"
+                                                             for k, v in row.items()))
 
 
 @server.command("messages")
 @config_option
 @server_dir_option
-@click.option("--device", "device_id", default=None)
-@click.option("--limit", type=int, default=20)
+@click.option("--device", "device_id", default=None, help="only this device's messages")
+@click.option("--limit", type=int, default=20, show_default=True, help="newest messages shown")
+@json_option
 @_friendly
-def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int) -> None:
-    """Show the latest applied device messages (decrypted for the operator), as JSON lines."""
+def server_messages(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int,
+                    as_json: bool) -> None:
+    """Show the latest applied device messages (decrypted for the operator)."""
     store = _open_store(_server_config(config_path, data_dir=data_dir))
     for m in store.log.messages(device_id, limit):
-        click.echo(json.dumps(m))
+        click.echo(json.dumps(m) if as_json else f"{local_time(m['received'])}  {m['device_id']}  {m['type']}"
+                   f"  {m['stream']}#{m['seq']}  {json.dumps(m['payload'])}")
 
 
 @server.command("send")
 @config_option
 @server_dir_option
-@click.option("--device", "device_id", required=True)
+@click.option("--device", "device_id", required=True, help="the device to send it to")
 @click.option("--ttl", "ttl_s", type=float, default=None, help="seconds after which it must not act")
 @click.argument("name")
 @click.argument("args_json", default="{}")
@@ -215,7 +221,8 @@ def server_escalations_list(config_path: Path | None, data_dir: Path | None, sho
         if as_json:
             click.echo(json.dumps(e))
         else:
-            click.echo(f"{e['id']}  {e['device_id']}  {e['intent']}  [{e['status']}]  {e['question']}")
+            click.echo(f"{e['id']}  {local_time(e['created'])}  {e['device_id']}  {e['intent']}  [{e['status']}]"
+                       f"  {e['question']}")
 
 
 @server_escalations.command("answer")
@@ -268,7 +275,8 @@ def server_release() -> None:
 @server_dir_option
 @click.argument("manifest", type=click.Path(exists=True, path_type=Path))
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.option("--delta", "deltas", type=click.Path(exists=True, path_type=Path), multiple=True)
+@click.option("--delta", "deltas", type=click.Path(exists=True, path_type=Path), multiple=True,
+              help="a delta listed in the release (repeat for several)")
 @_friendly
 def server_release_add(config_path: Path | None, data_dir: Path | None, manifest: Path, model: Path,
                        deltas: tuple[Path, ...]) -> None:
@@ -283,11 +291,13 @@ def server_release_add(config_path: Path | None, data_dir: Path | None, manifest
 @server_release.command("offers")
 @config_option
 @server_dir_option
+@json_option
 @_friendly
-def server_release_offers(config_path: Path | None, data_dir: Path | None) -> None:
-    """Offers made to devices and their state (JSON lines)."""
+def server_release_offers(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Offers made to devices and their state."""
     for o in _open_store(_server_config(config_path, data_dir=data_dir)).releases.offers():
-        click.echo(json.dumps(o))
+        click.echo(json.dumps(o) if as_json else f"{o['id']}  {local_time(o['created'])}  {o['device_id']}"
+                   f"  {o['state']}  {o.get('progress') or 0:.0%}" + (f"  {o['error']}" if o.get("error") else ""))
 
 
 @server.command("decommission")

@@ -72,7 +72,7 @@ def test_cli_note_travels_to_server_and_command_comes_back(server: object, tmp_p
         agent.wait(10)
     assert json.loads(_cli("agent", "status", "--dir", str(dev), "--json"))["commands_applied"] == 1
     server_dir = str(server.config.data_dir)  # type: ignore[attr-defined]
-    msgs = [json.loads(line) for line in _cli("server", "messages", "--dir", server_dir).splitlines()]
+    msgs = [json.loads(line) for line in _cli("server", "messages", "--json", "--dir", server_dir).splitlines()]
     assert msgs[0]["payload"]["text"] == "transformer T4 oil leak"
     assert not _files_contain(Path(server_dir), "server.db*", b"oil leak"), "sealed at rest on the server"
     assert _cli("server", "enroll-token", "--dir", server_dir).strip()

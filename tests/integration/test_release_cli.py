@@ -63,20 +63,20 @@ def test_image_provisions_a_device_that_then_updates_by_delta_and_rolls_back(aut
     dev = tmp_path / "dev"
     cli("agent", "provision", str(bundle), "--dir", str(dev), "--trust-root", str(authority / "root.json"))
     assert 'device_class = "x86-dev"' in (dev / "agent.toml").read_text()
-    status = json.loads(cli("agent", "update", "status", "--dir", str(dev)).stdout)
+    status = json.loads(cli("agent", "update", "status", "--json", "--dir", str(dev)).stdout)
     assert status["active_version"] == 1 and status["active_slot"] == "a"
     out = cli("agent", "update", "apply", "--dir", str(dev), str(authority / "v2.json"), str(authority / "v1-v2.delta"))
     assert out.stdout.startswith("committed")
-    assert json.loads(cli("agent", "update", "status", "--dir", str(dev)).stdout)["active_version"] == 2
+    assert json.loads(cli("agent", "update", "status", "--json", "--dir", str(dev)).stdout)["active_version"] == 2
     # the provisioned config works on its own (it names its data folder), and the assistant runs the active slot
-    alone = json.loads(cli("agent", "update", "status", "--config", str(dev / "agent.toml")).stdout)
+    alone = json.loads(cli("agent", "update", "status", "--json", "--config", str(dev / "agent.toml")).stdout)
     assert alone["active_version"] == 2
     from linecrew.agent.config import AgentConfig
     from linecrew.agent.daemon import model_in_force
 
     assert model_in_force(AgentConfig.load(dev / "agent.toml")) == dev / "models" / "slot-b" / "model.gguf"
     cli("agent", "update", "rollback", "--dir", str(dev))
-    assert json.loads(cli("agent", "update", "status", "--dir", str(dev)).stdout)["active_version"] == 1
+    assert json.loads(cli("agent", "update", "status", "--json", "--dir", str(dev)).stdout)["active_version"] == 1
 
 
 def _tamper(src: Path, dst: Path, member: str, data: bytes) -> None:
