@@ -21,20 +21,12 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
-from linecrew.agent.errors import AgentError
+from linecrew.agent.errors import AudioError, NoMicrophoneError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 CHUNK_SAMPLES = 512  # 32 ms: one VAD window, so end of speech is seen within 32 ms
-
-
-class AudioError(AgentError):
-    """Audio could not be read: missing, corrupt or truncated file, bad PCM format, no device."""
-
-
-class NoMicrophoneError(AudioError):
-    """No input device is present (the message lists what was found)."""
 
 
 @dataclass(frozen=True)

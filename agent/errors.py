@@ -23,3 +23,19 @@ class ServerUnreachableError(AgentError):
 
 class UpdateStateError(AgentError):
     """An update event that its current state does not allow (a bug or a corrupt update record)."""
+
+
+class AudioError(AgentError):
+    """Audio could not be read: missing, corrupt or truncated file, bad PCM format, no device."""
+
+
+class NoMicrophoneError(AudioError):
+    """No input device is present (the message lists what was found)."""
+
+
+class UpdateError(AgentError):
+    """An update step failed; the device keeps (or returns to) its previous model."""
+
+
+class HealthCheckError(UpdateError):
+    pass

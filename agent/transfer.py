@@ -17,12 +17,13 @@ import threading
 import time
 from pathlib import Path
 
+from linecrew.agent.errors import UpdateError
 from linecrew.agent.store import SERVER_PEER, AgentStore
-from linecrew.agent.updates import UpdateError, Updater
+from linecrew.agent.updates import Updater
+from linecrew.shared.errors import ReleaseError
 from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import MqttLink
 from linecrew.shared.protocol import ChunkRequest, Stream, Topics, UpdateOffer, UpdateState, encode, make_envelope
-from linecrew.shared.release import ReleaseError
 
 log = logging.getLogger(__name__)
 

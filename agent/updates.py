@@ -25,32 +25,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from linecrew.agent.errors import AgentError
+from linecrew.agent.errors import HealthCheckError, UpdateError
 from linecrew.agent.update_machine import Event, is_resting, next_state
 from linecrew.shared.delta import apply_delta, read_header
-from linecrew.shared.errors import DeltaFormatError
+from linecrew.shared.errors import DeltaFormatError, ReleaseError
 from linecrew.shared.fsutil import atomic_write_text, fsync_dir
 from linecrew.shared.protocol import UpdateState
-from linecrew.shared.release import (
-    BoundedHasher,
-    ReleaseError,
-    ReleaseSigned,
-    RootSigned,
-    check_delta_base,
-    verify_release,
-)
+from linecrew.shared.release import BoundedHasher, ReleaseSigned, RootSigned, check_delta_base, verify_release
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[Path], None]  # raises on an unhealthy model
-
-
-class UpdateError(AgentError):
-    """An update step failed; the device keeps (or returns to) its previous model."""
-
-
-class HealthCheckError(UpdateError):
-    pass
 
 
 @dataclass

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from linecrew.agent.audio import AudioChunk, AudioError
+from linecrew.agent.audio import AudioChunk
 from linecrew.agent.config import AgentConfig
+from linecrew.agent.errors import AudioError
 from linecrew.agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
 from linecrew.agent.store import AgentStore
 from linecrew.shared.protocol import new_id

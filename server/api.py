@@ -23,21 +23,19 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from linecrew.server.auth import AuthError, audit, audit_log
-from linecrew.server.errors import EnrollmentError, UnknownEscalationError
+from linecrew.server.auth import audit, audit_log
+from linecrew.server.errors import (
+    AuthError,
+    EnrollmentError,
+    ForbiddenError,
+    InvalidTransitionError,
+    RolloutError,
+    UnknownEscalationError,
+)
 from linecrew.server.metrics import ServerMetrics, fleet_summary
 from linecrew.server.planner.dispatch import Job
 from linecrew.server.planner.live import LivePlanner
-from linecrew.server.rollout_policy import (
-    ROLES_FOR,
-    ForbiddenError,
-    InvalidTransitionError,
-    Principal,
-    Role,
-    RolloutError,
-    RolloutSpec,
-    allowed_actions,
-)
+from linecrew.server.rollout_policy import ROLES_FOR, Principal, Role, RolloutSpec, allowed_actions
 from linecrew.server.store import ServerStore
 from linecrew.shared.errors import CryptoError
 from linecrew.shared.identity import enrollment_challenge, verify_b64

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from linecrew.server.errors import ServerError
+from linecrew.server.errors import AuthError, ServerError
 from linecrew.server.rollout_policy import Principal, Role
 from linecrew.shared.db import Database
 
@@ -41,10 +41,6 @@ SCHEMA_EXPIRY = "ALTER TABLE api_tokens ADD COLUMN expires REAL"
 
 TOKEN_PREFIX = "lct_"
 DEFAULT_TTL_S = 90 * 86400  # a forgotten token stops working by itself; 0 means it never expires
-
-
-class AuthError(ServerError):
-    """Missing, unknown or revoked token."""
 
 
 class Tokens:

@@ -24,6 +24,7 @@ from pathlib import Path
 from linecrew.server.errors import BrokerStartError
 from linecrew.server.pki import ensure_server_cert
 from linecrew.shared.fsutil import atomic_write_text
+from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import BrokerAddress
 from linecrew.shared.protocol import TOPIC_ROOT, acl_patterns
 
@@ -186,16 +187,16 @@ class ManagedBroker:
             )
 
     def _supervise(self) -> None:
+        guard = IterationGuard("broker supervisor", log, pause_s=1.0, stop=self._stop)
         while not self._stop.wait(0.2):
-            proc = self._proc
-            if proc is not None and proc.poll() is not None:
-                log.warning("mosquitto exited with %s; restarting", proc.returncode)
-                try:
-                    self._spawn()
-                    self.restarts += 1
-                except BrokerStartError:
-                    log.exception("mosquitto restart failed; retrying")
-                    self._stop.wait(1.0)
+            guard.run(self._restart_if_exited)
+
+    def _restart_if_exited(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is not None:
+            log.warning("mosquitto exited with %s; restarting", proc.returncode)
+            self._spawn()
+            self.restarts += 1
 
     def reload(self) -> None:
         pid = self.pid

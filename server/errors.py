@@ -23,3 +23,19 @@ class BrokerStartError(ServerError):
 
 class UnknownEscalationError(ServerError):
     """No such escalation, or it was already answered."""
+
+
+class RolloutError(ServerError):
+    """A rollout request that cannot be done (bad spec, wrong state, unknown release)."""
+
+
+class InvalidTransitionError(RolloutError):
+    pass
+
+
+class ForbiddenError(RolloutError):
+    """The caller's token lacks the role this action needs."""
+
+
+class AuthError(ServerError):
+    """Missing, unknown or revoked token."""

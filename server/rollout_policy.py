@@ -21,20 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from linecrew.server.errors import ServerError
+from linecrew.server.errors import ForbiddenError, InvalidTransitionError, RolloutError
 from linecrew.shared.protocol import UpdateState
-
-
-class RolloutError(ServerError):
-    """A rollout request that cannot be done (bad spec, wrong state, unknown release)."""
-
-
-class InvalidTransitionError(RolloutError):
-    pass
-
-
-class ForbiddenError(RolloutError):
-    """The caller's token lacks the role this action needs."""
 
 
 # --------------------------------------------------------------------------- states and roles

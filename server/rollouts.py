@@ -18,12 +18,12 @@ from typing import Any
 
 from linecrew.server.auth import audit
 from linecrew.server.devices import DeviceRegistry
+from linecrew.server.errors import RolloutError
 from linecrew.server.rollout_policy import (
     D,
     DeviceState,
     GateDecision,
     Principal,
-    RolloutError,
     RolloutSpec,
     RolloutState,
     authorize,

@@ -31,8 +31,8 @@ from typing import Any, BinaryIO
 
 import bsdiff4.core as bsdiff_core
 
-from linecrew.shared.errors import DeltaFormatError
-from linecrew.shared.release import BoundedHasher, DeltaBaseMismatchError
+from linecrew.shared.errors import DeltaBaseMismatchError, DeltaFormatError
+from linecrew.shared.release import BoundedHasher
 
 MAGIC = b"LCDELTA1"
 CHUNK_BYTES = 4 * 1024 * 1024

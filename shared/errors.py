@@ -79,3 +79,59 @@ class ConfigError(LinecrewError):
 
 class DeltaFormatError(LinecrewError):
     """Not a Linecrew delta, or a damaged one (bad data from the server: never retried as it is)."""
+
+
+class ReleaseError(LinecrewError):
+    """Root of release verification errors: the update is refused, the active model untouched."""
+
+
+class MalformedMetadataError(ReleaseError):
+    pass
+
+
+class UnsignedError(ReleaseError):
+    """No signature at all from a key of the required role."""
+
+
+class BadSignatureError(ReleaseError):
+    """A signature from a trusted key does not verify (tampered metadata or wrong key)."""
+
+
+class ThresholdError(ReleaseError):
+    """Fewer valid signatures than the role's threshold."""
+
+
+class RollbackError(ReleaseError):
+    """The offered version is not newer than the installed one."""
+
+
+class ExpiredError(ReleaseError):
+    """The metadata expired (freeze attack: an attacker replays old, once-valid metadata)."""
+
+
+class DeviceClassError(ReleaseError):
+    """The release is for other device classes."""
+
+
+class LengthExceededError(ReleaseError):
+    """More bytes arrived than the manifest's length (endless data): reading stopped at the bound."""
+
+
+class HashMismatchError(ReleaseError):
+    """The bytes do not hash to the manifest's sha256."""
+
+
+class DeltaBaseMismatchError(ReleaseError):
+    """A delta whose base is not the installed model (mix-and-match)."""
+
+
+class ImageError(ReleaseError):
+    """The bundle is malformed, tampered with, or not for this trust root."""
+
+
+class ModelNotFoundError(LinecrewError):
+    """A configured model path does not exist, or the default model package is not installed."""
+
+
+class BrokerError(LinecrewError):
+    """The broker refused us (bad credentials, not authorised) or cannot be reached."""

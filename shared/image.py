@@ -22,9 +22,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from linecrew.shared.errors import ImageError, ReleaseError
 from linecrew.shared.release import (
     BoundedHasher,
-    ReleaseError,
     canonical,
     load_trusted_root,
     parse_signed,
@@ -34,10 +34,6 @@ from linecrew.shared.release import (
 )
 
 FILES = ("root.json", "release.json", "agent.toml", "model.gguf")
-
-
-class ImageError(ReleaseError):
-    """The bundle is malformed, tampered with, or not for this trust root."""
 
 
 def toml_dump(d: dict[str, Any]) -> str:

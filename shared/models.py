@@ -10,14 +10,10 @@ import importlib.resources
 import os
 from pathlib import Path
 
-from linecrew.shared.errors import LinecrewError
+from linecrew.shared.errors import ModelNotFoundError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-class ModelNotFoundError(LinecrewError):
-    """A configured model path does not exist, or the default model package is not installed."""
 
 
 def default_llm_path() -> Path:

@@ -21,14 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from linecrew.shared.errors import LinecrewError
 from linecrew.shared.sync import Backoff
 
 log = logging.getLogger(__name__)
-
-
-class BrokerError(LinecrewError):
-    """The broker refused us (bad credentials, not authorised) or cannot be reached."""
 
 
 @dataclass(frozen=True)

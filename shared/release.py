@@ -27,54 +27,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from linecrew.shared.errors import LinecrewError
+from linecrew.shared.errors import (
+    BadSignatureError,
+    DeltaBaseMismatchError,
+    DeviceClassError,
+    ExpiredError,
+    HashMismatchError,
+    LengthExceededError,
+    MalformedMetadataError,
+    RollbackError,
+    ThresholdError,
+    UnsignedError,
+)
 
 
 # ---------------------------------------------------------------------------------------------- errors
-class ReleaseError(LinecrewError):
-    """Root of release verification errors: the update is refused, the active model untouched."""
-
-
-class MalformedMetadataError(ReleaseError):
-    pass
-
-
-class UnsignedError(ReleaseError):
-    """No signature at all from a key of the required role."""
-
-
-class BadSignatureError(ReleaseError):
-    """A signature from a trusted key does not verify (tampered metadata or wrong key)."""
-
-
-class ThresholdError(ReleaseError):
-    """Fewer valid signatures than the role's threshold."""
-
-
-class RollbackError(ReleaseError):
-    """The offered version is not newer than the installed one."""
-
-
-class ExpiredError(ReleaseError):
-    """The metadata expired (freeze attack: an attacker replays old, once-valid metadata)."""
-
-
-class DeviceClassError(ReleaseError):
-    """The release is for other device classes."""
-
-
-class LengthExceededError(ReleaseError):
-    """More bytes arrived than the manifest's length (endless data): reading stopped at the bound."""
-
-
-class HashMismatchError(ReleaseError):
-    """The bytes do not hash to the manifest's sha256."""
-
-
-class DeltaBaseMismatchError(ReleaseError):
-    """A delta whose base is not the installed model (mix-and-match)."""
-
-
 # ------------------------------------------------------------------------------------------- schemas
 class Role(BaseModel):
     model_config = ConfigDict(extra="forbid")

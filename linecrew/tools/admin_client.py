@@ -6,11 +6,7 @@ from typing import Any
 
 import httpx
 
-from linecrew.shared.errors import LinecrewError
-
-
-class AdminApiError(LinecrewError):
-    """The admin API refused a request (the server's reason is in the message) or was unreachable."""
+from linecrew.tools.errors import AdminApiError
 
 
 class AdminClient:

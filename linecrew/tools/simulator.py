@@ -30,7 +30,7 @@ from linecrew.agent.store import SERVER_PEER
 from linecrew.agent.update_machine import Event, is_resting, next_state
 from linecrew.shared.db import Database
 from linecrew.shared.engine import SenderLimits, SyncSender
-from linecrew.shared.errors import ProtocolError
+from linecrew.shared.errors import ProtocolError, ReleaseError
 from linecrew.shared.fsutil import atomic_write_text
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
 from linecrew.shared.protocol import (
@@ -46,7 +46,7 @@ from linecrew.shared.protocol import (
     encode,
     make_envelope,
 )
-from linecrew.shared.release import ReleaseError, check_delta_base, load_trusted_root, verify_release
+from linecrew.shared.release import check_delta_base, load_trusted_root, verify_release
 from linecrew.shared.sync import Inbox, Outbox, sync_migration
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ import pytest
 from linecrew.server.app import Server
 from linecrew.server.broker import free_port
 from linecrew.server.config import ServerConfig
-from linecrew.server.rollout_policy import Principal, Role, RolloutError, RolloutSpec, WaveSpec
+from linecrew.server.errors import RolloutError
+from linecrew.server.rollout_policy import Principal, Role, RolloutSpec, WaveSpec
 from linecrew.shared.mqtt import wait_for
 from linecrew.tools.simulator import Behaviour, Fleet, choose_behaviours, enroll_fleet
 from tests.integration.test_updates import Fleet as Authority

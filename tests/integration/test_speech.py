@@ -12,7 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from linecrew.agent.audio import AudioError, file_chunks, pcm_chunks
+from linecrew.agent.audio import file_chunks, pcm_chunks
+from linecrew.agent.errors import AudioError
 from linecrew.agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
 from linecrew.agent.store import AgentStore
 from linecrew.agent.voice import VoiceSession

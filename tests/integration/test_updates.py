@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from linecrew.agent.updates import Slots, Updater, llm_health_check
 from linecrew.shared.delta import sha256_file
-from linecrew.shared.protocol import UpdateState as State
-from linecrew.shared.release import (
+from linecrew.shared.errors import (
     BadSignatureError,
     DeltaBaseMismatchError,
     DeviceClassError,
@@ -27,11 +26,9 @@ from linecrew.shared.release import (
     RollbackError,
     ThresholdError,
     UnsignedError,
-    load_trusted_root,
-    make_root,
-    public_b64,
-    update_root,
 )
+from linecrew.shared.protocol import UpdateState as State
+from linecrew.shared.release import load_trusted_root, make_root, public_b64, update_root
 from linecrew.tools.rehearsal import Authority
 from tests.conftest import REPO
 

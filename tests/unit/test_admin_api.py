@@ -144,7 +144,7 @@ def test_a_token_and_its_audit_entry_commit_together(tmp_path: Path, monkeypatch
 
 
 def test_tokens_expire_and_are_listed_without_the_secret(tmp_path: Path) -> None:
-    from linecrew.server.auth import AuthError
+    from linecrew.server.errors import AuthError
 
     store = ServerStore(tmp_path)
     short = store.tokens.create("temp", ["planner"], ttl_s=0.001)

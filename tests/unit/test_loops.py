@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from linecrew.agent.errors import UpdateError
 from linecrew.agent.store import AgentStore
 from linecrew.agent.transfer import UpdateAgent
-from linecrew.agent.updates import UpdateError
 from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import wait_for
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from linecrew.server.errors import ForbiddenError, InvalidTransitionError
 from linecrew.server.rollout_policy import (
     ClassCounts,
     DeviceState,
-    ForbiddenError,
-    InvalidTransitionError,
     Principal,
     Role,
     RolloutSpec,
