@@ -16,6 +16,7 @@ from typing import Any
 
 from linecrew.server import auth
 from linecrew.server.devices import DeviceRegistry
+from linecrew.server.errors import UnknownDeviceError
 from linecrew.server.escalations import Escalations, Tasks
 from linecrew.server.messages import MessageLog
 from linecrew.server.migrations import MIGRATIONS
@@ -24,7 +25,7 @@ from linecrew.server.rollouts import RolloutManager
 from linecrew.server.updates import ReleaseRegistry
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import open_database
-from linecrew.shared.protocol import DeferredTask, Escalation, JobStatus, Message, Telemetry, UpdateReport
+from linecrew.shared.protocol import DeferredTask, Escalation, JobStatus, Message, Stream, Telemetry, UpdateReport
 from linecrew.shared.sync import Inbox, Outbox
 
 
@@ -83,6 +84,17 @@ class ServerStore:
                       "slots": m.get("slots") or {}, "health": m.get("health"),
                       "server_outbox": depth.get(str(r["id"]), 0)})
         return rows
+
+    def send_command(self, device_id: str, name: str, args: dict[str, Any], *, ttl_s: float | None,
+                     actor: str) -> str:
+        """Queue a command to a device through the durable outbox, audited in the same transaction."""
+        if self.registry.device(device_id) is None:
+            raise UnknownDeviceError(f"unknown device {device_id}")
+        with self.db.transaction() as conn:
+            env = self.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream=Stream.COMMANDS,
+                                  ttl_s=ttl_s, device_id=device_id)
+            auth.audit(conn, actor, "command.send", f"device:{device_id}", "", {"command": name, "message": env.id})
+        return env.id
 
     def decommission(self, device_id: str, *, actor: str, reason: str) -> int:
         """Retire a device: its registration, what it last ran, what was queued for it and its stream positions go

@@ -12,6 +12,7 @@ by name; nothing is extracted blindly.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import io
 import json
 import tarfile
@@ -34,6 +35,18 @@ from linecrew.shared.release import (
 )
 
 FILES = ("root.json", "release.json", "agent.toml", "model.gguf")
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A recipe file as given, else the recipe of that name shipped in the package (``rpi5`` → rpi5.toml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = Path(str(importlib.resources.files("linecrew").joinpath("_files/firmware-images"))) / f"{path.stem}.toml"
+    if shipped.is_file():
+        return shipped
+    known = sorted(p.stem for p in shipped.parent.glob("*.toml"))
+    raise ImageError(f"no recipe {name_or_path}: give a recipe file or one of {', '.join(known)}")
 
 
 def toml_dump(d: dict[str, Any]) -> str:

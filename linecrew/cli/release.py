@@ -159,7 +159,7 @@ def image() -> None:
 
 
 @image.command("build")
-@click.argument("recipe", type=click.Path(exists=True, path_type=Path))
+@click.argument("recipe")
 @click.option("--trust-root", "trust_root", type=click.Path(exists=True, path_type=Path), required=True,
               help="the root metadata (root.json) releases are checked against")
 @click.option("--manifest", type=click.Path(exists=True, path_type=Path), required=True, help="signed release")
@@ -169,14 +169,16 @@ def image() -> None:
               help="release signing key(s)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default firmware-images/out/NAME.tar")
 @_friendly
-def image_build(recipe: Path, trust_root: Path, manifest: Path, model: Path | None, keys: tuple[Path, ...],
+def image_build(recipe: str, trust_root: Path, manifest: Path, model: Path | None, keys: tuple[Path, ...],
                 out: Path | None) -> None:
-    """Make a signed image bundle for one device class."""
-    from linecrew.shared.image import build_image
+    """Make a signed image bundle for one device class. RECIPE: a recipe file, or the name of one shipped with
+    Linecrew (jetson-orin-nano, rpi5, x86-dev)."""
+    from linecrew.shared.image import build_image, find_recipe
     from linecrew.shared.models import default_llm_path
 
-    target = out or Path("firmware-images/out") / f"{recipe.stem}.tar"
-    img = build_image(recipe, root=trust_root, manifest=manifest, model=model or default_llm_path(),
+    recipe_path = find_recipe(recipe)
+    target = out or Path("firmware-images/out") / f"{recipe_path.stem}.tar"
+    img = build_image(recipe_path, root=trust_root, manifest=manifest, model=model or default_llm_path(),
                       keys=[_key(k) for k in keys], out=target)
     click.echo(f"{target}: {img['device_class']} image, agent {img['agent_version']}, "
                f"{img['release']} v{img['release_version']}")

@@ -187,21 +187,13 @@ def server_messages(config_path: Path | None, data_dir: Path | None, device_id: 
 def server_send(config_path: Path | None, data_dir: Path | None, device_id: str, ttl_s: float | None,
                 name: str, args_json: str) -> None:
     """Queue a command to a device through the server outbox (a running server delivers it)."""
-    from linecrew.server.errors import UnknownDeviceError
-    store = _open_store(_server_config(config_path, data_dir=data_dir))
-    if store.registry.device(device_id) is None:
-        raise UnknownDeviceError(f"unknown device {device_id}")
     try:
         args = json.loads(args_json)
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"ARGS_JSON is not JSON: {e}") from e
-    from linecrew.server.auth import audit
-    from linecrew.shared.protocol import Stream
-    with store.db.transaction() as conn:
-        env = store.outbox.put("command", {"name": name, "args": args}, peer=device_id, stream=Stream.COMMANDS,
-                               ttl_s=ttl_s, device_id=device_id)
-        audit(conn, "cli", "command.send", f"device:{device_id}", "", {"command": name, "message": env.id})
-    click.echo(f"queued {env.id} for {device_id}")
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    message_id = store.send_command(device_id, name, args, ttl_s=ttl_s, actor="cli")
+    click.echo(f"queued {message_id} for {device_id}")
 
 
 @server.group("escalations")

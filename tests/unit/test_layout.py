@@ -67,3 +67,16 @@ def test_agent_commands_run_on_a_device_install(args: list[str], tmp_path: Path)
     assert "ModuleNotFoundError" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
     if args[-1] != "--help":
         assert out.returncode == 1 and "run 'linecrew agent enroll' first" in out.stderr
+
+
+def test_the_package_carries_example_configs_and_image_recipes() -> None:
+    import importlib.resources
+
+    from linecrew.shared.errors import ImageError
+    from linecrew.shared.image import find_recipe
+
+    files = importlib.resources.files("linecrew").joinpath("_files")
+    assert "data_dir" in files.joinpath("config/server.example.toml").read_text()
+    assert find_recipe("rpi5").read_text().count('device_class = "rpi5"') == 2
+    with pytest.raises(ImageError, match="jetson-orin-nano, rpi5, x86-dev"):
+        find_recipe("rpi9")
