@@ -26,11 +26,12 @@ from linecrew.server.pki import ensure_server_cert
 from linecrew.shared.fsutil import atomic_write_text
 from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import BrokerAddress
-from linecrew.shared.protocol import TOPIC_ROOT, acl_patterns
+from linecrew.shared.protocol import TOPIC_ROOT, acl_patterns, internal_id
 
 log = logging.getLogger(__name__)
 
-SERVER_USER = "linecrew-server"
+SERVER_USER = internal_id("linecrew-server")
+_LEGACY_SERVER_USERS = ("linecrew-server",)  # before internal identities; removed from the password file
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,15 @@ class ManagedBroker:
         if not self.passwd_file.exists():
             atomic_write_text(self.passwd_file, "", mode=0o600)
         self._passwd("-b", str(self.passwd_file), SERVER_USER, self._server_password())
+        users = {line.split(":", 1)[0] for line in self.passwd_file.read_text().splitlines() if ":" in line}
+        for legacy in users & set(_LEGACY_SERVER_USERS):
+            self._passwd("-D", str(self.passwd_file), legacy)
         acl = [f"user {SERVER_USER}", f"topic readwrite {TOPIC_ROOT}/#", "", *c.extra_acl, "", *acl_patterns(), ""]
         atomic_write_text(self.folder / "acl", "\n".join(acl), mode=0o600)
+        auth = ["allow_anonymous false", f"password_file {self.passwd_file}", f"acl_file {self.folder / 'acl'}"]
         conf = [
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"password_file {self.passwd_file}",
-            f"acl_file {self.folder / 'acl'}",
+            # per listener: devices (TLS) get their username as client id, so no one takes another's session
+            "per_listener_settings true",
             "persistence true",
             f"persistence_location {self.folder / 'data'}/",
             "autosave_interval 5",
@@ -108,8 +111,11 @@ class ManagedBroker:
             f"user {getpass.getuser()}",
             f"listener {c.port} {c.host}",
             "protocol mqtt",
+            *auth,
             f"listener {c.tls_port} {c.tls_host}",
             "protocol mqtt",
+            *auth,
+            "use_username_as_clientid true",
             f"cafile {self.ca_file}",
             f"certfile {crt}",
             f"keyfile {key}",

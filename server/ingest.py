@@ -31,6 +31,7 @@ from linecrew.shared.protocol import (
     Topics,
     decode,
     encode,
+    internal_id,
     make_envelope,
     message_type,
 )
@@ -59,7 +60,7 @@ class Ingest:
         self.stats = IngestStats()
         self.receiver = Receiver(self._handle_batch, name="server-ingest")
         self.link = MqttLink(
-            client_id=client_id,
+            client_id=internal_id(client_id),
             address=address,
             subscriptions=Topics.server_subscriptions(share_group),
             on_message=self.receiver.put,

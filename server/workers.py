@@ -16,7 +16,7 @@ from linecrew.shared.engine import Receiver
 from linecrew.shared.errors import ProtocolError
 from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
-from linecrew.shared.protocol import TaskDone, TaskKind, TaskRun, Topics, decode, encode, make_envelope
+from linecrew.shared.protocol import TaskDone, TaskKind, TaskRun, Topics, decode, encode, internal_id, make_envelope
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class TaskWorker:
         self.handlers = handlers
         self.done = 0
         self.receiver = Receiver(self._handle, max_batch=1, name=f"worker-{worker_id}")
-        self.link = MqttLink(client_id=worker_id, address=address,
+        self.link = MqttLink(client_id=internal_id(worker_id), address=address,
                              subscriptions=Topics.worker_subscriptions(share_group), on_message=self.receiver.put)
 
     def start(self) -> None:

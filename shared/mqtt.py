@@ -88,6 +88,7 @@ class MqttLink:
         self.keepalive_s = keepalive_s
         self.backoff = backoff or Backoff(base_s=0.2, cap_s=10.0)
         self.connected = threading.Event()
+        self.disconnects = 0  # links lost since start (a session taken over shows here)
         self.last_error: str | None = None
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -162,6 +163,7 @@ class MqttLink:
     def _set_disconnected(self) -> None:
         if self.connected.is_set():
             self.connected.clear()
+            self.disconnects += 1
             if self._on_disconnect_cb:
                 self._on_disconnect_cb()
 

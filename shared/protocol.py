@@ -37,6 +37,16 @@ TOPIC_ROOT = f"linecrew/v{PROTOCOL_VERSION}"
 MAX_MESSAGE_BYTES = 64 * 1024
 SERVER_SHARE_GROUP = "linecrew-server"
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+# Every identity the server side uses on the broker (usernames, client ids of servers and workers) starts with
+# INTERNAL_PREFIX, a character no device id may contain, so no device can enroll as one, take its client id or
+# read with its rights. Device ids beginning with a reserved word are refused too (defence in depth).
+INTERNAL_PREFIX = "_"
+RESERVED_DEVICE_PREFIXES = ("linecrew", "server", "worker", "admin", "system")
+
+
+def internal_id(name: str) -> str:
+    """The broker identity of a server-side process (never a valid device id)."""
+    return name if name.startswith(INTERNAL_PREFIX) else INTERNAL_PREFIX + name
 
 
 def _package_version() -> str:
@@ -537,5 +547,6 @@ def _first_error(e: ValidationError) -> str:
 
 
 def is_valid_device_id(device_id: str) -> bool:
-    return bool(DEVICE_ID_RE.match(device_id))
+    """2-63 of a-z, 0-9 and '-', not starting with a reserved word: never a server-side identity."""
+    return bool(DEVICE_ID_RE.match(device_id)) and not device_id.startswith(RESERVED_DEVICE_PREFIXES)
 

@@ -44,7 +44,7 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-def baseline(broker: ManagedBroker, tls_port: int, password: str, size: int) -> float:
+def baseline(broker: ManagedBroker, tls_port: int, passwords: dict[str, str], size: int) -> float:
     """Bare paho: publish N QoS-1 messages, a bare subscriber receives them; msgs/s end to end."""
     ctx = ssl.create_default_context(cafile=str(broker.ca_file))
     got = threading.Event()
@@ -52,7 +52,7 @@ def baseline(broker: ManagedBroker, tls_port: int, password: str, size: int) -> 
 
     def client(cid: str) -> paho.Client:
         c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5)
-        c.username_pw_set("bench", password)
+        c.username_pw_set(cid, passwords[cid])  # the TLS listener binds client id to username
         c.tls_set_context(ctx)
         c.max_inflight_messages_set(1000)
         c.connect("127.0.0.1", tls_port)
@@ -97,7 +97,8 @@ def main() -> None:
     srv = Server(cfg)
     srv.broker = ManagedBroker(BrokerConfig(
         folder=cfg.data_dir / "broker", port=cfg.mqtt_port, tls_port=cfg.mqtts_port,
-        extra_acl=("user bench", "topic readwrite linecrew/v1/bench/#"),
+        extra_acl=("user bench-pub", "topic readwrite linecrew/v1/bench/#", "user bench-sub",
+                   "topic readwrite linecrew/v1/bench/#"),
     ))
     srv.start()
     try:
@@ -105,7 +106,7 @@ def main() -> None:
         device_dir = tmp / "device"
         enroll(folder=device_dir, server_url=f"http://127.0.0.1:{cfg.http_port}", token=token,
                device_id="bench-dev", device_class="x86-dev")
-        bench_pw = srv.broker.add_device("bench")
+        bench_pw = {u: srv.broker.add_device(u) for u in ("bench-pub", "bench-sub")}
         time.sleep(0.3)
 
         # ---- ours, burst: throughput

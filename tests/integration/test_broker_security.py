@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from linecrew.agent import identity
@@ -128,3 +129,51 @@ def test_malformed_oversized_unknown_messages_rejected_with_reason_and_others_ap
     reasons = [r["reason"] for _, p in c.messages for r in json.loads(p)["payload"].get("rejected", [])]
     assert any(r.startswith("unknown_type") for r in reasons)
     c.close()
+
+
+@pytest.mark.parametrize("device_id", ["_linecrew-server", "linecrew-server", "linecrew-server-1", "server-2",
+                                       "worker-w0", "admin", "Dev-A", "a", "dev_a"])
+def test_no_device_can_enroll_under_a_server_side_or_malformed_name(server: object, device_id: str,
+                                                                    tmp_path: Path) -> None:
+    from linecrew.agent.enroll import enroll
+    from linecrew.agent.errors import EnrollmentRefusedError
+
+    token = server.store.registry.create_enroll_token(ttl_s=60)  # type: ignore[attr-defined]
+    passwd_file = server.config.data_dir / "broker" / "passwd"  # type: ignore[attr-defined]
+    before = passwd_file.read_text()
+    with pytest.raises(EnrollmentRefusedError, match=r"invalid device id|at least 2 characters"):
+        enroll(folder=tmp_path / "x", server_url=f"http://127.0.0.1:{server.config.http_port}",  # type: ignore[attr-defined]
+               token=token, device_id=device_id, device_class="x86-dev")
+    assert server.store.registry.device(device_id) is None  # type: ignore[attr-defined]
+    assert passwd_file.read_text() == before, "no broker credentials were made or changed"
+
+
+def test_a_device_cannot_take_the_servers_or_another_devices_session(server: object, tmp_path: Path) -> None:
+    from linecrew.agent.config import AgentConfig
+    from linecrew.agent.daemon import open_configured
+    from linecrew.agent.sync import DeviceSync
+    from linecrew.shared.protocol import internal_id
+
+    a = enroll_device(server, tmp_path / "a", "dev-a")
+    b = enroll_device(server, tmp_path / "b", "dev-b")
+    store_b, address_b = open_configured(AgentConfig(data_dir=b))
+    honest = DeviceSync(store_b, address_b)
+    honest.start()
+    ingest = server.ingest.link  # type: ignore[attr-defined]
+    try:
+        assert honest.link.wait_connected(15)
+        for n, stolen in enumerate((internal_id(server.config.client_id), "dev-b"), start=1):  # type: ignore[attr-defined]
+            thief = RawClient(a, client_id=stolen)
+            try:
+                assert thief.connected.wait(10) and not thief.connect_reason.is_failure  # type: ignore[attr-defined]
+                store_b.add_note(f"still here {n}")
+                honest.notify()
+                assert wait_for(lambda n=n: server.store.log.count("dev-b") == n, 30)  # type: ignore[attr-defined, misc]
+                assert thief.client.is_connected(), "the broker gave the thief its own id (dev-a) instead"
+            finally:
+                thief.close()
+        assert ingest.disconnects == 0, "the server kept its session"
+        assert honest.link.disconnects == 0, "dev-b kept its session"
+    finally:
+        honest.stop()
+        store_b.close()
