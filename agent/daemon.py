@@ -17,25 +17,18 @@ from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.metrics import request_summary, serve_metrics
 from linecrew.agent.router import RoutingPolicy
 from linecrew.agent.store import SERVER_PEER, AgentStore
-from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.agent.sync import DeviceSync, open_configured
 from linecrew.agent.transfer import UpdateAgent
 from linecrew.agent.updates import Slots, Updater, llm_health_check
 from linecrew.shared.engine import SenderLimits
 from linecrew.shared.llm import LlmConfig, LocalLLM
 from linecrew.shared.logs import bind_log_context
 from linecrew.shared.loops import IterationGuard
-from linecrew.shared.mqtt import BrokerAddress
 from linecrew.shared.protocol import Stream, Topics
 from linecrew.shared.release import load_trusted_root
 from linecrew.shared.sync import OutboxLimits
 
 log = logging.getLogger(__name__)
-
-
-def open_configured(cfg: AgentConfig) -> tuple[AgentStore, BrokerAddress]:
-    """An enrolled device's store (with the configured outbox limits) and its broker address."""
-    return open_device(cfg.data_dir, synchronous=cfg.sqlite_synchronous,
-                       quota_bytes=cfg.outbox_quota_mb * 1024 * 1024, on_full=cfg.outbox_on_full)
 
 
 def open_store(cfg: AgentConfig) -> AgentStore:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from linecrew.agent.config import AgentConfig
 from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.shared.engine import Pacer, Receiver, SenderLimits, SyncSender
 from linecrew.shared.errors import ProtocolError
@@ -109,3 +110,9 @@ def open_device(folder: Path, *, synchronous: str = "FULL", quota_bytes: int | N
     limits = OutboxLimits(quota_bytes=quota_bytes or OutboxLimits().quota_bytes, on_full=on_full)  # type: ignore[arg-type]
     store = AgentStore(folder, device_id=creds.device_id, limits=limits, synchronous=synchronous)
     return store, creds.address(folder)
+
+
+def open_configured(cfg: AgentConfig) -> tuple[AgentStore, BrokerAddress]:
+    """An enrolled device's store (with the configured outbox limits) and its broker address."""
+    return open_device(cfg.data_dir, synchronous=cfg.sqlite_synchronous,
+                       quota_bytes=cfg.outbox_quota_mb * 1024 * 1024, on_full=cfg.outbox_on_full)

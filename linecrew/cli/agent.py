@@ -65,7 +65,7 @@ def agent_run(config_path: Path | None, data_dir: Path | None) -> None:
 @_friendly
 def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | None, text: str) -> None:
     """Store a note (encrypted at rest) and queue it for the server."""
-    from linecrew.agent.daemon import open_configured
+    from linecrew.agent.sync import open_configured
 
     store, _ = open_configured(_agent_config(config_path, data_dir=data_dir))
     note_id = store.add_note(text, job_id=job_id)
@@ -79,7 +79,7 @@ def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | No
 @_friendly
 def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Show enrollment, outbox depth and dead letters."""
-    from linecrew.agent.daemon import open_configured
+    from linecrew.agent.sync import open_configured
 
     store, address = open_configured(_agent_config(config_path, data_dir=data_dir))
     info = {

@@ -150,8 +150,7 @@ def test_no_device_can_enroll_under_a_server_side_or_malformed_name(server: obje
 
 def test_a_device_cannot_take_the_servers_or_another_devices_session(server: object, tmp_path: Path) -> None:
     from linecrew.agent.config import AgentConfig
-    from linecrew.agent.daemon import open_configured
-    from linecrew.agent.sync import DeviceSync
+    from linecrew.agent.sync import DeviceSync, open_configured
     from linecrew.shared.protocol import internal_id
 
     a = enroll_device(server, tmp_path / "a", "dev-a")

@@ -9,9 +9,8 @@ from pathlib import Path
 import httpx
 
 from linecrew.agent.config import AgentConfig
-from linecrew.agent.daemon import open_configured
 from linecrew.agent.store import AgentStore
-from linecrew.agent.sync import DeviceSync
+from linecrew.agent.sync import DeviceSync, open_configured
 from linecrew.shared.mqtt import wait_for
 from tests.conftest import REPO, enroll_device
 
