@@ -23,7 +23,7 @@ from linecrew.shared.protocol import (
     UpdateOffer,
     new_id,
 )
-from linecrew.shared.sync import Inbox, Outbox, OutboxLimits, sync_migration
+from linecrew.shared.sync import Inbox, Outbox, OutboxLimits, dead_letter_migration, sync_migration
 
 _SCHEMA_1 = """
 CREATE TABLE notes (
@@ -107,6 +107,7 @@ CREATE TABLE rollback_requests (
     received REAL NOT NULL,
     done REAL
 )""")),
+    dead_letter_migration(6),
 ]
 
 SERVER_PEER = "server"
@@ -121,7 +122,7 @@ class AgentStore:
         self.db.migrate(MIGRATIONS)
         self.cipher = FieldCipher.from_key_file(folder / "field.key")
         self.outbox = Outbox(self.db, sender_id=device_id, cipher=self.cipher, limits=limits)
-        self.inbox = Inbox(self.db)
+        self.inbox = Inbox(self.db, cipher=self.cipher)
 
     def add_note(self, text: str, *, job_id: str | None = None) -> str:
         """Store a note (sealed) and queue it to the server in one step; returns the note id."""

@@ -8,8 +8,8 @@ device dead-letters it) and never stalls the others.
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from linecrew.shared.protocol import (
 from linecrew.shared.sync import Outcome
 
 log = logging.getLogger(__name__)
+_ENVELOPE_ID = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9_-]{8,64})"')
 
 # Applied message ids are kept a week for auditing; per-stream sequence numbers keep rejecting
 # duplicates after that, so the table stays bounded on a busy fleet.
@@ -185,15 +186,20 @@ class Ingest:
             self._send_ack(device_id, Ack(rejected=rej))
 
     def _reject_back(self, topic: str, raw: bytes, e: ProtocolError, out: dict[str, list[Rejection]]) -> None:
-        """Tell the device which message will never be applied, when we can read its id."""
+        """Keep the rejected message for inspection and tell the device which one will never be applied, when its id
+        can be read (found by pattern, never by parsing what was just refused)."""
         try:
             device_id, leaf = Topics.parse(topic)
-            obj = json.loads(raw)
-            mid = obj.get("id") if isinstance(obj, dict) else None
-        except (ProtocolError, ValueError, UnicodeDecodeError):
+        except ProtocolError:
             return
-        if leaf == "d2s" and isinstance(mid, str) and self.store.registry.is_known(device_id):
-            out.setdefault(device_id, []).append(Rejection(id=mid[:64], reason=f"{e.reason}: {e}"[:500]))
+        if leaf != "d2s" or not self.store.registry.is_known(device_id):
+            return
+        found = _ENVELOPE_ID.search(raw[:4096])
+        mid = found.group(1).decode() if found else None
+        reason = f"{e.reason}: {e}"[:500]
+        self.store.inbox.dead_letter(None, device_id, mid, None, reason, raw)
+        if mid is not None:
+            out.setdefault(device_id, []).append(Rejection(id=mid, reason=reason))
 
     def _send_ack(self, device_id: str, ack: Ack) -> None:
         env = make_envelope("ack", ack, device_id=device_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from linecrew.server import auth, devices, escalations, messages, rollouts, updates
 from linecrew.server.planner import state as planner_state
 from linecrew.shared.db import Migration, executescript
-from linecrew.shared.sync import sync_migration
+from linecrew.shared.sync import dead_letter_migration, sync_migration
 
 
 def _ddl(version: int, name: str, *scripts: str) -> Migration:
@@ -29,4 +29,5 @@ MIGRATIONS: list[Migration] = [
     _ddl(8, "rollouts, waves, devices", rollouts.SCHEMA),
     _ddl(9, "per-model request stats per device", devices.SCHEMA_REQUEST_STATS),
     _ddl(10, "api token expiry", auth.SCHEMA_EXPIRY),
+    dead_letter_migration(11),
 ]

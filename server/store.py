@@ -43,7 +43,7 @@ class ServerStore:
         self.db.migrate(MIGRATIONS)
         self.cipher = FieldCipher.from_key_file(folder / "field.key")
         self.outbox = Outbox(self.db, sender_id="server", cipher=self.cipher)
-        self.inbox = Inbox(self.db)
+        self.inbox = Inbox(self.db, cipher=self.cipher)
         self.registry = DeviceRegistry(self.db)
         self.log = MessageLog(self.db, self.cipher)
         self.escalations = Escalations(self.db, self.outbox, self.cipher)

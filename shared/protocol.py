@@ -14,6 +14,7 @@ Rules (see docs/protocol.md for the operator's view):
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ from linecrew.shared.errors import (
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"linecrew/v{PROTOCOL_VERSION}"
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 16  # envelope → payload → a few levels; deeper is an attack on the parser, refused before parsing
+MAX_NUMBER = 1e15  # any number a device sends is finite and at most this in magnitude
+_JSON_STRING = re.compile(rb'"(?:\\.|[^"\\])*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 SERVER_SHARE_GROUP = "linecrew-server"
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 # Every identity the server side uses on the broker (usernames, client ids of servers and workers) starts with
@@ -518,8 +523,9 @@ def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """Validate raw bytes into a :class:`Message` or raise a ``ProtocolError`` with the reason."""
     if len(raw) > max_bytes:
         raise OversizedMessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    _check_depth(raw)
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_constant=_refuse_constant, parse_float=_bounded_float, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MalformedMessageError(f"not JSON: {e}") from e
     if not isinstance(obj, dict):
@@ -538,6 +544,33 @@ def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     except ValidationError as e:
         raise SchemaError(f"bad {env.type} payload: {_first_error(e)}") from e
     return Message(env, payload)
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` before the parser recurses into it (strings skipped)."""
+    depth = 0
+    for b in _BRACKETS.findall(_JSON_STRING.sub(b"", raw)):
+        depth += 1 if b in (b"[", b"{") else -1
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedMessageError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", reason="too_deep")
+
+
+def _refuse_constant(name: str) -> float:
+    raise MalformedMessageError(f"non-finite number {name}", reason="non_finite")
+
+
+def _bounded_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise MalformedMessageError(f"number {text[:32]} out of range (|x| <= {MAX_NUMBER:g})", reason="out_of_range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text) if len(text) <= 17 else None  # never convert a thousand-digit number
+    if value is None or abs(value) > MAX_NUMBER:
+        raise MalformedMessageError(f"number {text[:32]} out of range (|x| <= {MAX_NUMBER:g})", reason="out_of_range")
+    return value
 
 
 def _first_error(e: ValidationError) -> str:

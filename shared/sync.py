@@ -18,6 +18,7 @@ Retry timing is pure (``RetrySchedule``), so the engines that publish can be tes
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import time
@@ -28,7 +29,7 @@ from typing import Literal
 
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
-from linecrew.shared.errors import OutboxFullError, ProtocolError
+from linecrew.shared.errors import OutboxFullError, ProtocolError, StorageError
 from linecrew.shared.protocol import (
     Ack,
     Envelope,
@@ -41,6 +42,8 @@ from linecrew.shared.protocol import (
     make_envelope,
     register,
 )
+
+log = logging.getLogger(__name__)
 
 OnFull = Literal["reject", "evict"]
 
@@ -103,6 +106,27 @@ CREATE TABLE inbox_applied (
     applied_at REAL NOT NULL
 );
 """
+
+
+DEAD_LETTER_SCHEMA = """
+CREATE TABLE inbox_dead_letters (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT,
+    peer TEXT NOT NULL,
+    type TEXT,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    body BLOB NOT NULL,
+    sealed INTEGER NOT NULL
+);
+"""
+DEAD_LETTERS_KEEP = 10_000  # newest kept for inspection; a flood of poison cannot fill the disk
+DEAD_LETTER_BODY_BYTES = 8192
+
+
+def dead_letter_migration(version: int) -> Migration:
+    """Rejected incoming messages, kept (bounded, sealed when a cipher is given) for inspection."""
+    return Migration(version, "inbox dead letters", lambda conn: executescript(conn, DEAD_LETTER_SCHEMA))
 
 
 def sync_migration(version: int) -> Migration:
@@ -368,11 +392,53 @@ class BatchResult:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
+
+def _store_failure(e: Exception) -> bool:
+    """A failure of the database itself (disk, lock, lost connection), as opposed to one caused by a message."""
+    if isinstance(e, StorageError | sqlite3.OperationalError | sqlite3.InterfaceError):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError)
+
+
 class Inbox:
     """Applies incoming durable messages exactly once, in per-stream order."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cipher: FieldCipher | None = None) -> None:
         self.db = db
+        self.cipher = cipher
+
+    def dead_letter(self, conn: sqlite3.Connection | None, peer: str, message_id: str | None, type_: str | None,
+                    reason: str, body: bytes) -> None:
+        """Keep a rejected message (its first bytes) with the reason, inside ``conn``'s transaction if given."""
+        if conn is None:
+            with self.db.transaction() as own:
+                self.dead_letter(own, peer, message_id, type_, reason, body)
+            return
+        body = body[:DEAD_LETTER_BODY_BYTES]
+        sealed = self.cipher is not None
+        if self.cipher is not None:
+            body = self.cipher.encrypt(body, f"dead:{peer}:{message_id}".encode())
+        conn.execute("INSERT INTO inbox_dead_letters (id, peer, type, reason, at, body, sealed) VALUES (?,?,?,?,?,?,?)",
+                     (message_id, peer, type_, reason[:500], time.time(), body, int(sealed)))
+        conn.execute("DELETE FROM inbox_dead_letters WHERE n <= (SELECT MAX(n) FROM inbox_dead_letters) - ?",
+                     (DEAD_LETTERS_KEEP,))
+
+    def dead_letters(self, peer: str | None = None, limit: int = 100) -> list[dict[str, object]]:
+        """The newest rejected messages with their reasons (bodies opened for the operator)."""
+        where, params = ("WHERE peer=?", [peer]) if peer else ("", [])
+        rows = self.db.query(f"SELECT id, peer, type, reason, at, body, sealed FROM inbox_dead_letters {where}"
+                             " ORDER BY n DESC LIMIT ?", [*params, max(1, min(limit, 1000))])
+        for r in rows:
+            blob = r.pop("body")
+            assert isinstance(blob, bytes)
+            if r.pop("sealed") and self.cipher is not None:
+                blob = self.cipher.decrypt(blob, f"dead:{r['peer']}:{r['id']}".encode())
+            r["body"] = blob.decode(errors="replace")
+        return rows
 
     def accept(self, batch: Iterable[tuple[str, Message]], apply: ApplyFn, *, now: float | None = None
                ) -> BatchResult:
@@ -431,6 +497,7 @@ class Inbox:
         result.count(outcome[0])
         if outcome[0] is Outcome.REJECTED:
             ack.rejected.append(Rejection(id=env.id, reason=outcome[1]))
+            self.dead_letter(conn, peer, env.id, env.type, outcome[1], encode(env))
         else:
             ack.ids.append(env.id)
             if outcome[0] is Outcome.APPLIED:
@@ -450,6 +517,14 @@ class Inbox:
             conn.execute("ROLLBACK TO apply_one")
             conn.execute("RELEASE apply_one")
             return Outcome.REJECTED, getattr(e, "reason", str(e))
+        except Exception as e:  # the message broke its apply step (a reused id, a value the code cannot take)
+            if _store_failure(e):
+                raise  # the store failed, not the message: the batch stays unacknowledged and is retried
+            conn.execute("ROLLBACK TO apply_one")
+            conn.execute("RELEASE apply_one")
+            log.warning("message %s from %s could not be applied: %s: %s", msg.envelope.id, peer,
+                        type(e).__name__, str(e)[:200])
+            return Outcome.REJECTED, f"apply failed: {type(e).__name__}: {str(e)[:200]}"
         conn.execute("RELEASE apply_one")
         return Outcome.APPLIED, ""
 

@@ -47,7 +47,7 @@ from linecrew.shared.protocol import (
     make_envelope,
 )
 from linecrew.shared.release import check_delta_base, load_trusted_root, verify_release
-from linecrew.shared.sync import Inbox, Outbox, sync_migration
+from linecrew.shared.sync import Inbox, Outbox, dead_letter_migration, sync_migration
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class SimDevice:
         self.update_state = UpdateState.IDLE
         self._lock = threading.RLock()
         self.db = Database(":memory:", synchronous="OFF")
-        self.db.migrate([sync_migration(1)])
+        self.db.migrate([sync_migration(1), dead_letter_migration(2)])
         self.outbox = Outbox(self.db, sender_id=self.id)
         self.inbox = Inbox(self.db)
         self.sender = SyncSender(self.outbox, self._publish, lambda _peer: Topics.d2s(self.id),

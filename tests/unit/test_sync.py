@@ -1,19 +1,29 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database
-from linecrew.shared.errors import OutboxFullError, RejectedError
+from linecrew.shared.errors import OutboxFullError, RejectedError, StorageError
 from linecrew.shared.protocol import Ack, Message, Rejection, decode
-from linecrew.shared.sync import Backoff, Inbox, Outbox, OutboxLimits, Outcome, RetrySchedule, sync_migration
+from linecrew.shared.sync import (
+    Backoff,
+    Inbox,
+    Outbox,
+    OutboxLimits,
+    Outcome,
+    RetrySchedule,
+    dead_letter_migration,
+    sync_migration,
+)
 
 
 def _db(tmp_path: Path, name: str = "a.db") -> Database:
     db = Database(tmp_path / name, synchronous="NORMAL")
-    db.migrate([sync_migration(1)])
+    db.migrate([sync_migration(1), dead_letter_migration(2)])
     return db
 
 
@@ -139,16 +149,38 @@ def test_expired_skipped_and_rejected_advance_the_stream_without_effect(tmp_path
     assert ack.rejected[0].reason == "not for this device" and len(ack.ids) == 2
 
 
-def test_a_failing_apply_rolls_back_the_whole_batch(tmp_path: Path) -> None:
+def test_a_message_that_breaks_its_apply_step_is_rejected_alone(tmp_path: Path) -> None:
+    ob = _outbox(tmp_path)
+    _events(ob, 3)
+    inbox = Inbox(_db(tmp_path, "b.db"))
+    applied: list[int] = []
+
+    def poison_at_2(conn: object, peer: str, m: Message) -> None:
+        if m.envelope.seq == 2:
+            raise KeyError("a value the code cannot take")
+        applied.append(m.envelope.seq or 0)
+
+    result = inbox.accept(_msgs(ob), poison_at_2)
+    assert applied == [1, 3], "the rest of the batch is applied"
+    [ack] = result.acks.values()
+    assert len(ack.ids) == 2
+    assert [r.reason for r in ack.rejected] == ["apply failed: KeyError: 'a value the code cannot take'"]
+    assert result.outcomes[Outcome.REJECTED] == 1
+    [dead] = inbox.dead_letters()
+    assert dead["reason"].startswith("apply failed: KeyError") and '"seq":2' in str(dead["body"])
+
+
+@pytest.mark.parametrize("failure", [sqlite3.OperationalError("disk I/O error"), StorageError("disk full")])
+def test_a_failing_store_rolls_back_the_whole_batch(tmp_path: Path, failure: Exception) -> None:
     ob = _outbox(tmp_path)
     _events(ob, 2)
     inbox = Inbox(_db(tmp_path, "b.db"))
 
     def boom(conn: object, peer: str, m: Message) -> None:
         if m.envelope.seq == 2:
-            raise RuntimeError("disk on fire")
+            raise failure
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(StorageError):  # a driver error is converted where it leaves the transaction
         inbox.accept(_msgs(ob), boom)
     assert inbox.applied_count() == 0
 
