@@ -175,6 +175,7 @@ class Ingest:
                 self._reject_back(topic, raw, e, rejected)
         if durable:
             result = self.store.inbox.accept(durable, self.store.apply_device_message)
+            self.store.audit_refusals(result.rejected)
             if any(m.type == "deferred_task" for _, m in result.applied):
                 self.pacer.wake()
             self.stats.applied += result.outcomes.get(Outcome.APPLIED, 0)

@@ -107,6 +107,16 @@ class ServerStore:
             self.inbox.forget_peer(conn, device_id)
         return dropped
 
+    def audit_refusals(self, rejected: list[tuple[str, Message, str]]) -> None:
+        """Audit what devices tried to change without owning it (other rejections are dead letters only)."""
+        refused = [(peer, msg, why) for peer, msg, why in rejected if why.startswith("not_owner")]
+        if not refused:
+            return
+        with self.db.transaction() as conn:
+            for peer, msg, why in refused:
+                target = f"job:{getattr(msg.payload, 'job_id', '')}"
+                auth.audit(conn, f"device:{peer}", f"{msg.type}.refused", target, why, {"message": msg.envelope.id})
+
     def database_answers(self) -> bool:
         return bool(self.db.scalar("SELECT 1") == 1)
 

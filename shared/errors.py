@@ -53,6 +53,13 @@ class RejectedError(ProtocolError):
         super().__init__(reason, reason=reason)
 
 
+class NotOwnerError(RejectedError):
+    """A device reported on something that is not its own (a job assigned to another technician)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"not_owner: {message}")
+
+
 class StorageError(LinecrewError):
     """The local store could not take or give data."""
 

@@ -384,6 +384,7 @@ class BatchResult:
     acks: dict[str, Ack] = field(default_factory=dict)
     outcomes: dict[Outcome, int] = field(default_factory=dict)
     applied: list[tuple[str, Message]] = field(default_factory=list)
+    rejected: list[tuple[str, Message, str]] = field(default_factory=list)  # peer, message, reason
 
     def _ack(self, peer: str) -> Ack:
         return self.acks.setdefault(peer, Ack())
@@ -497,6 +498,7 @@ class Inbox:
         result.count(outcome[0])
         if outcome[0] is Outcome.REJECTED:
             ack.rejected.append(Rejection(id=env.id, reason=outcome[1]))
+            result.rejected.append((peer, msg, outcome[1]))
             self.dead_letter(conn, peer, env.id, env.type, outcome[1], encode(env))
         else:
             ack.ids.append(env.id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician
 from linecrew.shared.db import Database
+from linecrew.shared.errors import NotOwnerError
 from linecrew.shared.protocol import JobStatus
 
 SCHEMA = """
@@ -114,13 +115,27 @@ class PlanState:
         return {str(r["id"]): str(r["status"]) for r in self.db.query("SELECT id, status FROM jobs")}
 
     def on_job_status(self, conn: sqlite3.Connection, device_id: str, p: JobStatus, now: float) -> None:
-        """Device job status feeds the next plan: on site pins the job as work in progress."""
+        """Device job status feeds the next plan: on site pins the job as work in progress. A device reports only
+        on jobs its technician holds (assigned in the latest plan, pinned to them, or in progress by them)."""
         if not p.job_id:
             return
         tech = conn.execute("SELECT id FROM technicians WHERE device_id=?", (device_id,)).fetchone()
+        if tech is None or not self._holds(conn, str(tech[0]), p.job_id):
+            raise NotOwnerError(f"job {p.job_id} is not assigned to this device's technician")
         status = {"on_site": "in_progress", "done": "done", "blocked": "blocked"}[p.status]
         conn.execute("UPDATE jobs SET status=?, in_progress_by=?, reason=?, updated=? WHERE id=?",
                      (status, tech[0] if tech and status == "in_progress" else None, p.reason, now, p.job_id))
+
+    @staticmethod
+    def _holds(conn: sqlite3.Connection, technician_id: str, job_id: str) -> bool:
+        job = conn.execute("SELECT pinned_to, in_progress_by FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if job is None:
+            return False
+        if technician_id in (job[0], job[1]):
+            return True
+        plan = conn.execute("SELECT body FROM plans ORDER BY version DESC LIMIT 1").fetchone()
+        assignments = json.loads(plan[0])["assignments"] if plan else []
+        return any(a["job_id"] == job_id and a["technician_id"] == technician_id for a in assignments)
 
     # ------------------------------------------------------------------ plans
     def latest(self) -> tuple[int, DispatchPlan, float] | None:

@@ -12,6 +12,7 @@ import pytest
 from linecrew.agent.assistant import Assistant, JobContext
 from linecrew.agent.knowledge import KnowledgeBase
 from linecrew.agent.sync import DeviceSync, open_device
+from linecrew.server.auth import audit_log
 from linecrew.server.planner.dispatch import Job, Technician
 from linecrew.server.planner.live import LivePlanner
 from linecrew.shared.llm import LocalLLM
@@ -85,3 +86,35 @@ def test_benchmark_commands_emit_the_documented_json() -> None:
         d = json.loads(out.stdout)
         assert {"objective", "bound", "runtime_s", "assignments", "unassigned"} <= set(d)
         assert d["violations"] == [] and d["objective"] in (191.3, 607)
+
+
+def test_a_device_reports_only_on_its_own_jobs(server: object, tmp_path: Path) -> None:
+    srv = server
+    devs = {f"truck-{i}": enroll_device(srv, tmp_path / f"d{i}", f"truck-{i}") for i in (1, 2)}
+    planner = LivePlanner(srv.store)  # type: ignore[attr-defined]
+    planner.add_technician(Technician("ana", frozenset({"lv"}), (0, 0), (480, 1020), "truck-1"))
+    planner.add_technician(Technician("ben", frozenset({"hv"}), (30, 0), (480, 1020), "truck-2"))
+    planner.add_job(Job("MINE", (2, 2), 30, (480, 960), frozenset({"lv"})))
+    planner.add_job(Job("OUTAGE", (28, 1), 60, (480, 960), frozenset({"hv"}), priority=1))
+    _, plan = planner.replan(time_limit_s=1, push=False)
+    assert plan.technician_of() == {"MINE": "ana", "OUTAGE": "ben"}
+    store, address = open_device(devs["truck-1"])
+    sync = DeviceSync(store, address)
+    sync.start()
+    try:
+        for job_id in ("OUTAGE", "NO-SUCH-JOB", "MINE"):
+            store.outbox.put("job_status", {"job_id": job_id, "status": "done"}, peer="server", stream="jobs")
+        sync.notify()
+        assert wait_for(lambda: store.outbox.depth() == 0, 30), "all three answered (two of them rejected)"
+        assert wait_for(lambda: planner.job_statuses()["MINE"] == "done", 30)
+        assert planner.job_statuses()["OUTAGE"] == "open", "another technician's outage stays in the plan"
+        _, again = planner.replan(time_limit_s=1, push=False)
+        assert again.technician_of() == {"OUTAGE": "ben"}
+        dead = srv.store.inbox.dead_letters("truck-1")  # type: ignore[attr-defined]
+        assert sorted(str(d["reason"]).split(": ")[1].split()[1] for d in dead) == ["NO-SUCH-JOB", "OUTAGE"]
+        refused = [a for a in audit_log(srv.store.db) if a["action"] == "job_status.refused"]  # type: ignore[attr-defined]
+        assert sorted((a["actor"], a["target"]) for a in refused) == [("device:truck-1", "job:NO-SUCH-JOB"),
+                                                                       ("device:truck-1", "job:OUTAGE")]
+    finally:
+        sync.stop()
+        store.close()
