@@ -428,6 +428,20 @@ class Inbox:
         conn.execute("DELETE FROM inbox_dead_letters WHERE n <= (SELECT MAX(n) FROM inbox_dead_letters) - ?",
                      (DEAD_LETTERS_KEEP,))
 
+    def dead_letter_count(self, peer: str | None = None) -> int:
+        if peer is None:
+            return int(self.db.scalar("SELECT COUNT(*) FROM inbox_dead_letters") or 0)
+        return int(self.db.scalar("SELECT COUNT(*) FROM inbox_dead_letters WHERE peer=?", (peer,)) or 0)
+
+    def dead_letter_reasons(self, peer: str | None = None) -> dict[str, int]:
+        """How many dead letters per kind of reason (the part before the first colon)."""
+        where, params = ("WHERE peer=?", [peer]) if peer else ("", [])
+        out: dict[str, int] = {}
+        for r in self.db.query(f"SELECT reason, COUNT(*) AS n FROM inbox_dead_letters {where} GROUP BY reason", params):
+            kind = str(r["reason"]).split(":")[0]
+            out[kind] = out.get(kind, 0) + int(r["n"])  # type: ignore[call-overload]
+        return dict(sorted(out.items()))
+
     def dead_letters(self, peer: str | None = None, limit: int = 100) -> list[dict[str, object]]:
         """The newest rejected messages with their reasons (bodies opened for the operator)."""
         where, params = ("WHERE peer=?", [peer]) if peer else ("", [])

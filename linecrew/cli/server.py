@@ -176,6 +176,21 @@ def server_messages(config_path: Path | None, data_dir: Path | None, device_id: 
                    f"  {m['stream']}#{m['seq']}  {json.dumps(m['payload'])}")
 
 
+@server.command("dead-letters")
+@config_option
+@server_dir_option
+@click.option("--device", "device_id", default=None, help="only this device's")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, help="newest shown")
+@json_option
+@_friendly
+def server_dead_letters(config_path: Path | None, data_dir: Path | None, device_id: str | None, limit: int,
+                        as_json: bool) -> None:
+    """Device messages the server refused, with the reason (bodies opened for the operator)."""
+    store = _open_store(_server_config(config_path, data_dir=data_dir))
+    for d in store.inbox.dead_letters(device_id, limit):
+        click.echo(json.dumps(d) if as_json else f"{local_time(d['at'])}  {d['peer']}  {d['id'] or '-'}  {d['reason']}")
+
+
 @server.command("send")
 @config_option
 @server_dir_option

@@ -38,3 +38,16 @@ def test_token_list_shows_roles_state_and_local_times_but_never_the_token(tmp_pa
     assert "active" in bot and "expires never" in bot
     rows = json.loads(_run("server", "token", "list", "--data-dir", d, "--json"))
     assert {r["name"] for r in rows} == {"rita", "bot"} and all("token" not in k for k in rows[0])
+
+
+def test_dead_letters_are_shown_with_their_reason(tmp_path: Path) -> None:
+    from linecrew.server.store import ServerStore
+
+    store = ServerStore(tmp_path)
+    store.inbox.dead_letter(None, "dev-bad", "m-00000001", "telemetry", "non_finite: non-finite number NaN",
+                            b'{"id":"m-00000001","payload":{"metrics":{"t":NaN}}}')
+    store.close()
+    text = _run("server", "dead-letters", "--data-dir", str(tmp_path))
+    assert "dev-bad" in text and "non_finite" in text
+    [row] = json.loads("[" + _run("server", "dead-letters", "--data-dir", str(tmp_path), "--json").strip() + "]")
+    assert "NaN" in row["body"], "the body is opened for the operator (sealed at rest)"
