@@ -47,6 +47,7 @@ def test_dead_letters_are_shown_with_their_reason(tmp_path: Path) -> None:
     store.inbox.dead_letter(None, "dev-bad", "m-00000001", "telemetry", "non_finite: non-finite number NaN",
                             b'{"id":"m-00000001","payload":{"metrics":{"t":NaN}}}')
     store.close()
+    assert not any(b'"t":NaN' in f.read_bytes() for f in tmp_path.glob("server.db*")), "sealed at rest"
     text = _run("server", "dead-letters", "--data-dir", str(tmp_path))
     assert "dev-bad" in text and "non_finite" in text
     [row] = json.loads("[" + _run("server", "dead-letters", "--data-dir", str(tmp_path), "--json").strip() + "]")
