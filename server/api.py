@@ -1,4 +1,4 @@
-"""HTTP API of the server (FastAPI): device enrollment and the admin API (OpenAPI at ``/docs``).
+"""HTTP API of the server (FastAPI): device enrollment and the admin API (OpenAPI at ``/openapi.json``).
 
 Admin routes take ``Authorization: Bearer <token>``; the token's roles decide what it may do (the
 library checks again: the HTTP layer is not the only guard). Handlers only parse, call one library
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -160,7 +160,8 @@ def _database_answers(store: ServerStore) -> bool:
 
 def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | None,
                cost: CostModel | None = None, *, broker_connected: Callable[[], bool] = lambda: True) -> FastAPI:
-    app = FastAPI(title="Linecrew server", version=LINECREW_VERSION)
+    # no /docs or /redoc: their pages load assets from a CDN and the dashboard is used offline; /openapi.json stays
+    app = FastAPI(title="Linecrew server", version=LINECREW_VERSION, docs_url=None, redoc_url=None)
     app.state.store = store
     cost = cost or CostModel()
     metrics = ServerMetrics(store, cost)
@@ -270,8 +271,9 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
         return store.releases.all()
 
     @app.get("/v1/audit")
-    def audit_entries(who: Admin, target: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        return audit_log(store.db, target=target, limit=min(limit, 5000))
+    def audit_entries(who: Admin, target: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[dict[str, Any]]:
+        return audit_log(store.db, target=target, limit=limit)
 
     # ------------------------------------------------------------------ rollouts
     @app.get("/v1/rollouts")
@@ -289,7 +291,7 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
         """Status plus ``actions``: what this caller may do to it now (role and state both allow)."""
         with _http_errors():
             st = store.rollouts.status(rollout_id)
-        st["actions"] = allowed_actions(st["state"], who)
+        st["actions"] = allowed_actions(st["state"], who, created_by=st.get("created_by"))
         return st
 
     @app.get("/v1/rollouts/{rollout_id}/devices")

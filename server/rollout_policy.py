@@ -92,10 +92,12 @@ class Principal:
 SYSTEM = Principal("system", frozenset(Role))
 
 
-def allowed_actions(state: RolloutState | str, who: Principal) -> list[str]:
-    """What ``who`` may do to a rollout in ``state`` now: the role allows it and so does the state."""
+def allowed_actions(state: RolloutState | str, who: Principal, *, created_by: str | None = None) -> list[str]:
+    """What ``who`` may do to a rollout in ``state`` now: the role allows it, so does the state, and nobody
+    approves a rollout they created (the two-person rule)."""
     return [a for a, moves in TRANSITIONS.items()
-            if a in ROLES_FOR and who.roles & ROLES_FOR[a] and RolloutState(state) in moves]
+            if a in ROLES_FOR and who.roles & ROLES_FOR[a] and RolloutState(state) in moves
+            and not (a == "approve" and created_by == who.name)]
 
 
 def authorize(who: Principal, action: str) -> None:
@@ -103,6 +105,13 @@ def authorize(who: Principal, action: str) -> None:
     if allowed is None or not (who.roles & allowed):
         need = " or ".join(sorted(allowed or ()))
         raise ForbiddenError(f"{who.name} may not {action} rollouts (needs role {need})")
+
+
+def check_approver(created_by: str, approver: Principal) -> None:
+    """Two people for every rollout: whoever created it may not approve it."""
+    if approver.name == created_by:
+        raise ForbiddenError(f"two-person rule: {created_by} created this rollout; a second release manager must "
+                             "approve it")
 
 
 # --------------------------------------------------------------------------- the spec

@@ -27,6 +27,7 @@ from linecrew.server.rollout_policy import (
     RolloutSpec,
     RolloutState,
     authorize,
+    check_approver,
     count_states,
     device_order,
     evaluate_wave,
@@ -121,7 +122,9 @@ class RolloutManager:
                          " VALUES (?,?,?,?,?,?,?,?)", (rid, spec.release, spec.version, spec.model_dump_json(),
                                                        state.value, now, who.name, now))
             audit(conn, who.name, "rollout.create", f"rollout:{rid}", reason,
-                  {"release": spec.release, "version": spec.version, "state": state.value}, at=now)
+                  {"release": spec.release, "version": spec.version, "state": state.value,
+                   "approval": "a second release manager" if spec.require_approval else
+                   f"skipped by {who.name}: no second person reviewed this rollout"}, at=now)
         return rid
 
     def act(self, rollout_id: str, action: str, who: Principal, reason: str = "") -> RolloutState:
@@ -131,6 +134,8 @@ class RolloutManager:
         with self.db.transaction() as conn:
             row = self._row(conn, rollout_id)
             new = transition(RolloutState(row["state"]), action)
+            if action == "approve":
+                check_approver(str(row["created_by"]), who)
             if action == "start":
                 self._snapshot_targets(conn, rollout_id, RolloutSpec.model_validate_json(row["spec"]), now)
             elif action == "abort":
@@ -342,10 +347,11 @@ class RolloutManager:
         log.info("rollout %s → %s (%s by %s)", rid, state.value, action, actor)
 
     def _row(self, conn: sqlite3.Connection, rid: str) -> dict[str, Any]:
-        row = conn.execute("SELECT id, release, version, spec, state FROM rollouts WHERE id=?", (rid,)).fetchone()
+        row = conn.execute("SELECT id, release, version, spec, state, created_by FROM rollouts WHERE id=?",
+                           (rid,)).fetchone()
         if row is None:
             raise RolloutError(f"no rollout {rid}")
-        return dict(zip(("id", "release", "version", "spec", "state"), row, strict=True))
+        return dict(zip(("id", "release", "version", "spec", "state", "created_by"), row, strict=True))
 
     # ------------------------------------------------------------------ reading
     def bandwidth(self, rollout_id: str) -> float | None:

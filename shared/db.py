@@ -9,6 +9,7 @@ Migrations are plain functions, each applied in its own transaction together wit
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sqlite3
 import threading
@@ -29,13 +30,26 @@ class Migration:
     apply: Callable[[sqlite3.Connection], None]
 
 
+def _private_file(path: Path) -> None:
+    """State is for this service's user alone: its folder 0700, the database 0600 (SQLite gives its -wal and -shm
+    files the database's mode), also when an older version left them readable."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if side.exists():
+            os.chmod(side, 0o600)
+
+
 class Database:
     """A SQLite connection (rows as dicts) plus a lock, so one connection can be shared by a few threads."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
         try:
             conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")

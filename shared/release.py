@@ -132,6 +132,21 @@ def make_root(*, version: int, expires: float, root_keys: list[Ed25519PrivateKey
 
 
 # ------------------------------------------------------------------------------------ verification
+def parse_manifest(raw: bytes) -> dict[str, Any]:
+    """A signed release document, checked for shape only (``verify_release`` checks signatures and the rest);
+    anything else is one ``MalformedMetadataError``."""
+    try:
+        doc = json.loads(raw)
+        ReleaseSigned.model_validate(parse_signed(doc).signed)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise MalformedMetadataError(f"not a signed release manifest: {where}: {err['msg']}") from e
+    except ValueError as e:  # not JSON
+        raise MalformedMetadataError(f"not a signed release manifest: {e}") from e
+    return dict(doc)
+
+
 def parse_signed(doc: dict[str, Any] | bytes) -> Signed:
     try:
         return Signed.model_validate_json(doc) if isinstance(doc, bytes) else Signed.model_validate(doc)

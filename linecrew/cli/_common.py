@@ -54,6 +54,16 @@ token_option = click.option("--token", envvar="LINECREW_TOKEN", default=None,
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document instead of text")
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A release manifest file, or one clear error line naming it (never a traceback)."""
+    from linecrew.shared.release import parse_manifest
+
+    try:
+        return parse_manifest(path.read_bytes())
+    except LinecrewError as e:
+        raise click.ClickException(f"{path}: {e}") from e
+
+
 def local_time(epoch: float | None) -> str:
     """Times for people: local ISO 8601 to the second (``-`` for none), never epoch floats."""
     if epoch is None:

@@ -18,6 +18,7 @@ from linecrew.cli._common import (
     device_dir_option,
     json_option,
     local_time,
+    read_manifest,
 )
 
 
@@ -326,7 +327,7 @@ def agent_update_apply(config_path: Path | None, data_dir: Path | None, manifest
 
     up = _updater(_agent_config(config_path, data_dir=data_dir))
     up.resume()
-    rec = up.apply(json.loads(manifest.read_text()), payload)
+    rec = up.apply(read_manifest(manifest), payload)
     click.echo(f"{rec.state}: " + " -> ".join(rec.history) + (f" ({rec.error})" if rec.error else ""))
     if rec.state != UpdateState.COMMITTED:
         sys.exit(1)

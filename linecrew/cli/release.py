@@ -11,6 +11,7 @@ import click
 
 from linecrew.cli._common import (
     _friendly,
+    read_manifest,
 )
 
 
@@ -139,7 +140,7 @@ def release_verify(manifest: Path, trust_root: Path, device_class: str | None, i
     from linecrew.shared.release import BoundedHasher, load_trusted_root, verify_release
 
     root = load_trusted_root(trust_root.read_bytes(), now=time.time())
-    doc = json.loads(manifest.read_text())
+    doc = read_manifest(manifest)
     cls = device_class or doc.get("signed", {}).get("device_classes", ["?"])[0]
     rel = verify_release(doc, root, now=time.time(), installed_version=installed_version, device_class=cls)
     if model is not None:

@@ -16,6 +16,7 @@ from linecrew.cli._common import (
     config_option,
     json_option,
     local_time,
+    read_manifest,
     server_dir_option,
     token_option,
     url_option,
@@ -289,7 +290,7 @@ def server_release_add(config_path: Path | None, data_dir: Path | None, manifest
                        deltas: tuple[Path, ...]) -> None:
     """Register a signed release with its deltas; ship it to devices with 'linecrew rollout create'."""
     store = _open_store(_server_config(config_path, data_dir=data_dir))
-    doc = json.loads(manifest.read_text())
+    doc = read_manifest(manifest)
     store.releases.add(doc, model, list(deltas))
     click.echo(f"{doc['signed']['name']} v{doc['signed']['version']} registered with {len(deltas)} delta(s);"
                " ship it with 'linecrew rollout create'")

@@ -114,11 +114,12 @@ def run_demo(folder: Path, *, notes: int, echo: Callable[[str], None], http_port
         sync.notify()
         people = srv.store.tokens
         manager = people.create("rita (release manager)", ["release-manager"])
-        _rollout(url, manager, srv, authority, tour)
+        reviewer = people.create("sam (release manager)", ["release-manager"])
+        _rollout(url, manager, reviewer, srv, authority, tour)
         _metrics(srv, tour)
         login = people.create("demo operator", ["admin", "release-manager", "planner", "expert"])
         tour.step(f"dashboard: {url}/dashboard/#token={login}")
-        tour.more(f"Prometheus: {url}/metrics · API docs: {url}/docs")
+        tour.more(f"Prometheus: {url}/metrics · OpenAPI: {url}/openapi.json")
         if wait is not None:
             echo("      the server, broker and devices keep running: press Ctrl-C to stop")
             wait()
@@ -193,14 +194,18 @@ def _voice_and_assistant(srv: Server, store: AgentStore, folder: Path, tour: Tou
     assistant.llm.close()
 
 
-def _rollout(url: str, token: str, srv: Server, authority: Authority, tour: Tour) -> None:
-    """A release manager's staged rollout over the admin API, watched wave by wave."""
+def _rollout(url: str, token: str, reviewer: str, srv: Server, authority: Authority, tour: Tour) -> None:
+    """A release manager's staged rollout over the admin API, approved by a second one, watched wave by wave."""
     api = AdminClient(url, token)
     try:
         spec = {"release": RELEASE_NAME, "version": 2, "tags": ["pilot"], "on_failure": "rollback",
                 "waves": [{"percent": 20, "soak_s": 2}, {"percent": 100, "soak_s": 2}]}
         r = api.create_rollout(spec, "pilot group first")
-        api.act(r["id"], "approve", "checked the eval report")
+        second = AdminClient(url, reviewer)
+        try:
+            second.act(r["id"], "approve", "checked the eval report")
+        finally:
+            second.close()
         api.act(r["id"], "start", "")
         tour.step(f"staged rollout {r['id'][:13]}… of v2 to the pilot group: waves 20 % then 100 %, 2 s soak, "
                   f"roll back on failure")

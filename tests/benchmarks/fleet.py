@@ -72,6 +72,7 @@ def main() -> None:
         str(authority.deltas[("A", "B")]), env=env)
     admin = cli("server", "token", "create", "--name", "bench-admin", "--role", "admin", env=env)
     rm = cli("server", "token", "create", "--name", "bench-rm", "--role", "release-manager", env=env)
+    reviewer = cli("server", "token", "create", "--name", "bench-reviewer", "--role", "release-manager", env=env)
     server = subprocess.Popen([sys.executable, "-m", "linecrew.cli", "server", "run", "--http-port", str(http),
                                "--mqtt-port", str(free_port()), "--mqtts-port", str(free_port())], cwd=REPO, env=env,
                               stderr=open(work / "server.log", "wb"))  # noqa: SIM115 - lives as long as the server
@@ -113,7 +114,7 @@ def main() -> None:
         spec = {"release": "smollm2-field", "version": 2, "tags": ["bench"], "rate_per_s": 500,
                 "waves": [{"percent": p, **gate} for p in (1, 10, 50, 100)], "on_failure": "pause"}
         rid = rm_api.create_rollout(spec, "benchmark")["id"]
-        rm_api.act(rid, "approve", "benchmark")
+        AdminClient(url, reviewer).act(rid, "approve", "benchmark")  # the two-person rule
         t0 = time.perf_counter()
         rm_api.act(rid, "start", "benchmark")
         assert wait_for(lambda: rm_api.rollout(rid)["state"] in ("finished", "paused", "rolled_back"), 1200,

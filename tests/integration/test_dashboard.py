@@ -54,7 +54,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     srv.start()
     url = f"http://127.0.0.1:{cfg.http_port}"
     tokens = {name: srv.store.tokens.create(name, [role]) for name, role in
-              (("ada", "admin"), ("rita", "release-manager"), ("paul", "planner"), ("eve", "expert"))}
+              (("ada", "admin"), ("rita", "release-manager"), ("sam", "release-manager"), ("paul", "planner"),
+               ("eve", "expert"))}
     fleet, ids = start_pilot_fleet(srv.store, url, tmp, authority, count=SIM_DEVICES)
     # one real device (another class: the rollout is for rpi5 and x86-dev) with the real model
     store, address = open_device(enroll_device(srv, tmp / "truck", "truck-17", "jetson-orin-nano"))
@@ -161,7 +162,11 @@ def test_rollout_is_created_started_and_watched_to_completion(browser: Any, env:
     page.fill("#ro-reason", "pilot of the block-3 fine-tune")
     page.click("#ro-create")
     page.wait_for_selector("[data-testid=rollout-state]:has-text('waiting_for_approval')")
-    page.click("button[data-action=approve]")
+    reviewer = _page(browser, env, "sam", "rollouts")  # two-person rule: a second release manager approves
+    reviewer.wait_for_selector("[data-testid=rollout-state]:has-text('waiting_for_approval')")
+    reviewer.click("button[data-action=approve]")
+    reviewer.wait_for_selector("[data-testid=rollout-state]:has-text('ready')")
+    reviewer.close()
     page.wait_for_selector("[data-testid=rollout-state]:has-text('ready')")
     page.click("button[data-action=start]")
     page.wait_for_selector("[data-testid=rollout-state]:has-text('running')")

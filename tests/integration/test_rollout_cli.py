@@ -53,6 +53,7 @@ def test_operator_rehearses_a_rollout_on_a_simulated_fleet(srv: Server, authorit
                            [authority.deltas[("A", "B")]])
     admin = _cli("server", "token", "create", "--dir", data, "--name", "ops", "--role", "admin").stdout.strip()
     rm = _cli("server", "token", "create", "--dir", data, "--name", "rita", "--role", "release-manager").stdout.strip()
+    rm2 = _cli("server", "token", "create", "--dir", data, "--name", "sam", "--role", "release-manager").stdout.strip()
     planner = _cli("server", "token", "create", "--dir", data, "--name", "paul", "--role", "planner").stdout.strip()
     v1 = tmp_path / "v1.json"
     v1.write_text(json.dumps(authority.manifest("A", 1, device_classes=["rpi5", "x86-dev"])))
@@ -71,7 +72,9 @@ def test_operator_rehearses_a_rollout_on_a_simulated_fleet(srv: Server, authorit
         refused = _cli("rollout", "approve", rid, token=planner, url=url)
         assert refused.returncode == 1 and "403" in refused.stderr and "release-manager" in refused.stderr
         assert "approved" not in refused.stdout
-        assert _cli("rollout", "approve", rid, "--reason", "pilot", token=rm, url=url).returncode == 0
+        own = _cli("rollout", "approve", rid, "--reason", "pilot", token=rm, url=url)
+        assert own.returncode == 1 and "two-person rule" in own.stderr
+        assert _cli("rollout", "approve", rid, "--reason", "pilot", token=rm2, url=url).returncode == 0
         started = _cli("rollout", "start", rid, token=rm, url=url)
         assert started.returncode == 0 and "running" in started.stdout, started.stderr
 

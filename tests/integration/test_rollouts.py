@@ -26,6 +26,7 @@ from linecrew.tools.simulator import Behaviour, Fleet, choose_behaviours, enroll
 from tests.integration.test_updates import Fleet as Authority
 
 RM = Principal("rita", frozenset({Role.RELEASE_MANAGER}))
+RM2 = Principal("sam", frozenset({Role.RELEASE_MANAGER}))  # the second person every rollout needs
 CLASSES = {"x86-dev": 0.6, "rpi5": 0.4}
 
 
@@ -120,7 +121,7 @@ def _waves(*percents: float, soak: float = 60, **kw: Any) -> list[WaveSpec]:
 def _start(env: Env, spec: RolloutSpec) -> str:
     rm = env.server.store.rollouts
     rid = rm.create(spec, RM, "quarterly model")
-    rm.act(rid, "approve", RM, "reviewed eval report")
+    rm.act(rid, "approve", RM2, "reviewed eval report")
     rm.act(rid, "start", RM, "")
     return rid
 
@@ -214,6 +215,7 @@ def test_only_a_release_manager_token_may_approve_or_start(env: Env) -> None:
     tokens = env.server.store.tokens
     env.devices(3)
     rm_token = tokens.create("rita", ["release-manager"])
+    reviewer = tokens.create("sam", ["release-manager"])
     planner, admin = tokens.create("paul", ["planner"]), tokens.create("ada", ["admin"])
     spec = _spec(_waves(100, soak=0)).model_dump()
 
@@ -231,14 +233,17 @@ def test_only_a_release_manager_token_may_approve_or_start(env: Env) -> None:
         r = post(f"/v1/rollouts/{rid}/approve", who, {"reason": "lgtm"})
         assert r.status_code == 403 and "release-manager" in r.json()["detail"]
     assert post(f"/v1/rollouts/{rid}/start", rm_token, {}).status_code == 409, "not approved yet"
-    assert post(f"/v1/rollouts/{rid}/approve", rm_token, {"reason": "lgtm"}).status_code == 200
+    own = post(f"/v1/rollouts/{rid}/approve", rm_token, {"reason": "lgtm"})
+    assert own.status_code == 403 and "two-person rule" in own.json()["detail"], "no one approves their own rollout"
+    assert post(f"/v1/rollouts/{rid}/approve", reviewer, {"reason": "lgtm"}).status_code == 200
     assert post(f"/v1/rollouts/{rid}/start", admin, {}).status_code == 403
     started = post(f"/v1/rollouts/{rid}/start", rm_token, {})
     assert started.status_code == 200 and started.json()["state"] == "running"
     log = httpx.get(api + "/v1/audit", params={"target": f"rollout:{rid}"},
                     headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()
     assert [(e["actor"], e["action"]) for e in reversed(log)][:3] == [
-        ("rita", "rollout.create"), ("rita", "rollout.approve"), ("rita", "rollout.start")]
+        ("rita", "rollout.create"), ("sam", "rollout.approve"), ("rita", "rollout.start")]
+    assert log[-1]["detail"]["approval"] == "a second release manager"
 
 
 def test_a_rollout_that_matches_no_device_is_refused_at_creation(env: Env) -> None:

@@ -189,3 +189,15 @@ def test_sql_is_translated_for_postgresql(sql: str, pg: str) -> None:
 ])
 def test_allowed_actions_need_both_role_and_state(state: str, roles: set[Role], actions: list[str]) -> None:
     assert allowed_actions(state, Principal("p", frozenset(roles))) == actions
+
+
+def test_nobody_approves_a_rollout_they_created() -> None:
+    from linecrew.server.rollout_policy import ForbiddenError, check_approver
+
+    rita = Principal("rita", frozenset({Role.RELEASE_MANAGER}))
+    sam = Principal("sam", frozenset({Role.RELEASE_MANAGER}))
+    assert "approve" not in allowed_actions("waiting_for_approval", rita, created_by="rita")
+    assert "approve" in allowed_actions("waiting_for_approval", sam, created_by="rita")
+    with pytest.raises(ForbiddenError, match="two-person rule"):
+        check_approver("rita", rita)
+    check_approver("rita", sam)

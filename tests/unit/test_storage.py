@@ -116,3 +116,44 @@ def test_disk_full_is_a_clear_error_and_keeps_committed_data(tmp_path: Path) -> 
     with pytest.raises(StorageError, match="disk full"):
         ob.put_many([("event", {"name": "x" * 100, "data": {"pad": "y" * 4000}})] * 20, peer="server")
     assert ob.depth() == 1 and ob.last_seq("server", "default") == 1
+
+
+def test_databases_and_their_folders_are_private(tmp_path: Path) -> None:
+    from linecrew.agent.store import AgentStore
+    from linecrew.server.store import ServerStore
+
+    (tmp_path / "old").mkdir(mode=0o755)
+    (tmp_path / "old" / "server.db").touch(mode=0o644)  # as an earlier version left it
+    server = ServerStore(tmp_path / "old")
+    agent = AgentStore(tmp_path / "dev", device_id="truck-1")
+    agent.add_note("private")
+    for folder, name in ((tmp_path / "old", "server.db"), (tmp_path / "dev", "agent.db")):
+        assert folder.stat().st_mode & 0o777 == 0o700
+        for f in folder.glob(f"{name}*"):
+            assert f.stat().st_mode & 0o777 == 0o600, f
+    server.close()
+    agent.close()
+
+
+def test_a_malformed_manifest_is_one_error_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from linecrew.cli import main
+
+    import json
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from linecrew.shared.release import make_root, public_b64
+
+    key = Ed25519PrivateKey.generate()
+    root = tmp_path / "root.json"
+    root.write_text(json.dumps(make_root(version=1, expires=time.time() + 3600, root_keys=[key], root_threshold=1,
+                                         release_public=[public_b64(key)], release_threshold=1, signers=[key])))
+    bad = tmp_path / "v2.json"
+    for text in ("{not json", '{"signed": {"name": "x"}, "signatures": []}', "[]"):
+        bad.write_text(text)
+        out = CliRunner().invoke(main, ["release", "verify", str(bad), "--trust-root", str(root)])
+        assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+        assert out.output.startswith("Error: ") and out.output.count("\n") == 1, out.output
