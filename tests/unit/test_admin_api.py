@@ -157,3 +157,12 @@ def test_tokens_expire_and_are_listed_without_the_secret(tmp_path: Path) -> None
     assert listed["robot"]["expires"] is None and listed["temp"]["roles"] == ["planner"]
     assert short not in str(listed) and forever not in str(listed)
     store.close()
+
+
+def test_the_audit_limit_is_bounded_and_no_page_loads_assets_from_a_cdn(api: tuple) -> None:
+    client, _store, auth = api
+    for bad in (-1, 0, 5001):
+        assert client.get("/v1/audit", params={"limit": bad}, headers=auth["ada"]).status_code == 422
+    assert client.get("/v1/audit", params={"limit": 5000}, headers=auth["ada"]).status_code == 200
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert "/v1/rollouts" in client.get("/openapi.json").json()["paths"]
