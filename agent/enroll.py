@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from linecrew.agent import identity
 from linecrew.agent.errors import EnrollmentRefusedError, ServerUnreachableError
-from linecrew.shared.identity import enrollment_challenge, load_or_create_key, public_key_b64, sign_b64
+from linecrew.shared.errors import CryptoError
+from linecrew.shared.identity import (
+    ca_cert_hash,
+    enrollment_challenge,
+    load_or_create_key,
+    public_key_b64,
+    sign_b64,
+    split_token,
+)
 
 
 def enrollment_request(key: Ed25519PrivateKey, *, token: str, device_id: str, device_class: str) -> dict[str, str]:
@@ -37,14 +46,42 @@ def post_enrollment(http: httpx.Client, body: dict[str, str]) -> dict[str, Any]:
 
 def enroll(*, folder: Path, server_url: str, token: str, device_id: str, device_class: str,
            timeout_s: float = 30.0) -> identity.Credentials:
+    """Enroll once. A token that carries its server's CA hash pins the server: over HTTPS the CA is fetched,
+    checked against the hash and then the only CA trusted for the enrollment call; over plain HTTP (loopback
+    only, for trying it out) the CA in the answer must match the hash. A mismatch stores nothing."""
     folder.mkdir(parents=True, exist_ok=True)
+    secret, pin = split_token(token)
     key = load_or_create_key(folder / "identity.key")
-    body = enrollment_request(key, token=token, device_id=device_id, device_class=device_class)
-    with httpx.Client(base_url=server_url.rstrip("/"), timeout=timeout_s) as http:
+    body = enrollment_request(key, token=secret, device_id=device_id, device_class=device_class)
+    base = server_url.rstrip("/")
+    verify: ssl.SSLContext | bool = True
+    if base.startswith("https://") and pin is not None:
+        verify = ssl.create_default_context(cadata=_fetch_pinned_ca(base, pin, timeout_s))
+    with httpx.Client(base_url=base, timeout=timeout_s, verify=verify) as http:
         data = post_enrollment(http, body)
+    if pin is not None and ca_cert_hash(data["ca_pem"]) != pin:
+        raise EnrollmentRefusedError("the server's CA does not match the hash in the token: a man in the middle, "
+                                     "or the token is for another server; nothing was stored")
     creds = identity.Credentials(
         device_id=data["device_id"], device_class=device_class, broker_url=data["broker_url"],
         username=data["username"], password=data["password"],
     )
     identity.save(folder, creds, data["ca_pem"], data.get("trust_root"))
     return creds
+
+
+def _fetch_pinned_ca(base: str, pin: str, timeout_s: float) -> str:
+    """The server's CA over an unverified TLS connection, accepted only if its hash is the pinned one."""
+    try:
+        resp = httpx.get(f"{base}/v1/ca", timeout=timeout_s, verify=False)
+    except httpx.HTTPError as e:
+        raise ServerUnreachableError(f"cannot reach {base}: {e}") from e
+    ca_pem = resp.text if resp.status_code == 200 else ""
+    try:
+        ok = ca_cert_hash(ca_pem) == pin
+    except CryptoError:
+        ok = False
+    if not ok:
+        raise EnrollmentRefusedError("the server's CA does not match the hash in the token: a man in the middle, "
+                                     "or the token is for another server; nothing was stored")
+    return ca_pem

@@ -38,7 +38,7 @@ from linecrew.server.planner.live import LivePlanner
 from linecrew.server.rollout_policy import ROLES_FOR, Principal, Role, RolloutSpec, allowed_actions
 from linecrew.server.store import ServerStore
 from linecrew.shared.errors import CryptoError
-from linecrew.shared.identity import enrollment_challenge, verify_b64
+from linecrew.shared.identity import enrollment_challenge, pinned_token, verify_b64
 from linecrew.shared.logs import log_context
 from linecrew.shared.metrics import CostModel
 from linecrew.shared.protocol import LINECREW_VERSION
@@ -225,6 +225,11 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     def health() -> dict[str, object]:
         return {"ok": True, "devices": len(store.registry.all())}
 
+    @app.get("/v1/ca", include_in_schema=False)
+    def ca() -> Response:
+        """The project CA (public). A device checks it against the hash its enrollment token carries."""
+        return Response(issuer.ca_pem, media_type="application/x-pem-file")
+
     @app.post("/v1/enroll", response_model=EnrollResponse)
     def enroll(req: EnrollRequest) -> EnrollResponse:
         try:
@@ -245,7 +250,8 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     @app.post("/v1/enroll-tokens")
     def enroll_tokens(req: EnrollTokensRequest, who: Admin) -> dict[str, list[str]]:
         with store.db.transaction() as conn:  # the tokens and their audit entry commit together, or neither
-            tokens = [store.registry.create_enroll_token(ttl_s=req.ttl_s, device_class=req.device_class, tags=req.tags)
+            tokens = [pinned_token(store.registry.create_enroll_token(ttl_s=req.ttl_s, device_class=req.device_class,
+                                                                      tags=req.tags), issuer.ca_pem or None)
                       for _ in range(req.count)]
             audit(conn, who.name, "enroll_tokens.create", f"class:{req.device_class or '*'}", "",
                   {"count": req.count, "tags": req.tags})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +15,12 @@ from linecrew.server.api import create_app
 from linecrew.server.broker import BrokerConfig, ManagedBroker
 from linecrew.server.config import ServerConfig
 from linecrew.server.errors import ServerError
+from linecrew.server.httpguard import HttpLimits, guard
 from linecrew.server.ingest import Ingest
+from linecrew.server.pki import ensure_server_cert
 from linecrew.server.store import ServerStore
 from linecrew.server.workers import TaskWorker, default_handlers
+from linecrew.shared.errors import ConfigError
 from linecrew.shared.llm import LlmConfig
 from linecrew.shared.mqtt import BrokerAddress
 
@@ -51,6 +56,25 @@ class ExternalBroker:
     def stop(self) -> None: ...
 
 
+def server_ca_pem(config: ServerConfig) -> str | None:
+    """The CA devices are told to trust (the managed broker's project CA, or the external broker's)."""
+    if config.broker_url:
+        return config.broker_ca_file.read_text() if config.broker_ca_file else None
+    ca = config.data_dir / "broker" / "pki" / "ca.crt"
+    return ca.read_text() if ca.exists() else None
+
+
+def _http_tls(config: ServerConfig) -> dict[str, str]:
+    """uvicorn's TLS settings: the project CA signs the API's certificate too (same names as the broker's)."""
+    if not config.http_tls:
+        if not ipaddress.ip_address(socket.gethostbyname(config.http_host)).is_loopback:
+            raise ConfigError(f"http_host {config.http_host} is not loopback: set http_tls = true, so enrollment "
+                              "(tokens, broker passwords, the release root) never crosses a network in the clear")
+        return {}
+    crt, key = ensure_server_cert(config.data_dir / "broker" / "pki", list(config.public_hostnames))
+    return {"ssl_certfile": str(crt), "ssl_keyfile": str(key)}
+
+
 def make_broker(config: ServerConfig) -> ManagedBroker | ExternalBroker:
     if config.broker_url:
         return ExternalBroker(config)
@@ -71,6 +95,7 @@ class Server:
         self._http_thread: threading.Thread | None = None
 
     def start(self) -> None:
+        tls = _http_tls(self.config)  # a configuration refused here starts nothing
         self.broker.start()
         address = self.broker.address if isinstance(self.broker, ExternalBroker) else self.broker.server_address()
         self.ingest = Ingest(self.store, address, client_id=self.config.client_id,
@@ -85,7 +110,10 @@ class Server:
         root = self.config.release_root.read_text() if self.config.release_root else None
         app = create_app(self.store, self.broker, root, self.config.cost,
                          broker_connected=self.ingest.link.connected.is_set)
-        cfg = uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port, log_level="warning")
+        limits = HttpLimits(max_body_bytes=self.config.max_request_bytes,
+                            unauthenticated_per_s=self.config.unauthenticated_per_s)
+        cfg = uvicorn.Config(guard(app, limits), host=self.config.http_host, port=self.config.http_port,
+                             log_level="warning", **tls)  # type: ignore[arg-type]
         self._http = uvicorn.Server(cfg)
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
         self._http_thread.start()

@@ -49,3 +49,30 @@ def verify_b64(public_b64: str, data: bytes, signature_b64: str) -> None:
         pub.verify(base64.b64decode(signature_b64, validate=True), data)
     except (ValueError, InvalidSignature) as e:
         raise CryptoError("proof of possession does not verify") from e
+
+
+# ------------------------------------------------------------------------ first contact (kubeadm-style pinning)
+TOKEN_PIN_SEP = "."  # token secrets are URL-safe base64, which never contains a dot
+
+
+def ca_cert_hash(ca_pem: str) -> str:
+    """``sha256:<hex>`` of the CA certificate (DER), as ``kubeadm --discovery-token-ca-cert-hash`` prints it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        cert = x509.load_pem_x509_certificate(ca_pem.encode())
+    except ValueError as e:
+        raise CryptoError("not a PEM certificate") from e
+    return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
+
+
+def pinned_token(secret: str, ca_pem: str | None) -> str:
+    """The enrollment token as handed to a technician: the secret and, when there is a CA, its hash."""
+    return f"{secret}{TOKEN_PIN_SEP}{ca_cert_hash(ca_pem).removeprefix('sha256:')}" if ca_pem else secret
+
+
+def split_token(token: str) -> tuple[str, str | None]:
+    """``(secret, "sha256:<hex>" or None)`` from a token that may carry its server's CA hash."""
+    secret, _, pin = token.partition(TOKEN_PIN_SEP)
+    return secret, (f"sha256:{pin.lower()}" if pin else None)

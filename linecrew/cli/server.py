@@ -77,11 +77,16 @@ def server_init(config_path: Path | None, data_dir: Path | None) -> None:
 @_friendly
 def server_enroll_token(config_path: Path | None, data_dir: Path | None, ttl_s: int | None,
                         device_class: str | None, tags: tuple[str, ...]) -> None:
-    """Issue a one-time, expiring enrollment token (printed once, stored hashed)."""
+    """Issue a one-time, expiring enrollment token (printed once, stored hashed). It carries the hash of this
+    server's CA, so the device it enrolls checks it is talking to this server (see docs/security.md)."""
+    from linecrew.server.app import server_ca_pem
+    from linecrew.shared.identity import pinned_token
+
     cfg = _server_config(config_path, data_dir=data_dir)
     store = _open_store(cfg)
-    click.echo(store.registry.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class,
-                                         tags=list(tags)))
+    secret = store.registry.create_enroll_token(ttl_s=ttl_s or cfg.enroll_token_ttl_s, device_class=device_class,
+                                                tags=list(tags))
+    click.echo(pinned_token(secret, server_ca_pem(cfg)))
 
 
 @server.command("tag")

@@ -32,6 +32,7 @@ from linecrew.shared.db import Database
 from linecrew.shared.engine import SenderLimits, SyncSender
 from linecrew.shared.errors import ProtocolError, ReleaseError
 from linecrew.shared.fsutil import atomic_write_text
+from linecrew.shared.identity import split_token
 from linecrew.shared.mqtt import BrokerAddress, MqttLink
 from linecrew.shared.protocol import (
     Ack,
@@ -107,8 +108,8 @@ def enroll_fleet(server_url: str, make_token: Callable[[str, list[str]], str], *
                 cls = names[i]  # every class present even in a tiny fleet
             device_id = f"{prefix}-{cls}-{i:05d}"[:63]
             token = make_token(cls, tags)
-            body = enrollment_request(Ed25519PrivateKey.generate(), token=token, device_id=device_id,
-                                      device_class=cls)
+            body = enrollment_request(Ed25519PrivateKey.generate(), token=split_token(token)[0],
+                                      device_id=device_id, device_class=cls)
             data = post_enrollment(http, body)
             ca, root = data["ca_pem"], data.get("trust_root")
             out.append(SimIdentity(device_id, cls, sorted(tags), data["broker_url"], data["password"], version, sha256))

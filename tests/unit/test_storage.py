@@ -136,15 +136,13 @@ def test_databases_and_their_folders_are_private(tmp_path: Path) -> None:
 
 
 def test_a_malformed_manifest_is_one_error_line(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from linecrew.cli import main
-
     import json
     import time
 
+    from click.testing import CliRunner
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from linecrew.cli import main
     from linecrew.shared.release import make_root, public_b64
 
     key = Ed25519PrivateKey.generate()
