@@ -12,7 +12,7 @@ from collections.abc import Callable
 import uvicorn
 
 from linecrew.server.api import create_app
-from linecrew.server.broker import BrokerConfig, ManagedBroker
+from linecrew.server.broker import BrokerConfig, ManagedBroker, ensure_port_free
 from linecrew.server.config import ServerConfig
 from linecrew.server.errors import ServerError
 from linecrew.server.httpguard import HttpLimits, guard
@@ -96,6 +96,8 @@ class Server:
 
     def start(self) -> None:
         tls = _http_tls(self.config)  # a configuration refused here starts nothing
+        if self.config.http_port:
+            ensure_port_free(self.config.http_host, self.config.http_port, what="HTTP")
         self.broker.start()
         address = self.broker.address if isinstance(self.broker, ExternalBroker) else self.broker.server_address()
         self.ingest = Ingest(self.store, address, client_id=self.config.client_id,

@@ -59,6 +59,8 @@ class ManagedBroker:
         self._supervisor: threading.Thread | None = None
         self._lock = threading.Lock()
         self.restarts = 0
+        self._failures = 0  # restarts in a row without a stable run (backoff)
+        self._spawned_at = 0.0
 
     # ------------------------------------------------------------------ files
     @property
@@ -168,20 +170,48 @@ class ManagedBroker:
 
     def start(self, *, supervise: bool = True) -> None:
         self.prepare()
+        self._reclaim_stale()
+        for host, port in ((self.config.host, self.config.port), (self.config.tls_host, self.config.tls_port)):
+            ensure_port_free(host, port, what="MQTT")
         self._spawn()
         if supervise:
             self._stop.clear()
             self._supervisor = threading.Thread(target=self._supervise, name="broker-supervisor", daemon=True)
             self._supervisor.start()
 
+    @property
+    def _pid_file(self) -> Path:
+        return self.folder / "mosquitto.pid"
+
+    def _reclaim_stale(self) -> None:
+        """A broker of ours that outlived its server (SIGKILL, power cut) still holds the ports and an old password
+        file: stop it, so the broker that starts now is the one that knows every device."""
+        try:
+            pid = int(self._pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if str(self.folder / "mosquitto.conf").encode() not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("stopping a stale broker of this server (pid %d) left by an earlier run", pid)
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file.unlink(missing_ok=True)
+
     def _spawn(self) -> None:
         try:
             self._proc = subprocess.Popen(
                 [self.config.mosquitto_bin, "-c", str(self.folder / "mosquitto.conf")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
             )
         except FileNotFoundError as e:
             raise BrokerStartError("mosquitto not found: install the mosquitto package") from e
+        atomic_write_text(self._pid_file, f"{self._proc.pid}\n", mode=0o600)
+        self._spawned_at = time.monotonic()
         if not _wait_port(self.config.host, self.config.port, 10.0, self._proc):
             err = b""
             if self._proc.poll() is not None and self._proc.stderr:
@@ -198,11 +228,19 @@ class ManagedBroker:
             guard.run(self._restart_if_exited)
 
     def _restart_if_exited(self) -> None:
+        """Restart a broker that died, backing off while it keeps dying (a port taken, a broken config)."""
         proc = self._proc
-        if proc is not None and proc.poll() is not None:
-            log.warning("mosquitto exited with %s; restarting", proc.returncode)
-            self._spawn()
-            self.restarts += 1
+        if proc is None or proc.poll() is None:
+            if proc is not None and time.monotonic() - self._spawned_at > STABLE_AFTER_S:
+                self._failures = 0
+            return
+        delay = min(RESTART_BACKOFF_CAP_S, 0.5 * 2 ** self._failures) if self._failures else 0.0
+        log.warning("mosquitto exited with %s; restarting in %.1f s", proc.returncode, delay)
+        if delay and self._stop.wait(delay):
+            return
+        self._failures += 1
+        self._spawn()
+        self.restarts += 1
 
     def reload(self) -> None:
         pid = self.pid
@@ -219,6 +257,31 @@ class ManagedBroker:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+
+
+STABLE_AFTER_S = 30.0
+RESTART_BACKOFF_CAP_S = 30.0
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the server dies, even by SIGKILL (Linux), so no broker outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def ensure_port_free(host: str, port: int, *, what: str) -> None:
+    """Stop start-up with a clear message when another process holds a port we need."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise BrokerStartError(f"{what} port {host}:{port} is already in use ({e.strerror}): stop what holds "
+                                   "it or choose another port in the config") from e
 
 
 def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:

@@ -46,7 +46,11 @@ def server_run(config_path: Path | None, data_dir: Path | None, broker_url: str 
     cfg = _server_config(config_path, data_dir=data_dir, broker_url=broker_url, http_port=http_port,
                          mqtt_port=mqtt_port, mqtts_port=mqtts_port)
     srv = Server(cfg)
-    srv.start()
+    try:
+        srv.start()
+    except BaseException:
+        srv.stop()  # nothing half-started outlives a refused start
+        raise
     click.echo(f"server up: http://{cfg.http_host}:{cfg.http_port}  broker {srv.broker.device_url()}", err=True)
     try:
         _wait_for_signal()
