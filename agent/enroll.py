@@ -8,9 +8,13 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from linecrew.agent import identity
 from linecrew.agent.errors import EnrollmentRefusedError, ServerUnreachableError
+from linecrew.agent.store import SEAL_KEY_FILE
+from linecrew.shared.e2e import load_or_create_seal_key
+from linecrew.shared.e2e import public_b64 as seal_public_b64
 from linecrew.shared.errors import CryptoError
 from linecrew.shared.identity import (
     ca_cert_hash,
@@ -22,10 +26,12 @@ from linecrew.shared.identity import (
 )
 
 
-def enrollment_request(key: Ed25519PrivateKey, *, token: str, device_id: str, device_class: str) -> dict[str, str]:
-    """The body of ``POST /v1/enroll``: the one-time token and proof that this device holds its key."""
+def enrollment_request(key: Ed25519PrivateKey, *, token: str, device_id: str, device_class: str,
+                       seal_key: X25519PrivateKey) -> dict[str, str]:
+    """The body of ``POST /v1/enroll``: the one-time token, proof that this device holds its key, and the public
+    half of its end-to-end sealing key."""
     return {"token": token, "device_id": device_id, "device_class": device_class, "public_key": public_key_b64(key),
-            "proof": sign_b64(key, enrollment_challenge(device_id, token))}
+            "proof": sign_b64(key, enrollment_challenge(device_id, token)), "seal_key": seal_public_b64(seal_key)}
 
 
 def post_enrollment(http: httpx.Client, body: dict[str, str]) -> dict[str, Any]:
@@ -52,7 +58,8 @@ def enroll(*, folder: Path, server_url: str, token: str, device_id: str, device_
     folder.mkdir(parents=True, exist_ok=True)
     secret, pin = split_token(token)
     key = load_or_create_key(folder / "identity.key")
-    body = enrollment_request(key, token=secret, device_id=device_id, device_class=device_class)
+    body = enrollment_request(key, token=secret, device_id=device_id, device_class=device_class,
+                              seal_key=load_or_create_seal_key(folder / SEAL_KEY_FILE))
     base = server_url.rstrip("/")
     verify: ssl.SSLContext | bool = True
     if base.startswith("https://") and pin is not None:
@@ -66,7 +73,7 @@ def enroll(*, folder: Path, server_url: str, token: str, device_id: str, device_
         device_id=data["device_id"], device_class=device_class, broker_url=data["broker_url"],
         username=data["username"], password=data["password"],
     )
-    identity.save(folder, creds, data["ca_pem"], data.get("trust_root"))
+    identity.save(folder, creds, data["ca_pem"], data.get("trust_root"), data.get("server_seal_key"))
     return creds
 
 

@@ -30,10 +30,13 @@ class Credentials:
         return f"Credentials(device_id={self.device_id!r}, broker_url={self.broker_url!r})"
 
 
-def save(folder: Path, creds: Credentials, ca_pem: str, trust_root: str | None) -> None:
+def save(folder: Path, creds: Credentials, ca_pem: str, trust_root: str | None,
+         server_seal_key: str | None = None) -> None:
     """Store what enrollment returned. A release root already pinned (from the firmware image) is
     kept: enrollment pins one only on a device that has none."""
     atomic_write_text(folder / "credentials.json", json.dumps(asdict(creds), indent=2), mode=0o600)
+    if server_seal_key:
+        atomic_write_text(folder / "server_seal.pub", server_seal_key + "\n")
     if ca_pem:
         atomic_write_text(folder / "ca.crt", ca_pem)
     root = folder / "root.json"

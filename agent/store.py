@@ -10,8 +10,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.e2e import Sealer, load_or_create_seal_key, opener_for, parse_public
 from linecrew.shared.errors import RejectedError
 from linecrew.shared.protocol import (
     Assignment,
@@ -111,6 +114,8 @@ CREATE TABLE rollback_requests (
 ]
 
 SERVER_PEER = "server"
+SEAL_KEY_FILE = "seal.key"
+SERVER_SEAL_KEY_FILE = "server_seal.pub"
 
 
 class AgentStore:
@@ -121,8 +126,20 @@ class AgentStore:
         self.db = Database(folder / "agent.db", synchronous=synchronous)
         self.db.migrate(MIGRATIONS)
         self.cipher = FieldCipher.from_key_file(folder / "field.key")
-        self.outbox = Outbox(self.db, sender_id=device_id, cipher=self.cipher, limits=limits)
+        self.seal_key = load_or_create_seal_key(folder / SEAL_KEY_FILE)  # end to end with the server (X25519)
+        self.opener = opener_for(self.seal_key)
+        self.outbox = Outbox(self.db, sender_id=device_id, cipher=self.cipher, limits=limits,
+                             sealer=Sealer(self._server_seal_key))
         self.inbox = Inbox(self.db, cipher=self.cipher)
+        self._server_key: X25519PublicKey | None = None
+
+    def _server_seal_key(self, peer: str) -> X25519PublicKey | None:
+        """The server's end-to-end key, from the enrollment answer (unknown until the device is enrolled)."""
+        if peer != SERVER_PEER:
+            return None
+        if self._server_key is None and (self.folder / SERVER_SEAL_KEY_FILE).exists():
+            self._server_key = parse_public((self.folder / SERVER_SEAL_KEY_FILE).read_text().strip())
+        return self._server_key
 
     def add_note(self, text: str, *, job_id: str | None = None) -> str:
         """Store a note (sealed) and queue it to the server in one step; returns the note id."""

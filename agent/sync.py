@@ -82,7 +82,7 @@ class DeviceSync:
         inbound: list[tuple[str, Message]] = []
         for topic, raw in items:
             try:
-                msg = decode(raw)
+                msg = decode(raw, opener=self.store.opener)
                 if topic.endswith("/d2s/ack"):
                     if isinstance(msg.payload, Ack):
                         self.sender.on_ack(SERVER_PEER, msg.payload)

@@ -37,6 +37,8 @@ from linecrew.server.planner.dispatch import Job
 from linecrew.server.planner.live import LivePlanner
 from linecrew.server.rollout_policy import ROLES_FOR, Principal, Role, RolloutSpec, allowed_actions
 from linecrew.server.store import ServerStore
+from linecrew.shared.e2e import parse_public
+from linecrew.shared.e2e import public_b64 as seal_public_b64
 from linecrew.shared.errors import CryptoError
 from linecrew.shared.identity import enrollment_challenge, pinned_token, verify_b64
 from linecrew.shared.logs import log_context
@@ -57,6 +59,7 @@ class EnrollRequest(BaseModel):
     device_class: str = Field(min_length=1, max_length=64)
     public_key: str = Field(min_length=40, max_length=64, description="base64 raw Ed25519 public key")
     proof: str = Field(max_length=128, description="signature of the enrollment challenge")
+    seal_key: str | None = Field(None, max_length=64, description="base64 X25519 public key (end-to-end sealing)")
 
 
 class EnrollResponse(BaseModel):
@@ -66,6 +69,7 @@ class EnrollResponse(BaseModel):
     password: str
     ca_pem: str
     trust_root: str | None = Field(None, description="release root metadata (root.json) to pin, if configured")
+    server_seal_key: str = Field(description="the server's X25519 public key: sensitive fields are sealed to it")
 
 
 class CredentialIssuer(Protocol):
@@ -234,8 +238,10 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
     def enroll(req: EnrollRequest) -> EnrollResponse:
         try:
             verify_b64(req.public_key, enrollment_challenge(req.device_id, req.token), req.proof)
+            if req.seal_key is not None:
+                parse_public(req.seal_key)
             store.registry.enroll(token=req.token, device_id=req.device_id, device_class=req.device_class,
-                         public_key=req.public_key)
+                                  public_key=req.public_key, seal_key=req.seal_key)
         except CryptoError as e:
             raise HTTPException(status_code=400, detail=str(e)) from e
         except EnrollmentError as e:
@@ -244,6 +250,7 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
         return EnrollResponse(
             device_id=req.device_id, broker_url=issuer.device_url(), username=req.device_id,
             password=password, ca_pem=issuer.ca_pem, trust_root=trust_root,
+            server_seal_key=seal_public_b64(store.seal_key),
         )
 
     # ------------------------------------------------------------------ fleet

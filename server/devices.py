@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from linecrew.server.auth import audit
 from linecrew.server.errors import EnrollmentError
 from linecrew.shared.db import Database
+from linecrew.shared.e2e import parse_public
 from linecrew.shared.protocol import Telemetry, is_valid_device_id
 
 SCHEMA = """
@@ -44,6 +47,7 @@ ALTER TABLE devices ADD COLUMN link_quality REAL;
 ALTER TABLE enroll_tokens ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
 """
 SCHEMA_REQUEST_STATS = "ALTER TABLE devices ADD COLUMN request_stats TEXT NOT NULL DEFAULT '{}'"
+SCHEMA_SEAL_KEY = "ALTER TABLE devices ADD COLUMN seal_key TEXT"  # X25519 public key, base64 (end to end)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class DeviceRegistry:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._known: set[str] = set()
+        self._seal_keys: dict[str, X25519PublicKey] = {}
 
     # ------------------------------------------------------------------ enrollment
     def create_enroll_token(self, *, ttl_s: float = 3600, device_class: str | None = None,
@@ -74,7 +79,8 @@ class DeviceRegistry:
             )
         return token
 
-    def enroll(self, *, token: str, device_id: str, device_class: str, public_key: str) -> Device:
+    def enroll(self, *, token: str, device_id: str, device_class: str, public_key: str,
+               seal_key: str | None = None) -> Device:
         """Consume a one-time token and register the device, atomically."""
         if not is_valid_device_id(device_id):
             raise EnrollmentError(f"invalid device id {device_id!r}: use 2-63 of a-z, 0-9 and '-'")
@@ -99,8 +105,8 @@ class DeviceRegistry:
                 "UPDATE enroll_tokens SET used_at=?, used_by=? WHERE token_hash=?", (now, device_id, _hash(token))
             )
             conn.execute(
-                "INSERT INTO devices (id, device_class, public_key, enrolled_at, tags) VALUES (?,?,?,?,?)",
-                (device_id, device_class, public_key, now, tags),
+                "INSERT INTO devices (id, device_class, public_key, enrolled_at, tags, seal_key) VALUES (?,?,?,?,?,?)",
+                (device_id, device_class, public_key, now, tags, seal_key),
             )
             audit(conn, f"device:{device_id}", "device.enroll", f"device:{device_id}", "",
                   {"device_class": device_class}, at=now)
@@ -114,6 +120,16 @@ class DeviceRegistry:
             raise EnrollmentError(f"no device {device_id}")
         audit(conn, actor, "device.decommission", f"device:{device_id}", reason, {})
         self._known.discard(device_id)
+        self._seal_keys.pop(device_id, None)
+
+    def seal_key(self, device_id: str) -> X25519PublicKey | None:
+        """The device's end-to-end public key (``None`` for a device enrolled without one)."""
+        if device_id not in self._seal_keys:
+            b64 = self.db.scalar("SELECT seal_key FROM devices WHERE id=?", (device_id,))
+            if not b64:
+                return None
+            self._seal_keys[device_id] = parse_public(str(b64))
+        return self._seal_keys[device_id]
 
     # ------------------------------------------------------------------ registry
     def device(self, device_id: str) -> Device | None:

@@ -148,7 +148,7 @@ class Ingest:
                 if not self.store.registry.is_known(device_id):
                     raise WrongSenderError(f"unknown device {device_id}", reason="unknown_device")
                 if leaf == "d2s":
-                    msg = decode(raw)
+                    msg = decode(raw, opener=self.store.opener)
                     if msg.envelope.device_id != device_id:
                         raise WrongSenderError(
                             f"envelope says {msg.envelope.device_id} on {device_id}'s topic", reason="wrong_sender"

@@ -30,4 +30,5 @@ MIGRATIONS: list[Migration] = [
     _ddl(9, "per-model request stats per device", devices.SCHEMA_REQUEST_STATS),
     _ddl(10, "api token expiry", auth.SCHEMA_EXPIRY),
     dead_letter_migration(11),
+    _ddl(12, "end-to-end sealing key per device", devices.SCHEMA_SEAL_KEY),
 ]

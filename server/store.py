@@ -25,6 +25,7 @@ from linecrew.server.rollouts import RolloutManager
 from linecrew.server.updates import ReleaseRegistry
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import open_database
+from linecrew.shared.e2e import Sealer, load_or_create_seal_key, opener_for
 from linecrew.shared.protocol import DeferredTask, Escalation, JobStatus, Message, Stream, Telemetry, UpdateReport
 from linecrew.shared.sync import Inbox, Outbox
 
@@ -42,9 +43,11 @@ class ServerStore:
         self.db = open_database(database_url or folder / "server.db", synchronous=synchronous)
         self.db.migrate(MIGRATIONS)
         self.cipher = FieldCipher.from_key_file(folder / "field.key")
-        self.outbox = Outbox(self.db, sender_id="server", cipher=self.cipher)
-        self.inbox = Inbox(self.db, cipher=self.cipher)
+        self.seal_key = load_or_create_seal_key(folder / "seal.key")  # end to end with devices (X25519)
         self.registry = DeviceRegistry(self.db)
+        self.outbox = Outbox(self.db, sender_id="server", cipher=self.cipher, sealer=Sealer(self.registry.seal_key))
+        self.inbox = Inbox(self.db, cipher=self.cipher)
+        self.opener = opener_for(self.seal_key)
         self.log = MessageLog(self.db, self.cipher)
         self.escalations = Escalations(self.db, self.outbox, self.cipher)
         self.tasks = Tasks(self.db, self.outbox, self.cipher, self.log)

@@ -25,7 +25,9 @@ from typing import Any, Literal
 import uuid6
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from linecrew.shared.e2e import SEALED_KEY, Opener
 from linecrew.shared.errors import (
+    CryptoError,
     MalformedMessageError,
     OversizedMessageError,
     SchemaError,
@@ -519,7 +521,7 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json(exclude_none=True).encode()
 
 
-def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
+def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES, opener: Opener | None = None) -> Message:
     """Validate raw bytes into a :class:`Message` or raise a ``ProtocolError`` with the reason."""
     if len(raw) > max_bytes:
         raise OversizedMessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
@@ -539,11 +541,22 @@ def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise UnsupportedVersionError(f"{env.type} v{env.v} not supported (expected v{mt.version})")
     if mt.durable and (env.stream is None or env.seq is None):
         raise MalformedMessageError(f"durable type {env.type} needs stream and seq")
+    if SEALED_KEY in env.payload:
+        env = env.model_copy(update={"payload": _open(env, opener)})
     try:
         payload = mt.payload.model_validate(env.payload)
     except ValidationError as e:
         raise SchemaError(f"bad {env.type} payload: {_first_error(e)}") from e
     return Message(env, payload)
+
+
+def _open(env: Envelope, opener: Opener | None) -> dict[str, Any]:
+    if opener is None:
+        raise SchemaError(f"{env.type} has sealed fields and this side holds no key to open them", reason="sealed")
+    try:
+        return opener(env.payload, env.id, env.type)
+    except CryptoError as e:
+        raise MalformedMessageError(f"sealed fields of {env.type} could not be opened: {e}", reason="unsealable") from e
 
 
 def _check_depth(raw: bytes) -> None:

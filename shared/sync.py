@@ -29,6 +29,7 @@ from typing import Literal
 
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
+from linecrew.shared.e2e import Sealer
 from linecrew.shared.errors import OutboxFullError, ProtocolError, StorageError
 from linecrew.shared.protocol import (
     Ack,
@@ -161,11 +162,13 @@ class Outbox:
         sender_id: str,
         cipher: FieldCipher | None = None,
         limits: OutboxLimits | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.db = db
         self.sender_id = sender_id
         self.cipher = cipher
         self.limits = limits or OutboxLimits()
+        self.sealer = sealer  # end to end: sensitive fields leave sealed to the peer's key
 
     def put(
         self,
@@ -218,6 +221,8 @@ class Outbox:
                     ttl_s=ttl_s,
                     now=now,
                 )
+                if self.sealer is not None:
+                    env = env.model_copy(update={"payload": self.sealer(peer, env.id, env.type, env.payload)})
                 body = self._seal(encode(env), env.id)
                 rows.append(
                     (env.id, peer, stream, last_seq, type_, priority, now, env.expires, len(body), body)

@@ -95,6 +95,7 @@ def enroll_fleet(server_url: str, make_token: Callable[[str, list[str]], str], *
                  version: int | None = None, sha256: str | None = None) -> tuple[list[SimIdentity], str, str | None]:
     """Enroll ``count`` devices, classes in the given proportions; returns them, the CA and the root."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     names = sorted(classes)
     weights = [classes[c] for c in names]
@@ -109,7 +110,7 @@ def enroll_fleet(server_url: str, make_token: Callable[[str, list[str]], str], *
             device_id = f"{prefix}-{cls}-{i:05d}"[:63]
             token = make_token(cls, tags)
             body = enrollment_request(Ed25519PrivateKey.generate(), token=split_token(token)[0],
-                                      device_id=device_id, device_class=cls)
+                                      device_id=device_id, device_class=cls, seal_key=X25519PrivateKey.generate())
             data = post_enrollment(http, body)
             ca, root = data["ca_pem"], data.get("trust_root")
             out.append(SimIdentity(device_id, cls, sorted(tags), data["broker_url"], data["password"], version, sha256))
