@@ -1,18 +1,18 @@
 """A real Mosquitto, started and supervised by the server with a generated configuration.
 
-Defaults are safe: no anonymous access, a password file (hashed by ``mosquitto_passwd``), an ACL that
-confines every device to its own topic subtree, a TLS listener with a certificate from the project CA,
-persistence on. The plain listener is for the server's own loopback connection. A supervisor thread
-restarts Mosquitto if it dies; ``reload`` re-reads credentials and ACLs without dropping clients.
+Defaults are safe: no anonymous access; the dynamic-security plugin (``server.dynsec``) gives each device a
+client bound to its own client id and a role with exactly its own topics, deny for everything else
+(``$share`` groups included); a TLS listener with a certificate from the project CA; persistence on. The plain
+listener is for the server's own loopback connection. A supervisor thread restarts Mosquitto if it dies.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,18 +20,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from linecrew.server import dynsec
 from linecrew.server.errors import BrokerStartError
 from linecrew.server.pki import ensure_server_cert
 from linecrew.shared.fsutil import atomic_write_text
 from linecrew.shared.loops import IterationGuard
 from linecrew.shared.mqtt import BrokerAddress
-from linecrew.shared.protocol import TOPIC_ROOT, acl_patterns, internal_id
+from linecrew.shared.protocol import internal_id
 
 log = logging.getLogger(__name__)
 
 SERVER_USER = internal_id("linecrew-server")
-_LEGACY_SERVER_USERS = ("linecrew-server",)  # before internal identities; removed from the password file
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ class BrokerConfig:
     max_inflight_messages: int = 1000
     mosquitto_bin: str = "mosquitto"
     extra: tuple[str, ...] = field(default_factory=tuple)  # more mosquitto.conf lines
-    extra_acl: tuple[str, ...] = field(default_factory=tuple)  # more ACL lines (e.g. a benchmark user)
 
 
 class ManagedBroker:
@@ -59,13 +59,14 @@ class ManagedBroker:
         self._supervisor: threading.Thread | None = None
         self._lock = threading.Lock()
         self.restarts = 0
+        self._control: dynsec.Control | None = None
         self._failures = 0  # restarts in a row without a stable run (backoff)
         self._spawned_at = 0.0
 
     # ------------------------------------------------------------------ files
     @property
-    def passwd_file(self) -> Path:
-        return self.folder / "passwd"
+    def security_file(self) -> Path:
+        return self.folder / "dynamic-security.json"
 
     @property
     def ca_file(self) -> Path:
@@ -82,22 +83,19 @@ class ManagedBroker:
         return path.read_text().strip()
 
     def prepare(self) -> None:
-        """Write certificates, credentials, ACL and config (idempotent)."""
+        """Write certificates, the security plugin's file and the config (idempotent; the broker is not running)."""
         c = self.config
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         crt, key = ensure_server_cert(self.folder / "pki", list(c.hostnames))
-        if not self.passwd_file.exists():
-            atomic_write_text(self.passwd_file, "", mode=0o600)
-        self._passwd("-b", str(self.passwd_file), SERVER_USER, self._server_password())
-        users = {line.split(":", 1)[0] for line in self.passwd_file.read_text().splitlines() if ":" in line}
-        for legacy in users & set(_LEGACY_SERVER_USERS):
-            self._passwd("-D", str(self.passwd_file), legacy)
-        acl = [f"user {SERVER_USER}", f"topic readwrite {TOPIC_ROOT}/#", "", *c.extra_acl, "", *acl_patterns(), ""]
-        atomic_write_text(self.folder / "acl", "\n".join(acl), mode=0o600)
-        auth = ["allow_anonymous false", f"password_file {self.passwd_file}", f"acl_file {self.folder / 'acl'}"]
+        existing = json.loads(self.security_file.read_text()) if self.security_file.exists() else None
+        security = (dynsec.initial_config(SERVER_USER, self._server_password()) if existing is None
+                    else dynsec.with_server(existing, SERVER_USER, self._server_password()))
+        atomic_write_text(self.security_file, json.dumps(security, indent=1), mode=0o600)
         conf = [
-            # per listener: devices (TLS) get their username as client id, so no one takes another's session
-            "per_listener_settings true",
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"plugin {dynsec.plugin_path()}",
+            f"plugin_opt_config_file {self.security_file}",
             "persistence true",
             f"persistence_location {self.folder / 'data'}/",
             "autosave_interval 5",
@@ -113,11 +111,8 @@ class ManagedBroker:
             f"user {getpass.getuser()}",
             f"listener {c.port} {c.host}",
             "protocol mqtt",
-            *auth,
             f"listener {c.tls_port} {c.tls_host}",
             "protocol mqtt",
-            *auth,
-            "use_username_as_clientid true",
             f"cafile {self.ca_file}",
             f"certfile {crt}",
             f"keyfile {key}",
@@ -127,33 +122,33 @@ class ManagedBroker:
         ]
         atomic_write_text(self.folder / "mosquitto.conf", "\n".join(conf), mode=0o600)
 
-    def _passwd(self, *args: str) -> None:
-        try:
-            subprocess.run(["mosquitto_passwd", *args], check=True, capture_output=True, timeout=30)
-        except FileNotFoundError as e:
-            raise BrokerStartError("mosquitto_passwd not found: install the mosquitto package") from e
-        except subprocess.CalledProcessError as e:
-            raise BrokerStartError(f"mosquitto_passwd failed: {e.stderr.decode(errors='replace')}") from e
-
-    # ------------------------------------------------------------------ credentials
+    # ------------------------------------------------------------------ credentials (through the running broker)
     def add_device(self, device_id: str) -> str:
-        """Create or rotate a device's broker password; returns it (shown to that device only)."""
+        """Create or rotate a device's client (bound to its own client id and topics); returns its password."""
         password = secrets.token_urlsafe(24)
-        self._edit_passwd("-b", device_id, password)
+        self._run(dynsec.device_commands(device_id, password))
+        return password
+
+    def add_client(self, username: str, topics: list[tuple[str, str]]) -> str:
+        """Another client with exactly ``topics`` (benchmarks, tools); returns its password."""
+        password = secrets.token_urlsafe(24)
+        self._run(dynsec.add_client_commands(username, password, topics))
         return password
 
     def remove_device(self, device_id: str) -> None:
-        self._edit_passwd("-D", device_id)
+        """Delete the device's client and role; a connected session of it is closed by the broker."""
+        self._run(dynsec.remove_client_commands(device_id))
 
-    def _edit_passwd(self, flag: str, *args: str) -> None:
-        """Edit a copy and rename it into place, so a reload never reads a half-written file."""
+    def clients(self) -> list[str]:
+        responses = self._run([{"command": "listClients", "verbose": False, "count": -1, "offset": 0}])
+        return list(responses[0].get("data", {}).get("clients", []))
+
+    def _run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self._lock:
-            tmp = self.passwd_file.with_suffix(".tmp")
-            shutil.copyfile(self.passwd_file, tmp)
-            os.chmod(tmp, 0o600)
-            self._passwd(flag, str(tmp), *args)
-            os.replace(tmp, self.passwd_file)
-            self.reload()
+            if self._control is None:
+                self._control = dynsec.Control(self.config.host, self.config.port, SERVER_USER,
+                                               self._server_password(), internal_id(f"broker-control-{os.getpid()}"))
+            return self._control.run(commands)
 
     def server_address(self) -> BrokerAddress:
         return BrokerAddress(
@@ -242,13 +237,12 @@ class ManagedBroker:
         self._spawn()
         self.restarts += 1
 
-    def reload(self) -> None:
-        pid = self.pid
-        if pid:
-            os.kill(pid, signal.SIGHUP)
-
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            if self._control is not None:
+                self._control.close()
+                self._control = None
         if self._supervisor:
             self._supervisor.join(timeout=5)
         if self._proc and self._proc.poll() is None:

@@ -194,18 +194,21 @@ class Topics:
         return device_id, leaf
 
 
+DEVICE_TOPICS: tuple[tuple[str, str], ...] = (
+    ("d2s", "write"), ("d2s/ack", "read"), ("s2d", "read"), ("s2d/ack", "write"), ("presence", "readwrite"),
+    ("xfer/req", "write"), ("xfer/data", "read"),
+)
+
+
+def device_acl(device_id: str) -> list[tuple[str, str]]:
+    """(topic, read|write|readwrite) a device may use: its own subtree and nothing else, no wildcards."""
+    return [(f"{Topics.device_root(device_id)}/{leaf}", access) for leaf, access in DEVICE_TOPICS]
+
+
 def acl_patterns() -> list[str]:
-    """Mosquitto ``pattern`` lines: ``%u`` is the device's username, which is its device id."""
-    root = f"{TOPIC_ROOT}/devices/%u"
-    return [
-        f"pattern write {root}/d2s",
-        f"pattern read {root}/d2s/ack",
-        f"pattern read {root}/s2d",
-        f"pattern write {root}/s2d/ack",
-        f"pattern readwrite {root}/presence",
-        f"pattern write {root}/xfer/req",
-        f"pattern read {root}/xfer/data",
-    ]
+    """The same rules as Mosquitto ``acl_file`` ``pattern`` lines (``%u`` = username = device id), for brokers
+    operated elsewhere; the managed broker enforces them per device with the dynamic-security plugin."""
+    return [f"pattern {access} {TOPIC_ROOT}/devices/%u/{leaf}" for leaf, access in DEVICE_TOPICS]
 
 
 # ------------------------------------------------------------------------------------------- payloads

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from linecrew.agent.enroll import enroll  # noqa: E402
 from linecrew.agent.store import AgentStore  # noqa: E402
 from linecrew.server.app import Server  # noqa: E402
-from linecrew.server.broker import BrokerConfig, ManagedBroker, free_port  # noqa: E402
+from linecrew.server.broker import ManagedBroker, free_port  # noqa: E402
 from linecrew.server.config import ServerConfig  # noqa: E402
 from linecrew.shared.mqtt import wait_for  # noqa: E402
 
@@ -95,18 +95,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="linecrew-bench-sync-"))
     cfg = ServerConfig(data_dir=tmp / "server", http_port=free_port(), mqtt_port=free_port(), mqtts_port=free_port())
     srv = Server(cfg)
-    srv.broker = ManagedBroker(BrokerConfig(
-        folder=cfg.data_dir / "broker", port=cfg.mqtt_port, tls_port=cfg.mqtts_port,
-        extra_acl=("user bench-pub", "topic readwrite linecrew/v1/bench/#", "user bench-sub",
-                   "topic readwrite linecrew/v1/bench/#"),
-    ))
     srv.start()
     try:
         token = srv.store.registry.create_enroll_token(ttl_s=600)
         device_dir = tmp / "device"
         enroll(folder=device_dir, server_url=f"http://127.0.0.1:{cfg.http_port}", token=token,
                device_id="bench-dev", device_class="x86-dev")
-        bench_pw = {u: srv.broker.add_device(u) for u in ("bench-pub", "bench-sub")}
+        broker = srv.broker
+        assert isinstance(broker, ManagedBroker)
+        bench_pw = {u: broker.add_client(u, [("linecrew/v1/bench/in", "readwrite")])
+                    for u in ("bench-pub", "bench-sub")}
         time.sleep(0.3)
 
         # ---- ours, burst: throughput

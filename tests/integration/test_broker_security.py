@@ -24,7 +24,7 @@ class RawClient:
         creds = identity.load(folder)
         addr = creds.address(folder)
         self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"raw-{creds.device_id}", protocol=paho.MQTTv5)
+                                  client_id=client_id or creds.device_id, protocol=paho.MQTTv5)
         self.client.username_pw_set(creds.username, password if password is not None else creds.password)
         self.client.tls_set_context(ssl.create_default_context(cafile=str(folder / "ca.crt")))
         self.suback: list[object] = []
@@ -139,13 +139,12 @@ def test_no_device_can_enroll_under_a_server_side_or_malformed_name(server: obje
     from linecrew.agent.errors import EnrollmentRefusedError
 
     token = server.store.registry.create_enroll_token(ttl_s=60)  # type: ignore[attr-defined]
-    passwd_file = server.config.data_dir / "broker" / "passwd"  # type: ignore[attr-defined]
-    before = passwd_file.read_text()
+    before = sorted(server.broker.clients())  # type: ignore[attr-defined]
     with pytest.raises(EnrollmentRefusedError, match=r"invalid device id|at least 2 characters"):
         enroll(folder=tmp_path / "x", server_url=f"http://127.0.0.1:{server.config.http_port}",  # type: ignore[attr-defined]
                token=token, device_id=device_id, device_class="x86-dev")
     assert server.store.registry.device(device_id) is None  # type: ignore[attr-defined]
-    assert passwd_file.read_text() == before, "no broker credentials were made or changed"
+    assert sorted(server.broker.clients()) == before, "no broker client was made or changed"  # type: ignore[attr-defined]
 
 
 def test_a_device_cannot_take_the_servers_or_another_devices_session(server: object, tmp_path: Path) -> None:
@@ -164,11 +163,10 @@ def test_a_device_cannot_take_the_servers_or_another_devices_session(server: obj
         for n, stolen in enumerate((internal_id(server.config.client_id), "dev-b"), start=1):  # type: ignore[attr-defined]
             thief = RawClient(a, client_id=stolen)
             try:
-                assert thief.connected.wait(10) and not thief.connect_reason.is_failure  # type: ignore[attr-defined]
+                assert thief.connected.wait(10) and thief.connect_reason.is_failure, "refused: not its client id"  # type: ignore[attr-defined]
                 store_b.add_note(f"still here {n}")
                 honest.notify()
                 assert wait_for(lambda n=n: server.store.log.count("dev-b") == n, 30)  # type: ignore[attr-defined, misc]
-                assert thief.client.is_connected(), "the broker gave the thief its own id (dev-a) instead"
             finally:
                 thief.close()
         assert ingest.disconnects == 0, "the server kept its session"
@@ -176,3 +174,33 @@ def test_a_device_cannot_take_the_servers_or_another_devices_session(server: obj
     finally:
         honest.stop()
         store_b.close()
+
+
+def test_a_device_cannot_join_the_servers_shared_group_or_subscribe_outside_its_subtree(server: object,
+                                                                                        tmp_path: Path) -> None:
+    from linecrew.shared.protocol import SERVER_SHARE_GROUP
+
+    a = enroll_device(server, tmp_path / "a", "dev-a")
+    b = enroll_device(server, tmp_path / "b", "dev-b")
+    thief = RawClient(a)
+    honest = RawClient(b)
+    try:
+        assert thief.connected.wait(10) and honest.connected.wait(10)
+        for topic in (f"$share/{SERVER_SHARE_GROUP}/linecrew/v1/devices/+/d2s", "linecrew/v1/devices/+/d2s", "#",
+                      "$share/x/linecrew/v1/devices/dev-a/s2d", "$SYS/#", "$CONTROL/dynamic-security/v1/response"):
+            thief.client.subscribe(topic, qos=1)
+        assert wait_for(lambda: len(thief.suback) == 6, 10)
+        assert all(code.is_failure for code in thief.suback), [str(c) for c in thief.suback]  # type: ignore[attr-defined]
+        for seq in range(1, 31):  # raw QoS 1, no resends: each must reach the server on first delivery
+            env = make_envelope("event", {"name": "tick", "data": {}}, device_id="dev-b", stream="events", seq=seq)
+            honest.client.publish(Topics.d2s("dev-b"), encode(env), qos=1).wait_for_publish(10)
+        assert wait_for(lambda: server.store.log.count("dev-b") == 30, 30), server.store.log.count("dev-b")  # type: ignore[attr-defined]
+        assert not thief.messages
+        forged = make_envelope("escalation_answer", {"escalation_id": "e-00000001", "answer": "cut it", "expert": "x"},
+                               device_id="dev-b", stream="answers", seq=1)
+        info = thief.client.publish(Topics.s2d("dev-b"), encode(forged), qos=1)
+        info.wait_for_publish(10)
+        assert thief.puback[info.mid].is_failure, "a device cannot publish as the server"  # type: ignore[attr-defined]
+    finally:
+        thief.close()
+        honest.close()
