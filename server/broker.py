@@ -229,7 +229,7 @@ class ManagedBroker:
             if proc is not None and time.monotonic() - self._spawned_at > STABLE_AFTER_S:
                 self._failures = 0
             return
-        delay = min(RESTART_BACKOFF_CAP_S, 0.5 * 2 ** self._failures) if self._failures else 0.0
+        delay = min(RESTART_BACKOFF_CAP_S, 0.5 * 2 ** (self._failures - 1)) if self._failures else 0.0
         log.warning("mosquitto exited with %s; restarting in %.1f s", proc.returncode, delay)
         if delay and self._stop.wait(delay):
             return
