@@ -18,9 +18,8 @@ def _have_mosquitto() -> bool:
     return bool(shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists())
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[object]:
-    """A real server: managed Mosquitto (plain + TLS listeners), SQLite store, HTTP API, ingest."""
+def running_server(tmp_path: Path, **settings: object) -> Iterator[object]:
+    """A real server on free ports in ``tmp_path`` (managed Mosquitto, SQLite, HTTP API, ingest), stopped after."""
     if not _have_mosquitto():
         pytest.fail("mosquitto is not installed: run `make test`, which installs it")
     from linecrew.server.app import Server
@@ -30,13 +29,19 @@ def server(tmp_path: Path) -> Iterator[object]:
     if not shutil.which("mosquitto"):
         os.environ["PATH"] = "/usr/sbin:" + os.environ["PATH"]
     cfg = ServerConfig(data_dir=tmp_path / "server", http_port=free_port(), mqtt_port=free_port(),
-                       mqtts_port=free_port())
+                       mqtts_port=free_port(), **settings)  # type: ignore[arg-type]
     srv = Server(cfg)
     srv.start()
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[object]:
+    """A real server: managed Mosquitto (plain + TLS listeners), SQLite store, HTTP API, ingest."""
+    yield from running_server(tmp_path)
 
 
 def enroll_device(srv: object, folder: Path, device_id: str, device_class: str = "x86-dev") -> Path:

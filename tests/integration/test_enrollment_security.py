@@ -19,20 +19,14 @@ from linecrew.server.config import ServerConfig
 from linecrew.server.pki import ensure_ca
 from linecrew.shared.errors import ConfigError
 from linecrew.shared.identity import ca_cert_hash, pinned_token
+from tests.conftest import running_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[Server]:
-    cfg = ServerConfig(data_dir=tmp_path / "server", http_port=free_port(), mqtt_port=free_port(),
-                       mqtts_port=free_port(), http_tls=True, workers=0, unauthenticated_per_s=2.0)
-    srv = Server(cfg)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from running_server(tmp_path, http_tls=True, workers=0, unauthenticated_per_s=2.0)  # type: ignore[misc]
 
 
 def _token(srv: Server) -> str:
