@@ -119,6 +119,11 @@ class Server:
         self._http = uvicorn.Server(cfg)
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
         self._http_thread.start()
+        deadline = time.monotonic() + 30
+        while not self._http.started:  # start() returns with the API listening, not merely scheduled
+            if not self._http_thread.is_alive() or time.monotonic() > deadline:
+                raise ServerError(f"the HTTP API did not start on {self.config.http_host}:{self.config.http_port}")
+            time.sleep(0.01)
         if not self.ingest.link.wait_connected(15):
             raise ServerError(f"server could not connect to its broker: {self.ingest.link.last_error}")
 
