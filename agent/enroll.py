@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,17 @@ def enrollment_request(key: Ed25519PrivateKey, *, token: str, device_id: str, de
             "proof": sign_b64(key, enrollment_challenge(device_id, token)), "seal_key": seal_public_b64(seal_key)}
 
 
-def post_enrollment(http: httpx.Client, body: dict[str, str]) -> dict[str, Any]:
-    """Send an enrollment request; the server's answer (credentials, CA, trust root) or a clear error."""
-    try:
-        resp = http.post("/v1/enroll", json=body)
-    except httpx.HTTPError as e:
-        raise ServerUnreachableError(f"cannot reach {http.base_url}: {e}") from e
+def post_enrollment(http: httpx.Client, body: dict[str, str], *, attempts: int = 5) -> dict[str, Any]:
+    """Send an enrollment request; the server's answer (credentials, CA, trust root) or a clear error. A busy
+    server (429, many devices enrolling from one address) is asked again after the time it names."""
+    for attempt in range(attempts):
+        try:
+            resp = http.post("/v1/enroll", json=body)
+        except httpx.HTTPError as e:
+            raise ServerUnreachableError(f"cannot reach {http.base_url}: {e}") from e
+        if resp.status_code != 429 or attempt == attempts - 1:
+            break
+        time.sleep(min(30.0, float(resp.headers.get("retry-after", "1") or 1)))  # the server's own back-off
     if resp.status_code != 200:
         try:
             detail = resp.json().get("detail", resp.text)

@@ -89,6 +89,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="linecrew-abuse-bench-"))
     http = free_port()
     env = {**os.environ, "LINECREW_SERVER_WORKERS": "0", "LINECREW_SERVER_DATA_DIR": str(work / "server"),
+           "LINECREW_SERVER_UNAUTHENTICATED_PER_S": "10000",  # a whole fleet enrolls from this one address
            "HF_HUB_OFFLINE": "1"}
     cli = [sys.executable, "-m", "linecrew.cli"]
     subprocess.run([*cli, "server", "init"], cwd=REPO, env=env, check=True, capture_output=True)
