@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from linecrew.agent.breaker import CircuitBreaker
+from linecrew.agent.confirm import ACTION_INTENTS, PendingAction, answer_to_prompt, read_back
 from linecrew.agent.intents import GRAMMAR, LLM_INSTRUCTIONS, Intent, classify_rules, parse_llm_intent
 from linecrew.agent.knowledge import KnowledgeBase, Passage
 from linecrew.agent.router import Route, RoutingPolicy, decide
@@ -74,6 +75,7 @@ class Reply:
     online: bool
     slots: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why the model failed, when it did (the answer then came from retrieval)
+    needs_confirmation: bool = False  # an action was read back and waits for a yes (voice or key)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,9 +122,53 @@ class Assistant:
                  f" (model error {reply.error})" if reply.error else "", extra={"request_id": rid})
         return reply
 
+    def confirm(self, yes: bool) -> Reply:
+        """The technician's yes or no by key (a rugged handheld's button), for the pending action."""
+        return self.ask("yes" if yes else "no")
+
+    def _pending(self) -> PendingAction | None:
+        raw = self.store.get("pending_action")
+        if not isinstance(raw, dict):
+            return None
+        pending = PendingAction(**raw)
+        return None if pending.expired(time.time()) else pending
+
+    def _resolve(self, rid: str, started: float, pending: PendingAction, yes: bool) -> Reply:
+        self.store.put("pending_action", None)
+        reply = Reply(rid, "", "confirm" if yes else "cancel", 1.0, "local", "answer to a read-back", [], [], None,
+                      0.0, 0, 0, 0, 0.0, None, False, self.online())
+        if yes:
+            self._execute(pending, reply)
+        else:
+            reply.answer = "Cancelled; nothing was sent."
+        reply.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        self._record(reply, None)
+        return reply
+
+    def _execute(self, pending: PendingAction, reply: Reply) -> None:
+        """Do what the technician confirmed: queue it in the durable outbox."""
+        p = pending.payload
+        when = "now" if reply.online else "when the link returns (queued on this device)"
+        if pending.intent == "log_note":
+            note_id = self.store.add_note(str(p["text"]), job_id=p.get("job_id"))
+            reply.actions.append(f"note {note_id} stored")
+            reply.answer = f"Saved. It syncs to the server {when}."
+        elif pending.intent == "job_status":
+            self.store.outbox.put("job_status", p, peer=SERVER_PEER, stream=Stream.JOBS)
+            reply.actions.append(f"job status {p['status']} queued")
+            reply.answer = f"Done: job {p.get('job_id') or '(none set)'} is {p['status']}; dispatch is told {when}."
+        else:
+            self.store.outbox.put("parts_request", p, peer=SERVER_PEER, stream=Stream.JOBS)
+            reply.actions.append("parts request queued")
+            reply.answer = f"Requested; sent {when}."
+
     def _ask(self, rid: str, text: str, on_token: Callable[[str], None] | None) -> Reply:
         started = time.perf_counter()
         text = text.strip()
+        pending = self._pending()
+        answer = answer_to_prompt(text) if pending is not None else None
+        if pending is not None and answer is not None:
+            return self._resolve(rid, started, pending, answer)
         passages = self.kb.search(text, limit=self.config.retrieval_k)
         intent = self._classify(text, passages)
         route = decide(intent, text, self.policy)
@@ -168,27 +214,12 @@ class Assistant:
             reply.answer = (f"That is heavy work for this device: the server will do it ({route.task}). "
                             f"It is sent {when}; the result will appear on this device.")
             return task_id
-        if intent.name == "log_note":
-            note_id = self.store.add_note(str(intent.slots.get("text") or text), job_id=job_id)
-            reply.actions.append(f"note {note_id} stored")
-            reply.answer = "Noted" + (f" on job {job_id}." if job_id else ".") + f" It syncs to the server {when}."
-            return None
-        if intent.name == "job_status":
-            status = intent.slots["status"]
-            self.store.outbox.put("job_status", {"job_id": job_id, "status": status,
-                                                 "reason": intent.slots.get("reason")},
-                                  peer=SERVER_PEER, stream=Stream.JOBS)
-            reply.actions.append(f"job status {status} queued")
-            why = f" ({intent.slots['reason']})" if status == "blocked" else ""
-            reply.answer = f"Job {job_id or '(none set)'} marked {status}{why}; dispatch is told {when}."
-            return None
-        if intent.name == "parts_request":
-            items = intent.slots["items"]
-            self.store.outbox.put("parts_request", {"job_id": job_id, "items": items},
-                                  peer=SERVER_PEER, stream=Stream.JOBS)
-            listing = ", ".join(f"{i['quantity']} x {i['part']}" for i in items)
-            reply.actions.append("parts request queued")
-            reply.answer = f"Requested {listing}" + (f" for job {job_id}" if job_id else "") + f"; sent {when}."
+        if intent.name in ACTION_INTENTS:  # read back, wait for a yes: nothing is queued on a guess
+            pending = read_back(intent.name, dict(intent.slots), text, job_id, time.time())
+            self.store.put("pending_action", pending.as_dict())
+            reply.needs_confirmation = True
+            reply.actions.append(f"waiting for a yes: {intent.name}")
+            reply.answer = f"{pending.readback} Say yes to confirm, or no to cancel."
             return None
         self._answer(text, job, passages, reply, on_token)
         return None

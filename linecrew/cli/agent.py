@@ -198,6 +198,25 @@ def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, te
                err=True)
 
 
+@agent.command("confirm")
+@config_option
+@device_dir_option
+@click.option("--no", "refuse", is_flag=True, help="cancel the pending action instead")
+@json_option
+@_friendly
+def agent_confirm(config_path: Path | None, data_dir: Path | None, refuse: bool, as_json: bool) -> None:
+    """Answer the read-back of the pending action (a note, a job status, a parts request): yes, or --no."""
+    from linecrew.agent.daemon import build_assistant
+
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    assistant = build_assistant(cfg, _local_store(cfg))
+    try:
+        reply = assistant.confirm(not refuse)
+    finally:
+        assistant.llm.close()
+    click.echo(json.dumps(reply.as_dict()) if as_json else reply.answer)
+
+
 @agent.command("talk")
 @config_option
 @device_dir_option

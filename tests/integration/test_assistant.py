@@ -112,8 +112,9 @@ def test_deferred_summary_runs_on_a_server_worker_and_returns(llm: LocalLLM, ser
     store, address = open_device(dev)
     a = _assistant(store, llm)
     a.set_job(JobContext("JOB-77"))
-    a.ask("note: transformer T12 oil stain on the pole")
-    a.ask("note: replaced the blown arrester on T12")
+    for note in ("note: transformer T12 oil stain on the pole", "note: replaced the blown arrester on T12"):
+        assert a.ask(note).needs_confirmation
+        assert a.ask("yes").actions[0].startswith("note ")
     r = a.ask("Please summarize the job log for today")
     assert r.route == "deferred"
     sync = DeviceSync(store, address)
@@ -171,4 +172,9 @@ def test_talk_hears_a_spoken_request_and_acts_on_it(tmp_path: Path) -> None:
     assert "fuse cutouts" in reply["transcript"].lower()
     assert reply["intent"] == "parts_request" and reply["route"] == "local"
     assert reply["slots"]["items"][0] == {"part": "fuse cutouts", "quantity": 2}
+    assert reply["needs_confirmation"] and "2 x fuse cutouts" in reply["answer"], "read back, nothing sent yet"
+    status = json.loads(subprocess.run([sys.executable, "-m", "linecrew.cli", "agent", "confirm", "--dir",
+                                        str(tmp_path / "dev"), "--json"], cwd=REPO, capture_output=True, text=True,
+                                       timeout=180).stdout)
+    assert status["intent"] == "confirm" and status["actions"] == ["parts request queued"]
     assert {"answer", "citations", "ttft_ms", "tokens_per_s", "prompt_tokens", "completion_tokens"} <= set(reply)

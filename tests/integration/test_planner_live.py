@@ -50,7 +50,9 @@ def test_plan_reaches_devices_and_job_status_feeds_the_next_plan(server: object,
         # the technician says "on site" through the assistant; the status travels back to the planner
         a = Assistant(stores["truck-1"], LocalLLM(), KnowledgeBase(stores["truck-1"].db))
         assert a.job() == JobContext(**job)  # type: ignore[arg-type]
-        assert a.ask("We're on site").intent == "job_status"
+        said = a.ask("We're on site")
+        assert said.intent == "job_status" and said.needs_confirmation, "read back first"
+        assert a.ask("yes").actions == ["job status on_site queued"]
         assert wait_for(lambda: planner.job_statuses()[first] == "in_progress", 30)
 
         # an outage comes in: the re-plan keeps ana's job in progress and moves little else

@@ -1,0 +1,92 @@
+"""Actions ask first: read back, then done only after a yes (voice or key); nothing is queued on a guess."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from linecrew.agent import confirm
+from linecrew.agent.assistant import Assistant, JobContext
+from linecrew.agent.confirm import answer_to_prompt, read_back
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.store import AgentStore
+from linecrew.shared.errors import ModelError
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("yes", True), ("Yes.", True), ("yep, do it", True), ("confirm", True), ("go ahead", True),
+    ("no", False), ("No, cancel that", False), ("scratch that", False), ("don't", False),
+    ("yes I need two more insulators for the pole on Elm street", None), ("what?", None), ("", None),
+    ("the transformer is leaking", None),
+])
+def test_what_counts_as_an_answer_to_a_read_back(text: str, expected: bool | None) -> None:
+    assert answer_to_prompt(text) is expected
+
+
+def test_read_backs_say_what_will_be_sent() -> None:
+    blocked = read_back("job_status", {"status": "blocked", "reason": "road flooded"}, "", "J-1", 0)
+    assert blocked.readback == "Mark job J-1 as blocked because road flooded and tell dispatch?"
+    parts = read_back("parts_request", {"items": [{"part": "insulators", "quantity": 2}]}, "", None, 0)
+    assert parts.readback == "Request 2 x insulators for no job set?"
+    assert read_back("log_note", {"text": "seal 448812"}, "", "J-2", 0).payload == {"text": "seal 448812",
+                                                                                  "job_id": "J-2"}
+
+
+class _NoModel:
+    """No weights here: any question is answered from retrieval alone (actions never reach the model)."""
+
+    version = "none@000000000000"
+
+    def submit(self, *a: object, **k: object) -> Future[object]:
+        f: Future[object] = Future()
+        f.set_exception(ModelError("no model in this test"))
+        return f
+
+
+@pytest.fixture
+def assistant(tmp_path: Path) -> Iterator[Assistant]:
+    store = AgentStore(tmp_path, device_id="truck-1")
+    kb = KnowledgeBase(store.db)
+    kb.ensure_indexed(SAMPLE_KB)
+    a = Assistant(store, _NoModel(), kb)  # type: ignore[arg-type]
+    a.set_job(JobContext("J-7"))
+    yield a
+    store.close()
+
+
+def test_a_status_is_queued_only_after_a_yes(assistant: Assistant) -> None:
+    first = assistant.ask("The job is done, power is restored")
+    assert first.needs_confirmation and "Mark job J-7 as done" in first.answer
+    assert assistant.store.outbox.depth() == 0, "nothing queued on the guess"
+    done = assistant.ask("yes")
+    assert done.intent == "confirm" and done.actions == ["job status done queued"]
+    assert assistant.store.outbox.depth() == 1
+    assert assistant.ask("yes").intent != "confirm", "a second yes confirms nothing"
+
+
+def test_a_no_cancels_and_a_key_press_confirms(assistant: Assistant) -> None:
+    assistant.ask("I need two fuse cutouts and one insulator")
+    assert assistant.ask("no, cancel").answer.startswith("Cancelled") and assistant.store.outbox.depth() == 0
+    assistant.ask("note: meter seal number is 448812")
+    assert assistant.confirm(True).actions[0].startswith("note ")
+    assert assistant.store.outbox.depth() == 1
+
+
+def test_a_read_back_expires_and_a_new_action_replaces_it(assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    assistant.ask("We're on site")
+    assistant.ask("Send me 3 crossarms")  # replaces the status
+    assert assistant.ask("yes").actions == ["parts request queued"]
+    assistant.ask("We're on site")
+    real = confirm.PendingAction.expired
+    monkeypatch.setattr(confirm.PendingAction, "expired", lambda self, now: real(self, now + 121))
+    assert assistant.ask("yes").intent != "confirm", "a stale read-back is not confirmed"
+    assert assistant.store.outbox.depth() == 1
+
+
+def test_an_emergency_still_escalates_at_once(assistant: Assistant) -> None:
+    r = assistant.ask("A live wire is down and my partner got a shock")
+    assert r.route == "escalated" and not r.needs_confirmation and assistant.store.outbox.depth() == 1
