@@ -137,6 +137,7 @@ class Ingest:
     def _handle_batch(self, items: list[tuple[str, bytes]]) -> None:
         durable: list[tuple[str, Message]] = []
         rejected: dict[str, list[Rejection]] = {}
+        dead: list[tuple[str, str | None, str, bytes]] = []  # kept in one transaction for the whole batch
         seen_online: set[str] = set()
         for topic, raw in items:
             self.stats.received += 1
@@ -172,7 +173,11 @@ class Ingest:
                 self.stats.rejected[e.reason] += 1
                 log.warning("rejected message on %s: %s (%s)", topic, e.reason, e,
                             extra={"device_id": topic.split("/")[3] if topic.count("/") > 3 else None})
-                self._reject_back(topic, raw, e, rejected)
+                self._reject_back(topic, raw, e, rejected, dead)
+        if dead:
+            with self.store.db.transaction() as conn:
+                for device_id, mid, reason, raw in dead:
+                    self.store.inbox.dead_letter(conn, device_id, mid, None, reason, raw)
         if durable:
             result = self.store.inbox.accept(durable, self.store.apply_device_message)
             self.store.audit_refusals(result.rejected)
@@ -186,7 +191,8 @@ class Ingest:
         for device_id, rej in rejected.items():
             self._send_ack(device_id, Ack(rejected=rej))
 
-    def _reject_back(self, topic: str, raw: bytes, e: ProtocolError, out: dict[str, list[Rejection]]) -> None:
+    def _reject_back(self, topic: str, raw: bytes, e: ProtocolError, out: dict[str, list[Rejection]],
+                     dead: list[tuple[str, str | None, str, bytes]]) -> None:
         """Keep the rejected message for inspection and tell the device which one will never be applied, when its id
         can be read (found by pattern, never by parsing what was just refused)."""
         try:
@@ -198,7 +204,7 @@ class Ingest:
         found = _ENVELOPE_ID.search(raw[:4096])
         mid = found.group(1).decode() if found else None
         reason = f"{e.reason}: {e}"[:500]
-        self.store.inbox.dead_letter(None, device_id, mid, None, reason, raw)
+        dead.append((device_id, mid, reason, raw))
         if mid is not None:
             out.setdefault(device_id, []).append(Rejection(id=mid, reason=reason))
 
