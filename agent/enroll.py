@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from linecrew.agent import identity
 from linecrew.agent.errors import EnrollmentRefusedError, ServerUnreachableError
-from linecrew.agent.store import SEAL_KEY_FILE
+from linecrew.agent.identity import SEAL_KEY_FILE
 from linecrew.shared.e2e import load_or_create_seal_key
 from linecrew.shared.e2e import public_b64 as seal_public_b64
 from linecrew.shared.errors import CryptoError

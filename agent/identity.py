@@ -30,13 +30,17 @@ class Credentials:
         return f"Credentials(device_id={self.device_id!r}, broker_url={self.broker_url!r})"
 
 
+SEAL_KEY_FILE = "seal.key"  # this device's X25519 key (end-to-end sealing), 0600
+SERVER_SEAL_KEY_FILE = "server_seal.pub"  # the server's public sealing key, from the enrollment answer
+
+
 def save(folder: Path, creds: Credentials, ca_pem: str, trust_root: str | None,
          server_seal_key: str | None = None) -> None:
     """Store what enrollment returned. A release root already pinned (from the firmware image) is
     kept: enrollment pins one only on a device that has none."""
     atomic_write_text(folder / "credentials.json", json.dumps(asdict(creds), indent=2), mode=0o600)
     if server_seal_key:
-        atomic_write_text(folder / "server_seal.pub", server_seal_key + "\n")
+        atomic_write_text(folder / SERVER_SEAL_KEY_FILE, server_seal_key + "\n")
     if ca_pem:
         atomic_write_text(folder / "ca.crt", ca_pem)
     root = folder / "root.json"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from linecrew.agent.identity import SEAL_KEY_FILE, SERVER_SEAL_KEY_FILE
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
 from linecrew.shared.e2e import Sealer, load_or_create_seal_key, opener_for, parse_public
@@ -114,8 +115,6 @@ CREATE TABLE rollback_requests (
 ]
 
 SERVER_PEER = "server"
-SEAL_KEY_FILE = "seal.key"
-SERVER_SEAL_KEY_FILE = "server_seal.pub"
 
 
 class AgentStore:

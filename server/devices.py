@@ -185,11 +185,6 @@ class DeviceRegistry:
                 raise EnrollmentError(f"no device {device_id}")
             audit(conn, actor, "device.tag", f"device:{device_id}", "", {"tags": sorted(set(tags))})
 
-    def select(self, *, device_class: str | None, tags: list[str]) -> list[str]:
-        """Ids of the devices of a class (``None``: any) carrying every one of ``tags``."""
-        return [str(r["id"]) for r in self.rows()
-                if (device_class is None or r["device_class"] == device_class) and set(tags) <= set(r["tags"])]
-
     # ------------------------------------------------------------------ telemetry
     def on_telemetry(self, conn: sqlite3.Connection, device_id: str, p: Telemetry, now: float) -> None:
         conn.execute(

@@ -8,9 +8,10 @@ from typing import Any
 
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database
+from linecrew.shared.e2e import SEALED_FIELDS
 from linecrew.shared.protocol import Message
 
-SENSITIVE_TYPES = {"note", "escalation"}
+SENSITIVE_TYPES = frozenset(SEALED_FIELDS)  # what travels sealed end to end is also sealed at rest here
 
 SCHEMA = """
 CREATE TABLE device_messages (
