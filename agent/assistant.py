@@ -1,10 +1,19 @@
 """The assistant: text in, intent, route, action and answer out. Every request is recorded.
 
-Pipeline per request: retrieve passages → classify intent → decide the route (pure policy) → run the
-local action (note, job status, parts request go to the durable outbox) → answer: from the local
-model with retrieved procedures and citations, or — when the circuit breaker is open or the model
-fails or runs over budget — from the retrieved text alone, saying so. Deferred tasks and escalations
-are committed to the outbox; the answer tells the technician what happens next, online or not.
+Pipeline per request: a pending read-back answered ("yes"/"no") is resolved first; a question about the
+current job is answered from the job; otherwise classify the intent (``agent.intents``: a trained classifier
+with guards), route it (``agent.router``), and then:
+
+* a procedure question is answered from the procedures' own words (``agent.answering``), cited exactly; when
+  no procedure covers it, the device says so and offers to ask an expert (a hazard with no procedure goes to
+  one at once);
+* an action (note, job status, parts request) is read back and waits for a yes (``agent.confirm``);
+* an emergency escalates at once, with the safety notice and the rescue procedure when one applies.
+
+The local model is not on the answer path by default (``answer_mode = "grounded"``). ``"checked"`` lets it
+write a one-sentence lead-in that is kept only if ``grounding.check`` finds it supported by the cited text;
+``"generate"`` is the former free generation, kept as the benchmark's reference. The conversation (last
+procedure and step) lives in the device store, so typed and spoken turns share it.
 """
 
 from __future__ import annotations
@@ -17,9 +26,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from linecrew.agent import grounding
+from linecrew.agent.answering import ABSTAIN, Answerer, Focus, Grounded
 from linecrew.agent.breaker import CircuitBreaker
 from linecrew.agent.confirm import ACTION_INTENTS, PendingAction, answer_to_prompt, read_back
-from linecrew.agent.intents import GRAMMAR, LLM_INSTRUCTIONS, Intent, classify_rules, parse_llm_intent
+from linecrew.agent.intents import (
+    _SAFETY,
+    GRAMMAR,
+    LLM_INSTRUCTIONS,
+    Intent,
+    classify,
+    classify_rules,
+    parse_llm_intent,
+)
 from linecrew.agent.knowledge import KnowledgeBase, Passage
 from linecrew.agent.router import Route, RoutingPolicy, decide
 from linecrew.agent.store import SERVER_PEER, AgentStore
@@ -36,10 +55,19 @@ SYSTEM_PROMPT = (
     "short sentences or numbered steps, using only the procedures given. Safety first: never tell anyone "
     "to work on equipment that has not been locked out, tagged and tested dead. Cite procedures as [1], [2]."
 )
+LEAD_IN_PROMPT = (
+    "Rewrite the procedure text below as one short sentence answering the technician's question. Use only "
+    "words and figures from the procedure text."
+)
 SAFETY_NOTICE = (
     "STOP WORK. Keep everyone clear (at least 10 m from any downed wire) and call emergency services "
     "and the control center now. Do not touch a person in contact with a live conductor."
 )
+CONVERSATION_TTL_S = 900.0  # a follow-up after a quarter of an hour starts a new conversation
+_JOB_QUESTION = re.compile(
+    r"(this|the|my|current|our) (job|work order|ticket)|what job|where (is|am i|are we).*(job|going|"
+    r"headed)|what('s| is) the address|job (address|details|number)", re.I)
+_ASKS_PROCEDURE = re.compile(r"(step|steps|procedure|how do|what do i check|check list|checklist)", re.I)
 
 
 @dataclass(frozen=True)
@@ -74,8 +102,10 @@ class Reply:
     degraded: bool
     online: bool
     slots: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None  # why the model failed, when it did (the answer then came from retrieval)
-    needs_confirmation: bool = False  # an action was read back and waits for a yes (voice or key)
+    error: str | None = None  # why the model failed, when it did
+    needs_confirmation: bool = False  # a read-back waits for a yes (voice or key)
+    grounded: bool = False  # the answer is the cited procedure's (or job's) own words
+    abstained: bool = False  # no procedure covers the question, and the device said so
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +113,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class AssistantConfig:
-    intent_mode: str = "rules"  # "rules" (default, measured better) or "llm"
+    intent_mode: str = "classifier"  # "classifier" (default, measured best), "rules" (former) or "llm"
+    answer_mode: str = "grounded"  # "grounded" (default), "checked" (checked LLM lead-in) or "generate"
     retrieval_k: int = 3
     recent_utterances: int = 3
     answer_budget_ms: float = 15_000.0
@@ -92,7 +123,8 @@ class AssistantConfig:
 class Assistant:
     def __init__(self, store: AgentStore, llm: LocalLLM, kb: KnowledgeBase, *,
                  policy: RoutingPolicy | None = None, breaker: CircuitBreaker | None = None,
-                 config: AssistantConfig | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 config: AssistantConfig | None = None, clock: Callable[[], float] = time.monotonic,
+                 answerer: Answerer | None = None) -> None:
         self.store = store
         self.llm = llm
         self.kb = kb
@@ -100,6 +132,7 @@ class Assistant:
         self.config = config or AssistantConfig()
         self.breaker = breaker or CircuitBreaker(latency_budget_ms=self.config.answer_budget_ms)
         self.clock = clock
+        self.answerer = answerer or Answerer(kb)
 
     # ------------------------------------------------------------------ context
     def job(self) -> JobContext | None:
@@ -112,6 +145,20 @@ class Assistant:
     def online(self) -> bool:
         state = self.store.get("link")
         return isinstance(state, dict) and bool(state.get("online"))
+
+    def focus(self) -> Focus | None:
+        raw = self.store.get("conversation")
+        if not isinstance(raw, dict) or time.time() - float(raw.get("at", 0)) > CONVERSATION_TTL_S:
+            return None
+        f = raw.get("focus")
+        return Focus(f["doc"], int(f["section"]), int(f["position"]), dict(f.get("weights") or {})) if f else None
+
+    def forget_conversation(self) -> None:
+        self.store.put("conversation", None)
+
+    def _remember(self, focus: Focus | None) -> None:
+        if focus is not None:
+            self.store.put("conversation", {"at": time.time(), "focus": asdict(focus)})
 
     # ------------------------------------------------------------------ the request
     def ask(self, text: str, *, on_token: Callable[[str], None] | None = None) -> Reply:
@@ -133,16 +180,28 @@ class Assistant:
         pending = PendingAction(**raw)
         return None if pending.expired(time.time()) else pending
 
+    def _new_reply(self, rid: str, intent: Intent, route: Route) -> Reply:
+        return Reply(rid, "", intent.name, intent.confidence, route.kind, route.reason, [], [], None, 0.0, 0, 0, 0,
+                     0.0, None, False, self.online(), dict(intent.slots))
+
     def _resolve(self, rid: str, started: float, pending: PendingAction, yes: bool) -> Reply:
         self.store.put("pending_action", None)
+        if yes and pending.intent == "escalate_to_expert":  # the technician accepted the offer to ask an expert
+            intent = Intent("escalate_to_expert", 1.0, source="confirmed")
+            reply = self._new_reply(rid, intent, Route("escalated", "the technician asked for an expert"))
+            ref = self._escalate(str(pending.payload["question"]), intent, reply.route_reason, reply)
+            return self._finish(reply, started, ref)
         reply = Reply(rid, "", "confirm" if yes else "cancel", 1.0, "local", "answer to a read-back", [], [], None,
                       0.0, 0, 0, 0, 0.0, None, False, self.online())
         if yes:
             self._execute(pending, reply)
         else:
             reply.answer = "Cancelled; nothing was sent."
+        return self._finish(reply, started, None)
+
+    def _finish(self, reply: Reply, started: float, ref: str | None) -> Reply:
         reply.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        self._record(reply, None)
+        self._record(reply, ref)
         return reply
 
     def _execute(self, pending: PendingAction, reply: Reply) -> None:
@@ -169,41 +228,71 @@ class Assistant:
         answer = answer_to_prompt(text) if pending is not None else None
         if pending is not None and answer is not None:
             return self._resolve(rid, started, pending, answer)
-        passages = self.kb.search(text, limit=self.config.retrieval_k)
-        intent = self._classify(text, passages)
-        route = decide(intent, text, self.policy)
         job = self.job()
-        reply = Reply(rid, "", intent.name, intent.confidence, route.kind, route.reason, [], [], None, 0.0, 0, 0, 0,
-                      0.0, None, False, self.online(), dict(intent.slots))
-        ref = self._act(text, intent, route, job, passages, reply, on_token)
-        reply.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        self._record(reply, ref)
-        return reply
+        intent = self._classify(text)
+        if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and not _ASKS_PROCEDURE.search(text):
+            reply = self._new_reply(rid, intent, Route("local", "answered from the current job"))
+            self._answer_job(job, reply, started, on_token)
+            return self._finish(reply, started, None)
+        route = decide(intent, text, self.policy)
+        reply = self._new_reply(rid, intent, route)
+        ref = self._act(text, intent, route, job, reply, on_token, started)
+        return self._finish(reply, started, ref)
 
-    def _classify(self, text: str, passages: list[Passage]) -> Intent:
+    def _classify(self, text: str) -> Intent:
         if self.config.intent_mode == "llm" and self.breaker.allow(self.clock()):
             try:
                 prompt = chat_prompt(text, system=LLM_INSTRUCTIONS)
                 return parse_llm_intent(self.llm.complete(prompt, grammar=GRAMMAR, max_tokens=24).text)
             except ModelError:
-                log.warning("LLM intent classification failed; using rules")
-        return classify_rules(text, retrieval_strength(passages))
+                log.warning("LLM intent classification failed; using the classifier")
+        if self.config.intent_mode == "rules":
+            return classify_rules(text, 0.5)
+        return classify(text)
 
-    def _act(self, text: str, intent: Intent, route: Route, job: JobContext | None, passages: list[Passage],
-             reply: Reply, on_token: Callable[[str], None] | None) -> str | None:
+    def _answer_job(self, job: JobContext | None, reply: Reply, started: float,
+                    on_token: Callable[[str], None] | None) -> None:
+        reply.grounded = True
+        if job is None:
+            reply.answer = "No job is set on this device. Dispatch sends it, or set it with: linecrew agent job set."
+        else:
+            reply.answer = job.describe() + "."
+            reply.citations = [f"job:{job.job_id}"]
+        self._say(reply, reply.answer, started, on_token)
+
+    def _say(self, reply: Reply, piece: str, started: float, on_token: Callable[[str], None] | None) -> None:
+        if reply.ttft_ms is None:
+            reply.ttft_ms = round((time.perf_counter() - started) * 1000, 1)
+        if on_token is not None:
+            on_token(piece)
+
+    def _escalate(self, text: str, intent: Intent, reason: str, reply: Reply) -> str:
+        when = "now" if reply.online else "when the link returns (queued on this device)"
+        job = self.job()
+        esc_id = new_id()
+        context = [str(u["text"]) for u in self.store.utterances(limit=self.config.recent_utterances)]
+        self.store.outbox.put("escalation", {
+            "escalation_id": esc_id, "question": text, "reason": reason, "intent": intent.name,
+            "job_id": job.job_id if job else None, "context": context[::-1]}, peer=SERVER_PEER,
+            stream=Stream.ESCALATIONS)
+        reply.actions.append(f"escalation {esc_id} queued")
+        reply.answer = (f"I have asked a human expert; your question goes to them {when}, and the answer will "
+                        "appear on this device.")
+        return esc_id
+
+    def _act(self, text: str, intent: Intent, route: Route, job: JobContext | None, reply: Reply,
+             on_token: Callable[[str], None] | None, started: float) -> str | None:
         job_id = job.job_id if job else None
         when = "now" if reply.online else "when the link returns (queued on this device)"
         if route.kind == "escalated":
-            esc_id = new_id()
-            context = [str(u["text"]) for u in self.store.utterances(limit=self.config.recent_utterances)]
-            self.store.outbox.put("escalation", {
-                "escalation_id": esc_id, "question": text, "reason": route.reason, "intent": intent.name,
-                "job_id": job_id, "context": context[::-1]}, peer=SERVER_PEER, stream=Stream.ESCALATIONS)
-            reply.actions.append(f"escalation {esc_id} queued")
-            lead = SAFETY_NOTICE + " " if intent.name == "safety_emergency" else ""
-            reply.answer = (f"{lead}I have asked a human expert; your question goes to them {when}, and the "
-                            "answer will appear on this device.")
-            reply.citations = [p.citation for p in passages[:1]] if intent.name == "safety_emergency" else []
+            esc_id = self._escalate(text, intent, route.reason, reply)
+            if intent.name == "safety_emergency":  # the notice first, then the rescue steps if a procedure has them
+                g = self.answerer.answer(text)
+                procedure = "" if g.abstained else " " + g.answer
+                reply.answer = f"{SAFETY_NOTICE} {reply.answer}{procedure}"
+                reply.citations = [] if g.abstained else g.citations
+                reply.grounded = not g.abstained
+            self._say(reply, reply.answer, started, on_token)
             return esc_id
         if route.kind == "deferred":
             task_id = new_id()
@@ -216,19 +305,75 @@ class Assistant:
             return task_id
         if intent.name in ACTION_INTENTS:  # read back, wait for a yes: nothing is queued on a guess
             pending = read_back(intent.name, dict(intent.slots), text, job_id, time.time())
-            self.store.put("pending_action", pending.as_dict())
-            reply.needs_confirmation = True
-            reply.actions.append(f"waiting for a yes: {intent.name}")
-            reply.answer = f"{pending.readback} Say yes to confirm, or no to cancel."
+            self._ask_first(pending, reply)
             return None
-        self._answer(text, job, passages, reply, on_token)
+        if intent.name == "other":
+            reply.answer = "I'm listening. Ask about a procedure, or tell me a note, a job status or parts you need."
+            return None
+        if self.config.answer_mode == "generate":
+            self._generate(text, job, self.kb.search(text, limit=self.config.retrieval_k), reply, on_token)
+            return None
+        return self._grounded(text, intent, reply, on_token, started)
+
+    def _ask_first(self, pending: PendingAction, reply: Reply) -> None:
+        self.store.put("pending_action", pending.as_dict())
+        reply.needs_confirmation = True
+        reply.actions.append(f"waiting for a yes: {pending.intent}")
+        reply.answer = (pending.readback if pending.intent == "escalate_to_expert"
+                        else f"{pending.readback} Say yes to confirm, or no to cancel.")
+
+    def _grounded(self, text: str, intent: Intent, reply: Reply, on_token: Callable[[str], None] | None,
+                  started: float) -> str | None:
+        g = self.answerer.answer(text, focus=self.focus())
+        reply.confidence = round(g.confidence, 3)
+        if g.abstained:
+            reply.abstained = True
+            if _SAFETY.search(text):  # a hazard no procedure covers goes to a person at once
+                reply.route, reply.route_reason = "escalated", "a hazard with no procedure"
+                esc = self._escalate(text, intent, reply.route_reason, reply)
+                reply.answer = "I have no procedure for that. " + reply.answer
+                self._say(reply, reply.answer, started, on_token)
+                return esc
+            self._ask_first(PendingAction("escalate_to_expert", {"question": text}, ABSTAIN, time.time()), reply)
+            self._say(reply, reply.answer, started, on_token)
+            return None
+        reply.grounded = True
+        reply.citations = g.citations
+        lead = self._lead_in(text, g, reply) if self.config.answer_mode == "checked" else ""
+        reply.answer = f"{lead} {g.answer}".strip()
+        self._say(reply, reply.answer, started, on_token)
+        self._remember(g.focus)
         return None
 
-    def _answer(self, text: str, job: JobContext | None, passages: list[Passage], reply: Reply,
-                on_token: Callable[[str], None] | None) -> None:
+    def _lead_in(self, text: str, g: Grounded, reply: Reply) -> str:
+        """One sentence from the local model, kept only if the cited text supports every part of it."""
+        if not self.breaker.allow(self.clock()):
+            return ""
+        source = [u.text for u in g.units]
+        prompt = chat_prompt(f"Procedure text: {' '.join(source)}\nQuestion: {text}", system=LEAD_IN_PROMPT)
+        try:
+            c = self.llm.submit(prompt, max_tokens=40).result(timeout=self.config.answer_budget_ms / 1000)
+        except (ModelError, FutureTimeout) as e:
+            self.breaker.record(ok=False, latency_ms=self.config.answer_budget_ms + 1, now=self.clock())
+            reply.error, reply.degraded = type(e).__name__, True
+            reply.model_version = getattr(self.llm, "version", None)
+            return ""
+        self.breaker.record(ok=True, latency_ms=c.total_ms, now=self.clock())
+        self._usage(c, reply)
+        first = next(iter(grounding.sentences_of(c.text)), "")
+        return first if first and grounding.check(first, source).supported else ""
+
+    def _usage(self, c: Completion, reply: Reply) -> None:
+        reply.tokens_per_s = round(c.tokens_per_s, 1)
+        reply.prompt_tokens, reply.completion_tokens = c.prompt_tokens, c.completion_tokens
+        reply.reused_prompt_tokens = c.reused_prompt_tokens
+        reply.model_version = c.model_version
+
+    def _generate(self, text: str, job: JobContext | None, passages: list[Passage], reply: Reply,
+                  on_token: Callable[[str], None] | None) -> None:
+        """The former free generation (the benchmark's reference): the model writes, citing the top passages."""
         reply.citations = [p.citation for p in passages]
-        now = self.clock()
-        if not self.breaker.allow(now):
+        if not self.breaker.allow(self.clock()):
             reply.answer = _retrieval_only(passages, "the local model is paused after repeated failures")
             reply.degraded = True
             return
@@ -246,10 +391,7 @@ class Assistant:
         self.breaker.record(ok=True, latency_ms=c.total_ms, now=self.clock())
         reply.answer = _without_repeats(c.text) or _retrieval_only(passages, "the local model gave an empty answer")
         reply.ttft_ms = round(c.ttft_ms, 1)
-        reply.tokens_per_s = round(c.tokens_per_s, 1)
-        reply.prompt_tokens, reply.completion_tokens = c.prompt_tokens, c.completion_tokens
-        reply.reused_prompt_tokens = c.reused_prompt_tokens
-        reply.model_version = c.model_version
+        self._usage(c, reply)
 
     def _user_prompt(self, text: str, job: JobContext | None, passages: list[Passage]) -> str:
         lines = []
@@ -264,22 +406,16 @@ class Assistant:
         return "\n".join(lines)
 
     def _record(self, r: Reply, ref: str | None) -> None:
+        resolved = r.grounded and not r.abstained and r.route == "local"
         with self.store.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO requests (id, at, intent, confidence, route, latency_ms, ttft_ms, prompt_tokens,"
-                " completion_tokens, reused_prompt_tokens, model_version, degraded, error, ref, resolved_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " completion_tokens, reused_prompt_tokens, model_version, degraded, error, ref, resolved_at,"
+                " grounded, abstained) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.request_id, time.time(), r.intent, r.confidence, r.route, r.latency_ms, r.ttft_ms, r.prompt_tokens,
                  r.completion_tokens, r.reused_prompt_tokens, r.model_version, int(r.degraded), r.error, ref,
-                 None if r.route != "local" else time.time()),
+                 time.time() if resolved else None, int(r.grounded), int(r.abstained)),
             )
-
-
-def retrieval_strength(passages: list[Passage]) -> float:
-    """bm25 (negative, lower is better) mapped to [0, 1]: how well the knowledge base covers the text."""
-    if not passages:
-        return 0.0
-    return min(1.0, -passages[0].score / 8.0)
 
 
 def _without_repeats(text: str) -> str:
@@ -303,21 +439,24 @@ def _retrieval_only(passages: list[Passage], why: str) -> str:
 
 
 def request_stats(store: AgentStore) -> dict[str, Any]:
-    """p50/p95/p99 latency and TTFT per model, route mix, manual-intervention rate (escalated share)."""
-    rows = store.db.query("SELECT route, latency_ms, ttft_ms, model_version, completion_tokens, degraded,"
-                          " resolved_at FROM requests")
+    """Latency and TTFT percentiles, route mix, resolved (answered from a procedure, not escalated or
+    abstained), abstentions, and the manual-intervention rate (requests that went to a person)."""
+    rows = store.db.query("SELECT intent, route, latency_ms, ttft_ms, model_version, completion_tokens, degraded,"
+                          " resolved_at, abstained FROM requests WHERE intent NOT IN ('confirm', 'cancel')")
     out: dict[str, Any] = {"requests": len(rows)}
     if not rows:
         return out
     lat = sorted(float(r["latency_ms"]) for r in rows)  # type: ignore[arg-type]
     ttft = sorted(float(r["ttft_ms"]) for r in rows if r["ttft_ms"] is not None)  # type: ignore[arg-type]
+    escalated = sum(1 for r in rows if r["route"] == "escalated")
     out.update({
         "latency_ms": _percentiles(lat),
         "ttft_ms": _percentiles(ttft) if ttft else None,
         "routes": {k: sum(1 for r in rows if r["route"] == k) for k in ("local", "deferred", "escalated")},
-        "manual_intervention_rate": round(sum(1 for r in rows if r["route"] == "escalated") / len(rows), 4),
+        "manual_intervention_rate": round(escalated / len(rows), 4),
         "degraded": sum(int(r["degraded"]) for r in rows),  # type: ignore[call-overload]
         "resolved": sum(1 for r in rows if r["resolved_at"] is not None),
+        "abstained": sum(int(r["abstained"]) for r in rows),  # type: ignore[call-overload]
         "models": sorted({str(r["model_version"]) for r in rows if r["model_version"]}),
     })
     return out

@@ -37,8 +37,13 @@ class AgentConfig(TomlSettings):
     llm_ctx: int = Field(2048, ge=512, description="LLM context window (tokens)")
     llm_gpu_layers: int = Field(0, ge=-1, description="LLM layers offloaded to the GPU (-1: all); needs a CUDA build")
     knowledge_dir: Path | None = Field(None, description="Markdown procedures; default: the bundled sample base")
-    intent_mode: Literal["rules", "llm"] = Field("rules", description="intent classifier (rules measured better)")
-    escalate_below: float = Field(0.45, ge=0, le=1, description="escalate to a human below this confidence")
+    intent_mode: Literal["classifier", "rules", "llm"] = Field(
+        "classifier", description="intent recognition: trained classifier with guards (measured best), rules, llm")
+    answer_mode: Literal["grounded", "checked", "generate"] = Field(
+        "grounded", description="grounded: the procedure's words; checked: plus a checked model lead-in; "
+                                "generate: free generation (unsafe, for comparison)")
+    escalate_below: float = Field(0.0, ge=0, le=1, description="escalate at once below this intent confidence "
+                                                                "(0: never; unanswerable questions offer an expert)")
     answer_budget_ms: float = Field(15000, gt=0, description="latency budget of one local answer")
     asr_language: str = Field("en", description="spoken language (English-only models ignore it)")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type")

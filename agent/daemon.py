@@ -14,6 +14,7 @@ from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.config import AgentConfig
 from linecrew.agent.errors import NotEnrolledError
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.lexicon import Lexicon
 from linecrew.agent.metrics import request_summary, serve_metrics
 from linecrew.agent.router import RoutingPolicy
 from linecrew.agent.store import SERVER_PEER, AgentStore
@@ -53,14 +54,21 @@ def model_in_force(cfg: AgentConfig) -> Path | None:
     return None
 
 
+def knowledge_base(cfg: AgentConfig, store: AgentStore) -> KnowledgeBase:
+    """The device's procedures: the bundled (or configured) folder kept indexed, plus imported manuals."""
+    kb = KnowledgeBase(store.db, Lexicon.for_device(cfg.data_dir))
+    kb.ensure_indexed(cfg.knowledge_dir or SAMPLE_KB)
+    return kb
+
+
 def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
     """The assistant with a warm local model, the knowledge base indexed and the configured policy."""
-    kb = KnowledgeBase(store.db)
-    kb.ensure_indexed(cfg.knowledge_dir or SAMPLE_KB)
+    kb = knowledge_base(cfg, store)
     llm = LocalLLM(LlmConfig(model_path=model_in_force(cfg), threads=cfg.threads, n_ctx=cfg.llm_ctx,
                                gpu_layers=cfg.llm_gpu_layers))
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
-                     config=AssistantConfig(intent_mode=cfg.intent_mode, answer_budget_ms=cfg.answer_budget_ms))
+                     config=AssistantConfig(intent_mode=cfg.intent_mode, answer_mode=cfg.answer_mode,
+                                            answer_budget_ms=cfg.answer_budget_ms))
 
 
 def _update_agent(cfg: AgentConfig, store: AgentStore, sync: DeviceSync) -> UpdateAgent | None:

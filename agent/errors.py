@@ -39,3 +39,11 @@ class UpdateError(AgentError):
 
 class HealthCheckError(UpdateError):
     pass
+
+
+class DocumentError(AgentError):
+    """A procedure document could not be imported: unsupported format, unreadable, too large or empty."""
+
+
+class KnowledgeError(AgentError):
+    """A knowledge-base request that cannot be met (unknown document, nothing indexed)."""

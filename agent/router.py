@@ -19,7 +19,7 @@ RouteKind = Literal["local", "deferred", "escalated"]
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    escalate_below: float = 0.45
+    escalate_below: float = 0.0  # intent confidence below which to escalate; 0: never (answerability decides)
     always_escalate: frozenset[str] = frozenset({"safety_emergency", "escalate_to_expert"})
     defer_rules: tuple[tuple[str, str], ...] = (
         (r"\bsummar(y|i[sz]e|i[sz]ing)\b.*\b(job|log|notes|day|shift|work)\b", TaskKind.SUMMARIZE_JOB_LOG),

@@ -112,6 +112,11 @@ CREATE TABLE rollback_requests (
     done REAL
 )""")),
     dead_letter_migration(6),
+    Migration(7, "grounded answers; expert answers apart from resolved ones", lambda c: executescript(c, """
+ALTER TABLE requests ADD COLUMN grounded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN abstained INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN expert_answered_at REAL;
+""")),
 ]
 
 SERVER_PEER = "server"
@@ -213,7 +218,8 @@ class AgentStore:
             "INSERT OR IGNORE INTO answers (id, kind, ref, text_sealed, source, received) VALUES (?,?,?,?,?,?)",
             (msg_id, kind, ref, self.cipher.encrypt_text(text, msg_id.encode()), source, time.time()),
         )
-        conn.execute("UPDATE requests SET resolved_at=? WHERE ref=? AND resolved_at IS NULL", (time.time(), ref))
+        conn.execute("UPDATE requests SET expert_answered_at=? WHERE ref=? AND expert_answered_at IS NULL",
+                     (time.time(), ref))
 
     def apply_server_message(self, conn: sqlite3.Connection, peer: str, msg: Message) -> None:
         """Effect of one server→device message, inside the inbox transaction (exactly once)."""

@@ -57,7 +57,11 @@ def test_question_confidence_follows_retrieval_strength() -> None:
     ("parts_request", 0.2, "need 2 insulators", "local"),
 ])
 def test_routing_policy(intent: str, conf: float, text: str, route: str) -> None:
-    assert decide(Intent(intent, conf), text, RoutingPolicy()).kind == route
+    assert decide(Intent(intent, conf), text, RoutingPolicy(escalate_below=0.45)).kind == route
+
+
+def test_by_default_an_unsure_intent_is_not_escalated_the_answerability_decides() -> None:
+    assert decide(Intent("procedure_question", 0.3), "how do I flux the capacitor", RoutingPolicy()).kind == "local"
 
 
 def test_policy_refuses_to_stop_escalating_emergencies() -> None:

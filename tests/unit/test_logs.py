@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from linecrew.agent.assistant import Assistant
+from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.metrics import request_summary
 from linecrew.agent.store import AgentStore
@@ -72,8 +72,10 @@ def test_a_request_logs_its_id_not_its_words_and_a_model_failure_is_a_model_erro
     kb = KnowledgeBase(store.db)
     kb.ensure_indexed(SAMPLE_KB)
     question = "How do I check the oil level on the transformer at 12 Birch Lane?"
-    reply = Assistant(store, _BrokenLLM(), kb).ask(question)  # type: ignore[arg-type]
+    checked = AssistantConfig(answer_mode="checked")  # the model writes a lead-in, and fails
+    reply = Assistant(store, _BrokenLLM(), kb, config=checked).ask(question)  # type: ignore[arg-type]
     assert reply.degraded and reply.error == "ModelError"
+    assert reply.grounded and "sight gauge" in reply.answer  # the procedure's words still stand
     lines = _lines(out)
     mine = [x for x in lines if x["request_id"] == reply.request_id]
     assert mine and "model error ModelError" in str(mine[-1]["message"])

@@ -1,0 +1,130 @@
+"""The grounded answerer: a question in, the procedure's own words (or an honest "no procedure") out.
+
+Per part of the question: widen with the trade lexicon, rank sections (FTS5 bm25) and units
+(``grounding.select``), score answerability (``answerability``); answer the parts that pass with their units,
+name the parts that do not. Nothing here generates text: what is said is what the procedure says, with the
+citation of exactly the units used. The conversation's last procedure and step come in as ``Focus`` so a
+follow-up ("and after that?", "what if it's still low?") resolves against them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from linecrew.agent import grounding
+from linecrew.agent.answerability import AnswerabilityModel
+from linecrew.agent.knowledge import KnowledgeBase, UnitRef
+
+ABSTAIN = "I have no procedure for that. Shall I ask an expert?"
+_NEXT = re.compile(r"^\s*(and\s+|ok(ay)?,?\s+|so\s+)?(after that|then what|what'?s next|what now|next( step| one)?|"
+                   r"and then|what comes next|what do i do next|then)\s*\??\s*$", re.I)
+_BACK = re.compile(r"^\s*(go back|back|previous( step)?|what was (the step )?before that|before that)\s*\??\s*$",
+                   re.I)
+_FOLLOW = re.compile(r"^\s*(and\s+)?(what if|what about|and if|if it'?s|if so|how about|and how|and what|"
+                     r"is that|does that|what does that)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Where the conversation is: the last unit said and the last question's weighted terms."""
+
+    doc: str
+    section: int
+    position: int
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartAnswer:
+    question: str
+    units: tuple[UnitRef, ...]
+    probability: float
+    answered: bool
+    features: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Grounded:
+    answer: str
+    units: tuple[UnitRef, ...]
+    confidence: float
+    abstained: bool
+    parts: tuple[PartAnswer, ...]
+    focus: Focus | None
+
+    @property
+    def citations(self) -> list[str]:
+        return list(dict.fromkeys(u.citation for u in self.units))
+
+
+class Answerer:
+    def __init__(self, kb: KnowledgeBase, model: AnswerabilityModel | None = None) -> None:
+        self.kb = kb
+        self.model = model or AnswerabilityModel.load()
+        self._corpus: grounding.Corpus | None = None
+        self._corpus_of: int | None = None
+
+    @property
+    def corpus(self) -> grounding.Corpus:
+        units = self.kb.units()
+        if self._corpus is None or self._corpus_of != id(units):
+            self._corpus, self._corpus_of = grounding.Corpus(units), id(units)
+        return self._corpus
+
+    def select(self, question: str, *, focus: Focus | None = None, follow: bool = False) -> PartAnswer:
+        c = self.corpus
+        expanded = self.kb.lexicon.expand(question)
+        follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
+        q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None)
+        fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
+        prefer = (focus.doc, focus.section) if focus and follow else None
+        sel = grounding.select(q, c, fts, prefer)
+        p = self.model.probability(sel.features)
+        return PartAnswer(question, sel.units, round(p, 3), p >= self.model.threshold and bool(sel.units),
+                          sel.features)
+
+    def answer(self, question: str, *, focus: Focus | None = None) -> Grounded:
+        step = self._step(question, focus)
+        if step is not None:
+            return step
+        parts: list[PartAnswer] = []
+        for k, text in enumerate(grounding.split_parts(question)):
+            if k and parts[0].units:  # a later part may lean on the first: "what link for a 25? and if it blows?"
+                u = parts[0].units[0]
+                w = grounding.analyse(parts[0].question, self.kb.lexicon.expand(parts[0].question), self.corpus)
+                parts.append(self.select(text, focus=Focus(u.doc, u.section, u.position, w.weights), follow=True))
+            else:
+                parts.append(self.select(text, focus=focus))
+        answered = [p for p in parts if p.answered]
+        if not answered:
+            return Grounded(ABSTAIN, (), max(p.probability for p in parts), True, tuple(parts), focus)
+        lines, used = [], []
+        for p in parts:
+            if p.answered:
+                fresh = [u for u in p.units if u not in used]
+                used += fresh
+                if fresh:
+                    lines.append(grounding.compose(fresh))
+            else:
+                lines.append(f'I have no procedure for "{p.question}".')
+        last = answered[-1].units[-1]
+        weights = grounding.analyse(answered[-1].question, self.kb.lexicon.expand(answered[-1].question),
+                                    self.corpus).weights
+        return Grounded(" ".join(lines), tuple(used), min(p.probability for p in answered), False, tuple(parts),
+                        Focus(last.doc, last.section, last.position, weights))
+
+    def _step(self, question: str, focus: Focus | None) -> Grounded | None:
+        """ "And after that?" / "go back": the next or previous unit of the section in focus."""
+        if focus is None or not (_NEXT.match(question) or _BACK.match(question)):
+            return None
+        units = self.kb.section_units(focus.doc, focus.section)
+        last = next((u for u in units if u.position == focus.position), None)
+        if last is None:
+            return None
+        nxt = grounding.next_unit(units, last, back=bool(_BACK.match(question)))
+        if nxt is None:
+            text = ("That was the last step of " if not _BACK.match(question) else "That was the first step of ")
+            return Grounded(text + f"{last.title} - {last.heading}.", (last,), 1.0, False, (), focus)
+        return Grounded(grounding.compose([nxt]), (nxt,), 1.0, False, (),
+                        Focus(nxt.doc, nxt.section, nxt.position, focus.weights))

@@ -1,0 +1,302 @@
+"""Grounded answers: the procedure's own words, chosen unit by unit, and a check for any other sentence.
+
+Pure code on values (units in, selections and checks out), tested with tables.
+
+* ``Corpus`` holds every unit's content terms (stemmed, stop words out) and their idf.
+* ``analyse`` turns a question (widened by the trade lexicon) into weighted terms and what it asks for
+  (a figure, the steps, a single fact); ``split_parts`` cuts a multi-part question into its questions.
+* ``select`` scores every unit by how much of the question's idf mass it (and its section heading) covers,
+  adds the section's lexical rank, and returns the best unit, the section's steps when the steps were asked
+  for, or the best unit with its close neighbours — plus the features ``answerability`` scores.
+* ``check`` decides whether a sentence someone else wrote (the local model, an old answer) is supported by
+  the cited text: every number with its unit, the negation, the named equipment and most content words must
+  be there. Anything unsupported is dropped by the caller; the quoted text stands.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from linecrew.agent.knowledge import _STOP, UnitRef
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.,/][0-9]+)*")
+_COMPOUND = re.compile(r"\b[a-z]+(?:-[a-z]+)+\b")
+_CANON = {"lockout": "lock", "tagout": "tag", "voltag": "volt", "energis": "energ"}
+_NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+                 "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fifteen": "15", "twenty": "20",
+                 "thirty": "30", "fifty": "50", "hundred": "100"}
+_NEG = re.compile(r"\b(not|never|no|cannot|can't|don't|do not|doesn't|must not|mustn't|isn't|aren't|won't|"
+                  r"shouldn't|without|nothing|none|stays? off|only)\b", re.I)
+_WANTS_NUMBER = re.compile(
+    r"\b(how (many|much|long|far|close|often|big|high|low|old)|what (size|rating|class|voltage|distance|percent|"
+    r"reading|number|torque|temperature|current|weight|gauge|length)|minimum|maximum|\bmin\b|\bmax\b|what (is|'s) "
+    r"the (size|rating|limit|spec|voltage|distance|class)|which (size|class|fuse|glove)|rated (for|at)|percent|"
+    r"size of|rating of|spec\b|specs\b|value)\b", re.I)
+_WANTS_STEPS = re.compile(
+    r"\b(steps?|procedure|walk me through|walk through|go through|how (do|should|would|can) (i|we|you)|"
+    r"what do (i|we) do|what('s| is) the process|process for|in what order|order of|sequence|checklist|"
+    r"what should (i|we) (do|check)|run me through)\b", re.I)
+_AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\b|\bafter (that|the|this) .* what\b",
+                    re.I)
+_PART_SPLIT = re.compile(
+    r"\?\s+|;\s+|\s+(?:and also|also|plus)\s+|,?\s+and\s+(?=(?:what|how|when|where|which|who|why|do|does|is|are|"
+    r"should|can|could|must|then|after)\b)", re.I)
+EQUIPMENT = frozenset(
+    "transformer recloser breaker fuse cutout meter socket jaw arrester bushing insulator capacitor conductor "
+    "neutral ground grounds grounding clamp glove gloves sleeve protector boom bucket outrigger pole crossarm guy "
+    "anchor generator relay coil battery detector hot stick lock tag ring seal hammer harness lanyard rope aed "
+    "cpr switch gauge tank oil pcb service drop mast weatherhead leg legs pad cone".split())
+
+
+@cache
+def _stemmer() -> Any:
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def _norm_number(w: str) -> str:
+    return w.replace(",", "") if re.fullmatch(r"\d[\d,]*(\.\d+)?", w) else w
+
+
+def words(text: str) -> list[str]:
+    return [_norm_number(w) for w in _WORD.findall(text.lower().replace("\u2013", " - "))]
+
+
+def terms(text: str) -> list[str]:
+    """Content terms: lower-case words without stop words, stemmed; numbers normalized (1,000 -> 1000)."""
+    out = []
+    for w in words(text):
+        w = _NUMBER_WORDS.get(w, w)
+        if w in _STOP or (len(w) < 2 and not w.isdigit()):
+            continue
+        stem = w if w[0].isdigit() else _stemmer().stemWord(w)
+        out.append(_CANON.get(stem, stem))
+    # a hyphenated word also counts whole: "re-energize" matches itself better than "de-energized"
+    out += [_stemmer().stemWord(c) for c in _COMPOUND.findall(text.lower())]
+    return out
+
+
+def numbers(text: str) -> set[str]:
+    found = {w for w in words(text) if w[0].isdigit()}
+    found |= {_NUMBER_WORDS[w] for w in words(text) if w in _NUMBER_WORDS}
+    return found
+
+
+def sentences_of(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s.strip()]
+
+
+def negated(text: str) -> bool:
+    return bool(_NEG.search(text))
+
+
+# ------------------------------------------------------------------------------------------ corpus
+class Corpus:
+    def __init__(self, units: Sequence[UnitRef]) -> None:
+        self.units = list(units)
+        self.unit_terms = [frozenset(terms(u.text)) for u in self.units]
+        self.context: dict[tuple[str, int], frozenset[str]] = {}
+        for u in self.units:
+            key = (u.doc, u.section)
+            if key not in self.context:
+                self.context[key] = frozenset(terms(f"{u.title} {u.heading}"))
+        df: dict[str, int] = {}
+        for ts in [*self.unit_terms, *self.context.values()]:
+            for t in ts:
+                df[t] = df.get(t, 0) + 1
+        self.n = len(self.unit_terms) + len(self.context)
+        self.df = df
+        self.numbers = set().union(*(numbers(u.text) for u in self.units)) if self.units else set()
+
+    def idf(self, term: str) -> float:
+        return math.log((self.n + 1) / (self.df.get(term, 0) + 0.5))
+
+    def known(self, term: str) -> bool:
+        return term in self.df
+
+
+# ------------------------------------------------------------------------------------------ questions
+@dataclass(frozen=True)
+class Query:
+    text: str
+    weights: dict[str, float]
+    wants_number: bool
+    wants_steps: bool
+    negated: bool = False
+    wants_after: bool = False  # "what comes after X": the step that follows the one that matches
+
+    @property
+    def mass(self) -> float:
+        return sum(self.weights.values()) or 1.0
+
+
+def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float] | None = None) -> Query:
+    """Weighted terms of the question; words the lexicon added weigh as much as the technician's own."""
+    ts = dict.fromkeys(terms(expanded))
+    weights = {t: corpus.idf(t) for t in ts}
+    for t, w in (carry or {}).items():
+        weights.setdefault(t, 0.5 * w)
+    return Query(text, weights, bool(_WANTS_NUMBER.search(text)), bool(_WANTS_STEPS.search(text)),
+                 negated(text), bool(_AFTER.search(text)))
+
+
+def split_parts(text: str) -> list[str]:
+    """A multi-part question as its parts; a part too short to be a question stays with its neighbour."""
+    raw = [p.strip(" ,.?") for p in _PART_SPLIT.split(text.strip()) if p and p.strip(" ,.?")]
+    parts: list[str] = []
+    for p in raw:
+        if parts and len(terms(p)) < 2:
+            parts[-1] = f"{parts[-1]} {p}"
+        else:
+            parts.append(p)
+    return parts or [text.strip()]
+
+
+# ------------------------------------------------------------------------------------------ selection
+@dataclass(frozen=True)
+class Selection:
+    units: tuple[UnitRef, ...]
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best(self) -> UnitRef | None:
+        return self.units[0] if self.units else None
+
+
+FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
+            "margin", "terms")
+
+
+def _score(q: Query, c: Corpus, i: int) -> tuple[float, float, float]:
+    u = c.units[i]
+    ut, ctx = c.unit_terms[i], c.context[(u.doc, u.section)]
+    hit_u = sum(w for t, w in q.weights.items() if t in ut)
+    hit_c = sum(w for t, w in q.weights.items() if t in ctx and t not in ut)
+    return (hit_u + 0.6 * hit_c) / q.mass, hit_u / q.mass, sum(w for t, w in q.weights.items() if t in ctx) / q.mass
+
+
+def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
+           prefer: tuple[str, int] | None = None) -> Selection:
+    """The units that answer ``q``; ``fts_sections`` ranks sections (bm25), ``prefer`` is the conversation's."""
+    if not c.units or not q.weights:
+        return Selection((), dict.fromkeys(FEATURES, 0.0))
+    top = {key: rank for rank, key in enumerate(fts_sections)}
+    scored = []
+    for i, u in enumerate(c.units):
+        s, su, sc = _score(q, c, i)
+        key = (u.doc, u.section)
+        s += 0.08 if top.get(key) == 0 else 0.04 if key in top else 0.0
+        if prefer and u.doc == prefer[0]:
+            s += 0.06 + (0.04 if u.section == prefer[1] else 0.0)
+        has_num = bool(numbers(u.text))
+        if q.wants_number:
+            s += 0.08 if has_num else -0.1
+        ut = c.unit_terms[i]
+        s += 0.05 * sum(1 for t in q.weights if t in ut) / max(4, len(ut))  # denser match wins a tie
+        s += 0.03 if q.negated == negated(u.text) else 0.0
+        scored.append((s, su, sc, i))
+    scored.sort(key=lambda x: -x[0])
+    s_best, su_best, sc_best, bi = scored[0]
+    best = c.units[bi]
+    other_doc = next((x[0] for x in scored if c.units[x[3]].doc != best.doc), 0.0)
+    section = [(x[0], c.units[x[3]]) for x in scored if (c.units[x[3]].doc, c.units[x[3]].section) ==
+               (best.doc, best.section)]
+    chosen = _choose(q, best, s_best, sc_best, section)
+    unknown = sum(w for t, w in q.weights.items() if not c.known(t)) / q.mass
+    features = {
+        "coverage": round(min(1.5, s_best), 4), "unit_coverage": round(su_best, 4),
+        "context_coverage": round(sc_best, 4), "unknown_mass": round(unknown, 4),
+        "number_missing": float(q.wants_number and not any(numbers(u.text) for u in chosen)),
+        "fts_top": float(top.get((best.doc, best.section)) == 0), "margin": round(s_best - other_doc, 4),
+        "terms": float(len(q.weights)),
+    }
+    return Selection(tuple(chosen), features)
+
+
+def _choose(q: Query, best: UnitRef, s_best: float, ctx_cov: float,
+            section: list[tuple[float, UnitRef]]) -> list[UnitRef]:
+    in_order = sorted((u for _, u in section), key=lambda u: u.position)
+    steps = [u for u in in_order if u.kind == "step"]
+    warnings = [u for u in in_order if u.kind == "warning" and u.position < (steps[0].position if steps else 0)]
+    if q.wants_steps and len(steps) >= 2 and ctx_cov >= 0.45 and best.kind in ("step", "warning"):
+        return [*warnings, *steps][:9]
+    keep = [u for s, u in section if u is not best and s >= max(0.8 * s_best, s_best - 0.12)][:2]
+    if best.kind == "warning":  # a warning alone answers nothing: add the best step or item it guards
+        keep = keep or [u for _, u in section if u.kind in ("step", "item")][:1]
+    if q.wants_after and best.kind == "step":
+        keep = [u for u in steps if u.position > best.position][:1] or keep
+    chosen = sorted([best, *keep], key=lambda u: u.position)
+    if best.kind == "step":
+        chosen = [w for w in warnings if w not in chosen] + chosen
+    return chosen
+
+
+def compose(units: Sequence[UnitRef]) -> str:
+    """Say the units as the procedure has them: where they come from, then each one's words."""
+    if not units:
+        return ""
+    first = units[0]
+    lines = [f"{first.title} - {first.heading}:"]
+    for u in units:
+        lines.append(f"Step {u.number}: {u.text}" if u.kind == "step" and u.number else u.text)
+    return " ".join(lines)
+
+
+def next_unit(units: Sequence[UnitRef], last: UnitRef, *, back: bool = False) -> UnitRef | None:
+    """The step (or unit) after — or before — ``last`` in the same section."""
+    same = [u for u in units if (u.doc, u.section) == (last.doc, last.section)]
+    idx = next((k for k, u in enumerate(same) if u.position == last.position), None)
+    if idx is None:
+        return None
+    k = idx - 1 if back else idx + 1
+    return same[k] if 0 <= k < len(same) else None
+
+
+# ------------------------------------------------------------------------------------------ checking
+@dataclass(frozen=True)
+class Check:
+    supported: bool
+    reasons: tuple[str, ...] = ()
+
+
+def check(sentence: str, sources: Sequence[str]) -> Check:
+    """Is ``sentence`` supported by ``sources``? Numbers, negation, named equipment and content must match."""
+    reasons: list[str] = []
+    source_text = " ".join(sources)
+    sources = [x for src in sources for x in sentences_of(src)]
+    missing = sorted(numbers(sentence) - numbers(source_text))
+    if missing:
+        reasons.append(f"figures not in the procedure: {', '.join(missing)}")
+    st = terms(sentence)
+    src_terms = set(terms(source_text))
+    if st:
+        closest = max(sources, key=lambda s: len(set(terms(s)) & set(st)), default="")
+        if negated(sentence) != negated(closest):
+            reasons.append("negation differs from the procedure")
+        eq = {w for w in words(sentence) if w in EQUIPMENT} - set(words(source_text))
+        if eq:
+            reasons.append(f"equipment not in the procedure: {', '.join(sorted(eq))}")
+        share = sum(t in src_terms for t in st) / len(st)
+        if share < 0.6:
+            reasons.append(f"only {share:.0%} of its words are in the procedure")
+    return Check(not reasons, tuple(reasons))
+
+
+def contradicts(sentence: str, sources: Sequence[str]) -> bool:
+    """A sentence about the same thing as a source sentence that differs in a figure or a negation."""
+    sources = [x for src in sources for x in sentences_of(src)]
+    st = set(terms(sentence))
+    if not st:
+        return False
+    closest = max(sources, key=lambda s: len(set(terms(s)) & st), default="")
+    overlap = len(set(terms(closest)) & st) / len(st)
+    if overlap < 0.4:
+        return False
+    differs_number = bool(numbers(sentence) - numbers(" ".join(sources)))
+    return differs_number or negated(sentence) != negated(closest)

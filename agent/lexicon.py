@@ -1,0 +1,63 @@
+"""The trade lexicon: field words mapped to the procedures' words, for retrieval and speech recognition.
+
+Shipped as data (``agent/data/lexicon.toml``) and extended by the user with ``lexicon.toml`` in the device's
+data folder. Expansion only adds words — the technician's own words still count — so a wrong mapping costs
+a little ranking, never a missed match.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from linecrew.agent.errors import KnowledgeError
+
+SHIPPED = Path(str(importlib.resources.files("linecrew.agent").joinpath("data", "lexicon.toml")))
+USER_FILE = "lexicon.toml"
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    terms: tuple[tuple[str, str], ...]  # (field phrase, procedure phrase), longest field phrase first
+
+    @classmethod
+    def load(cls, *paths: Path) -> Lexicon:
+        merged: dict[str, str] = {}
+        for p in (SHIPPED, *paths):
+            if not p.is_file():
+                continue
+            try:
+                data = tomllib.loads(p.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise KnowledgeError(f"{p}: not a valid lexicon ({e})") from e
+            terms = data.get("terms", {})
+            if not isinstance(terms, dict) or not all(isinstance(v, str) for v in terms.values()):
+                raise KnowledgeError(f"{p}: [terms] must map phrases to phrases")
+            merged.update({k.lower().strip(): v for k, v in terms.items() if k.strip()})
+        return cls(tuple(sorted(merged.items(), key=lambda kv: (-len(kv[0]), kv[0]))))
+
+    @classmethod
+    def for_device(cls, data_dir: Path | None) -> Lexicon:
+        return cls.load(data_dir / USER_FILE) if data_dir else cls.load()
+
+    def expand(self, text: str) -> str:
+        """The text with the procedure phrase appended for every field phrase it contains."""
+        low = text.lower()
+        extra = []
+        for field, proc in self.terms:
+            if re.search(rf"(?<![\w-]){re.escape(field)}(?![\w-])", low):
+                extra.append(proc)
+                low = low.replace(field, " ")
+        return f"{text} {' '.join(extra)}" if extra else text
+
+    def vocabulary(self, limit: int = 60) -> list[str]:
+        """Trade words for speech recognition's prompt: multi-word and rarer terms first."""
+        words: list[str] = []
+        for field, proc in self.terms:
+            for w in (field, proc):
+                if len(w) > 3 and w not in words:
+                    words.append(w)
+        return words[:limit]
