@@ -116,8 +116,10 @@ class Answerer:
 
     def _step(self, question: str, focus: Focus | None) -> Grounded | None:
         """ "And after that?" / "go back": the next or previous unit of the section in focus."""
-        if focus is None or not (_NEXT.match(question) or _BACK.match(question)):
+        if not (_NEXT.match(question) or _BACK.match(question)):
             return None
+        if focus is None:  # "and after that?" with nothing before it: there is nothing to follow
+            return Grounded(ABSTAIN, (), 0.0, True, (), None)
         units = self.kb.section_units(focus.doc, focus.section)
         last = next((u for u in units if u.position == focus.position), None)
         if last is None:

@@ -65,9 +65,9 @@ SAFETY_NOTICE = (
 )
 CONVERSATION_TTL_S = 900.0  # a follow-up after a quarter of an hour starts a new conversation
 _JOB_QUESTION = re.compile(
-    r"(this|the|my|current|our) (job|work order|ticket)|what job|where (is|am i|are we).*(job|going|"
-    r"headed)|what('s| is) the address|job (address|details|number)", re.I)
-_ASKS_PROCEDURE = re.compile(r"(step|steps|procedure|how do|what do i check|check list|checklist)", re.I)
+    r"\b(this|the|my|current|our) (job|work order|ticket)\b|\bwhat job\b|\bwhere (is|am i|are we)\b.*\b(job|going|"
+    r"headed)\b|\bwhat('s| is) the address\b|\bjob (address|details|number)\b", re.I)
+_ASKS_PROCEDURE = re.compile(r"\b(step|steps|procedure|how do|what do i check|check list|checklist)\b", re.I)
 
 
 @dataclass(frozen=True)

@@ -245,12 +245,16 @@ def parse_docx(path: Path, name: str) -> Document:
 def parse_pdf(path: Path, name: str) -> Document:
     """Headings are lines set larger than the body text; tables come from pdfplumber's table finder."""
     import pdfplumber
-    from pdfminer.pdfparser import PDFSyntaxError
 
     try:
-        pdf = pdfplumber.open(str(path))
-    except (PDFSyntaxError, ValueError, OSError) as e:
+        return _pdf_document(_pdf_read(pdfplumber.open(str(path))), name)
+    except DocumentError:
+        raise
+    except Exception as e:  # pdfminer raises many kinds (syntax, encryption, missing /Root) on a bad file
         raise DocumentError(f"{name}: not a readable PDF ({type(e).__name__})") from e
+
+
+def _pdf_read(pdf: Any) -> list[tuple[float, str, bool]]:
     lines: list[tuple[float, str, bool]] = []  # (font size, text, inside a table)
     with pdf:
         for page in pdf.pages:
@@ -264,7 +268,7 @@ def parse_pdf(path: Path, name: str) -> Document:
                 if rows:
                     lines.append((-1.0, _TABLE_MARK, False))
                     lines.extend((-2.0, "\t".join(r), True) for r in rows)
-    return _pdf_document(lines, name)
+    return lines
 
 
 _TABLE_MARK = "\x00table"

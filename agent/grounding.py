@@ -270,13 +270,13 @@ def check(sentence: str, sources: Sequence[str]) -> Check:
     reasons: list[str] = []
     source_text = " ".join(sources)
     sources = [x for src in sources for x in sentences_of(src)]
-    missing = sorted(numbers(sentence) - numbers(source_text))
-    if missing:
-        reasons.append(f"figures not in the procedure: {', '.join(missing)}")
     st = terms(sentence)
     src_terms = set(terms(source_text))
+    closest = max(sources, key=lambda s: len(set(terms(s)) & set(st)), default="")
+    missing = sorted(numbers(sentence) - numbers(closest))  # figures must stand together as the procedure has them
+    if missing:
+        reasons.append(f"figures not in the procedure: {', '.join(missing)}")
     if st:
-        closest = max(sources, key=lambda s: len(set(terms(s)) & set(st)), default="")
         if negated(sentence) != negated(closest):
             reasons.append("negation differs from the procedure")
         eq = {w for w in words(sentence) if w in EQUIPMENT} - set(words(source_text))

@@ -1,0 +1,225 @@
+"""Grounded answers: parsers keep structure, answers quote the procedure, and every unsafe pattern the
+technicians found is a regression case (contradicted negation or figure, invented figures, a question turned
+into an action, a hazard inside a question). The assistant runs on the sample base with a model that fails
+if it is ever asked: a grounded answer needs none."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from linecrew.agent import grounding
+from linecrew.agent.assistant import Assistant, JobContext, request_stats
+from linecrew.agent.documents import load
+from linecrew.agent.errors import DocumentError, KnowledgeError
+from linecrew.agent.evaluation import Case, judge
+from linecrew.agent.intents import classify
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.lexicon import Lexicon
+from linecrew.agent.store import AgentStore
+from tests.helpers.manuals import STEPS, WRITERS
+
+
+class _NoModel:
+    version = "none@0"
+
+    def submit(self, *a: object, **kw: object) -> Future[object]:
+        raise AssertionError("a grounded answer must not need the model")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def assistant(tmp_path: Path) -> Assistant:
+    store = AgentStore(tmp_path / "dev", device_id="truck-7")
+    kb = KnowledgeBase(store.db)
+    kb.ensure_indexed(SAMPLE_KB)
+    return Assistant(store, _NoModel(), kb)  # type: ignore[arg-type]
+
+
+def _units(a: Assistant, doc: str) -> list[str]:
+    return [u.text for u in a.kb.units() if u.doc == doc]
+
+
+def _queued(a: Assistant) -> int:
+    return int(a.store.db.scalar("SELECT COUNT(*) FROM outbox") or 0)
+
+
+# ------------------------------------------------------------------------------------------ parsers
+@pytest.mark.parametrize("ext", sorted(WRITERS))
+def test_every_format_keeps_sections_numbered_steps_warnings_and_table_rows(ext: str, tmp_path: Path) -> None:
+    doc = load(WRITERS[ext](tmp_path / f"vault.{ext}"))
+    assert doc.title == "Vault pump-out procedure"
+    steps = doc.sections[0]
+    assert steps.heading == "Pump-out steps"
+    assert steps.units[0].kind == "warning" and "never enter a vault" in steps.units[0].text
+    assert [(u.number, u.text) for u in steps.units[1:]] == list(enumerate(STEPS, 1))
+    assert [u.text for u in doc.sections[1].units] == ["small: Pump: 2 inch pump", "large: Pump: 4 inch pump"]
+
+
+@pytest.mark.parametrize(("name", "content"), [("x.txt", b"plain"), ("x.pdf", b"not a pdf"),
+                                               ("x.docx", b"PK not a zip"), ("x.md", b"\xff\xfe\x00bad")])
+def test_a_file_that_cannot_be_read_is_one_clear_error(name: str, content: bytes, tmp_path: Path) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DocumentError, match=name.split(".")[0]):
+        load(tmp_path / name)
+
+
+def test_user_manuals_are_added_listed_answered_from_and_removed(assistant: Assistant, tmp_path: Path) -> None:
+    added = assistant.kb.add_paths([WRITERS["pdf"](tmp_path / "vault.pdf")])
+    assert added == [("vault.pdf", 6)]
+    assert any(d["name"] == "vault.pdf" and d["origin"] == "user" for d in assistant.kb.documents())
+    r = assistant.ask("how far from the vault opening does the pump hose go?")
+    assert r.grounded and "at least 3 meters" in r.answer and "vault.pdf#pump-out-steps:step-2" in r.citations
+    assert all(c.startswith("vault.pdf#pump-out-steps:") for c in r.citations)  # the step and its warning
+    assistant.kb.remove("vault.pdf")
+    assert assistant.ask("how far from the vault opening does the pump hose go?").abstained
+    with pytest.raises(KnowledgeError):
+        assistant.kb.remove("vault.pdf")
+
+
+def test_the_lexicon_widens_field_words_and_a_user_file_extends_it(tmp_path: Path) -> None:
+    lex = Lexicon.load()
+    assert "pole-mounted transformer" in lex.expand("the pole pig is leaking")
+    (tmp_path / "lexicon.toml").write_text('[terms]\n"widowmaker" = "dead tree leaning on the line"\n')
+    assert "dead tree" in Lexicon.for_device(tmp_path).expand("watch the widowmaker")
+    (tmp_path / "lexicon.toml").write_text("[terms\n")
+    with pytest.raises(KnowledgeError, match="lexicon"):
+        Lexicon.for_device(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ checks
+@pytest.mark.parametrize(("sentence", "supported"), [
+    ("Every worker applies their own lock; never lock for someone else.", True),
+    ("Never use your own lock.", False),  # the reported contradiction: a negation turned round
+    ("Yes, you can lock out at the meter base before you pull it.", False),
+    ("Use a 15T fuse link for a 50 kVA transformer.", False),  # a figure not in the procedure
+    ("Use class 2 gloves rated 20,000 V.", False),  # an invented rating
+])
+def test_a_sentence_is_kept_only_when_the_procedure_supports_it(sentence: str, supported: bool,
+                                                               assistant: Assistant) -> None:
+    source = _units(assistant, "lockout-tagout.md") if "lock for" in sentence else \
+        [u.text for u in assistant.kb.units() if u.doc in ("meter-replacement.md", "fuse-cutout-replacement.md",
+                                                           "rubber-gloves.md")]
+    assert grounding.check(sentence, source).supported is supported
+
+
+def test_the_judge_finds_a_contradiction_in_a_free_answer_and_none_in_the_quote(assistant: Assistant) -> None:
+    case = Case("can I lock for someone else?", answerable=True, facts=("never lock for someone else",),
+                source="lockout-tagout.md")
+    bad = judge(assistant.kb, case, "You can lock for someone else if they ask.", False, [])
+    good = judge(assistant.kb, case, assistant.ask(case.question).answer, False, [])
+    assert bad["contradiction"] and not bad["correct"]
+    assert good["correct"] and not good["contradiction"]
+
+
+# ------------------------------------------------------------------------------------------ answers
+def test_a_negation_in_the_procedure_is_said_as_written(assistant: Assistant) -> None:
+    r = assistant.ask("Can I use someone else's lock on the switch?")
+    assert r.grounded and not r.abstained and "never lock for someone else" in r.answer
+    assert r.citations == ["lockout-tagout.md#steps:step-4"]  # only what the answer used
+    assert not r.answer.lower().startswith("yes")
+
+
+def test_the_meter_base_question_never_gets_a_yes(assistant: Assistant) -> None:
+    r = assistant.ask("can I lock out at the meter base before I pull it?")
+    assert "yes" not in r.answer.lower().split()
+    assert not any(grounding.contradicts(s, _units(assistant, "meter-replacement.md"))
+                   for s in grounding.sentences_of(r.answer))
+
+
+def test_a_figure_comes_from_the_table_row_that_holds_it(assistant: Assistant) -> None:
+    r = assistant.ask("what fuse link goes in a 50 kva pole pig?")
+    assert "8T" in r.answer and "15T" not in r.answer and "3T" not in r.answer
+    assert r.citations == ["fuse-cutout-replacement.md#fuse-link-sizes-for-7-2-kv-single-phase-transformers:row-3"]
+
+
+@pytest.mark.parametrize("question", ["what's the torque spec for the meter socket lugs?",
+                                      "what's the overtime rate for storm work?",
+                                      "how do I splice underground primary cable?"])
+def test_no_procedure_means_no_figures_and_an_offer_to_ask_an_expert(question: str, assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert r.abstained and not r.grounded and r.citations == []
+    assert not grounding.numbers(r.answer) and "no procedure" in r.answer
+    assert r.needs_confirmation and _queued(assistant) == 0  # nothing goes out on the device's own guess
+    yes = assistant.confirm(True)
+    assert yes.route == "escalated" and _queued(assistant) == 1
+
+
+@pytest.mark.parametrize("question", ["work's finished on the pad mount, what do we do before we re-energize?",
+                                      "recloser locked out, can I close it back in?",
+                                      "we're on site, what's the first step for lockout?",
+                                      "we need to re-fuse the cutout, what size link for a 50?"])
+def test_a_question_is_never_turned_into_an_action(question: str, assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    pending = assistant.store.get("pending_action")
+    assert r.intent == "procedure_question" and _queued(assistant) == 0
+    assert pending is None or pending["intent"] == "escalate_to_expert"  # at most the offer to ask an expert
+
+
+def test_the_recloser_question_gets_the_control_center_step(assistant: Assistant) -> None:
+    r = assistant.ask("recloser locked out, can I close it back in?")
+    assert "check with the control center before you close a breaker that locked out" in r.answer.lower()
+
+
+@pytest.mark.parametrize("question", ["the jaws look burnt, what do I check?",
+                                      "there's smoke marks on the bushing, what does that mean?",
+                                      "the pole is scorched at the base, is it safe to climb?"])
+def test_a_hazard_inside_a_question_is_a_question(question: str, assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert (r.intent == "procedure_question" and r.route != "escalated") or r.abstained
+
+
+def test_a_person_hurt_still_escalates_at_once_even_asked_as_a_question(assistant: Assistant) -> None:
+    r = assistant.ask("my partner got a shock and he's not breathing, what do I do?")
+    assert r.intent == "safety_emergency" and r.route == "escalated" and _queued(assistant) == 1
+    assert r.answer.startswith("STOP WORK")  # the notice first, whatever else is said
+
+
+def test_a_remark_is_read_back_and_queued_only_after_a_yes(assistant: Assistant) -> None:
+    r = assistant.ask("we're on site")
+    assert r.intent == "job_status" and r.needs_confirmation and _queued(assistant) == 0
+    assert assistant.confirm(True).actions == ["job status on_site queued"] and _queued(assistant) == 1
+
+
+def test_a_follow_up_resolves_against_the_last_step(assistant: Assistant) -> None:
+    first = assistant.ask("which end of the grounds goes on first?")
+    assert "ground-end clamp first" in first.answer
+    last = max(int(c.rsplit("step-", 1)[1]) for c in first.citations if "step-" in c)
+    after = assistant.ask("and after that?")
+    assert after.grounded and after.citations == [f"protective-grounding.md#installing-grounds:step-{last + 1}"]
+    back = assistant.ask("go back")
+    assert back.citations == [f"protective-grounding.md#installing-grounds:step-{last}"]
+    assistant.forget_conversation()
+    assert assistant.ask("and after that?").abstained  # nothing to follow once the conversation is over
+
+
+def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant) -> None:
+    assert "No job is set" in assistant.ask("what's the address of this job?").answer
+    assistant.set_job(JobContext("J-42", "Transformer check", "12 Birch Lane"))
+    r = assistant.ask("what's the address of this job?")
+    assert "12 Birch Lane" in r.answer and r.citations == ["job:J-42"] and r.grounded
+
+
+def test_a_multi_part_question_answers_each_part(assistant: Assistant) -> None:
+    r = assistant.ask("what's the max voltage for class 1 gloves and how often do they get retested?")
+    assert "7,500 V" in r.answer and "every 6 months" in r.answer
+
+
+def test_resolved_means_answered_from_a_procedure_not_abstained_or_escalated(assistant: Assistant) -> None:
+    assistant.ask("what fuse link goes in a 50 kva pole pig?")
+    assistant.ask("what's the torque spec for the meter socket lugs?")
+    assistant.confirm(True)  # the technician asks an expert: a manual intervention
+    stats = request_stats(assistant.store)
+    assert (stats["resolved"], stats["abstained"], stats["routes"]["escalated"]) == (1, 1, 1)
+    assert stats["manual_intervention_rate"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_the_classifier_guards_hold_whatever_it_learned() -> None:
+    assert classify("he got a shock, what do I do?").name == "safety_emergency"
+    assert classify("note: the gate code is 4471").name == "log_note"
+    assert classify("need some stuff").name != "parts_request"  # an action needs its slots
+    assert classify("").name == "other"
