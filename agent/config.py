@@ -45,6 +45,7 @@ class AgentConfig(TomlSettings):
     escalate_below: float = Field(0.0, ge=0, le=1, description="escalate at once below this intent confidence "
                                                                 "(0: never; unanswerable questions offer an expert)")
     answer_budget_ms: float = Field(15000, gt=0, description="latency budget of one local answer")
+    asr_vocabulary: bool = Field(True, description="bias recognition toward the trade lexicon's words")
     asr_language: str = Field("en", description="spoken language (English-only models ignore it)")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability threshold")

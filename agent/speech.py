@@ -56,6 +56,7 @@ class SpeechConfig:
     min_first_partial_s: float = 0.8  # less audio than this decodes to noise
     min_pad_s: float = 10.0  # decode window floor; shorter inputs make Whisper loop
     max_tokens_per_s: float = 8.0
+    vocabulary: tuple[str, ...] = ()  # trade words to bias recognition toward (Whisper's previous-text prompt)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -174,6 +175,7 @@ class WhisperDecoder:
         self.version = model_version(self.path)
         self._model: Any = None
         self._tok: Any = None
+        self._bias: list[int] = []
         self._suppress: list[int] = []
 
     def _load(self) -> None:
@@ -187,6 +189,7 @@ class WhisperDecoder:
         self._tok = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe",
                               language=self.config.language if multilingual else "en")
         self._suppress = get_suppressed_tokens(self._tok, [-1])
+        self._bias = vocabulary_prompt(self._tok, self.config.vocabulary)
 
     def warm_up(self) -> None:
         self._load()
@@ -202,7 +205,7 @@ class WhisperDecoder:
         target = min(3000, max(int(self.config.min_pad_s * 100), frames + 200))
         enc = model.encode(pad_or_trim(feats, target))
         forced = tok.encode(" " + prefix.strip()) if prefix.strip() else []
-        prompt = [*tok.sot_sequence, tok.no_timestamps, *forced]
+        prompt = [*self._bias, *tok.sot_sequence, tok.no_timestamps, *forced]
         budget = int(4 + self.config.max_tokens_per_s * len(audio) / SAMPLE_RATE)
         hyp = self._generate(enc, prompt, forced, budget, ngram=0)
         if _looping(hyp.continuation):  # Whisper's classic failure: the same phrase over and over
@@ -221,6 +224,15 @@ class WhisperDecoder:
             ids = ids[len(forced) :]
         n = max(1, len(ids))
         return Hypothesis(tok.decode(ids).strip(), float(res.scores[0]) / n, float(res.no_speech_prob))
+
+
+def vocabulary_prompt(tok: Any, vocabulary: tuple[str, ...], max_tokens: int = 100) -> list[int]:
+    """Whisper's "previous text" prompt made of trade words (as faster-whisper's ``hotwords`` does): the
+    decoder then prefers "recloser" to "reclosure". Empty when there is no vocabulary."""
+    if not vocabulary:
+        return []
+    ids = tok.encode(" " + ", ".join(vocabulary) + ".")
+    return [tok.sot_prev, *ids[-max_tokens:]]
 
 
 def _looping(text: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from linecrew.agent.audio import AudioChunk
 from linecrew.agent.config import AgentConfig
 from linecrew.agent.errors import AudioError
+from linecrew.agent.lexicon import Lexicon
 from linecrew.agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
 from linecrew.agent.store import AgentStore
 from linecrew.shared.protocol import new_id
@@ -21,7 +22,8 @@ from linecrew.shared.protocol import new_id
 def speech_config(cfg: AgentConfig) -> SpeechConfig:
     return SpeechConfig(model_path=cfg.asr_model, compute_type=cfg.asr_compute_type, threads=cfg.threads,
                         language=cfg.asr_language, vad_threshold=cfg.vad_threshold,
-                        end_silence_ms=cfg.end_silence_ms, partial_every_s=cfg.partial_every_s)
+                        end_silence_ms=cfg.end_silence_ms, partial_every_s=cfg.partial_every_s,
+                        vocabulary=tuple(Lexicon.for_device(cfg.data_dir).vocabulary()) if cfg.asr_vocabulary else ())
 
 
 @dataclass

@@ -1,18 +1,23 @@
-"""Benchmark: the assistant on the default model, and the intent classifier chosen by measurement.
+"""Benchmark: the assistant on the held-out part of the labelled set, grounded vs. free generation.
 
-Side by side in one run, same model (SmolLM2-135M-Instruct Q4_1, 2 threads):
-* intent accuracy on a labelled set of field utterances: rules + retrieval (default) vs. the local LLM
-  constrained to JSON by a llama.cpp grammar;
-* end-to-end request latency p50/p95/p99, time to first token, tokens/s through the assistant (queue,
-  retrieval, prompt building, prefix reuse), vs. a bare llama-cpp-python ``create_completion`` loop on
-  the same prompts (the reference);
-* time to first token with the fixed prompt prefix reused vs. evaluated from scratch.
+Same run, same default model (SmolLM2-135M-Instruct Q4_1, 2 threads), same questions (``tests/data/assistant/
+qa.jsonl`` and the intent set shipped in ``agent/data/intents.jsonl``, split "heldout": never used to train the
+intent classifier, fit the answerability model or choose a threshold):
 
-Last stdout line: one JSON object.
+* the grounded assistant (default): answer accuracy, contradictions, invented figures, abstention on uncovered
+  questions, false abstention, intent accuracy, retrieval hit@1/@3, latency p50/p95;
+* the reference: the former free-generation answer (the model writes from the top three passages) with the
+  former regex intent rules, judged by the same code;
+* the answerability model's reliability curve on the held-out questions;
+* kept from before: bare llama-cpp-python tokens/s and TTFT on the reference's prompts, in its own process,
+  and TTFT with the prompt prefix reused vs. evaluated cold.
+
+Last stdout line: one JSON object. With fewer samples than asked (``--limit``) it reports what it has.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -24,118 +29,114 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from linecrew.agent.assistant import SYSTEM_PROMPT, Assistant, _chatml  # noqa: E402
-from linecrew.agent.intents import GRAMMAR, LLM_INSTRUCTIONS, classify_rules, parse_llm_intent  # noqa: E402
+from linecrew.agent import grounding  # noqa: E402
+from linecrew.agent.answerability import reliability  # noqa: E402
+from linecrew.agent.answering import Answerer  # noqa: E402
+from linecrew.agent.assistant import SYSTEM_PROMPT, Assistant, AssistantConfig  # noqa: E402
+from linecrew.agent.evaluation import Case, has_facts, load_cases, report, run  # noqa: E402
+from linecrew.agent.intents import default_classifier, load_labelled  # noqa: E402
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase  # noqa: E402
 from linecrew.agent.store import AgentStore  # noqa: E402
-from linecrew.shared.llm import LlmConfig, LocalLLM  # noqa: E402
+from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt  # noqa: E402
 
-LABELLED = [
-    ("How do I verify zero voltage before I touch the transformer?", "procedure_question"),
-    ("What are the steps for lockout tagout?", "procedure_question"),
-    ("How should I read the oil sight gauge", "procedure_question"),
-    ("What size fuse link goes back in after it blows?", "procedure_question"),
-    ("Walk me through replacing a residential meter", "procedure_question"),
-    ("Which customers get restored first after a storm?", "procedure_question"),
-    ("How do I check the trip coil on the recloser?", "procedure_question"),
-    ("Note: pole 14 crossarm is cracked", "log_note"),
-    ("Log that the customer was not home", "log_note"),
-    ("Make a note the meter seal number is 448812", "log_note"),
-    ("Record that we replaced the arrester on T12", "log_note"),
-    ("We're on site", "job_status"),
-    ("Arrived at the substation", "job_status"),
-    ("The job is done and power is restored", "job_status"),
-    ("We are blocked, the road is flooded", "job_status"),
-    ("I can't access the pole because of a locked gate", "job_status"),
-    ("I need two fuse cutouts and one insulator", "parts_request"),
-    ("Send me 3 crossarms and a dozen fuse links", "parts_request"),
-    ("We're out of ground clamps, need four more", "parts_request"),
-    ("Bring a 50 kVA transformer to the site", "parts_request"),
-    ("My partner got a shock and he's unconscious", "safety_emergency"),
-    ("There's a live wire down across the road", "safety_emergency"),
-    ("The transformer is on fire", "safety_emergency"),
-    ("Someone is hurt, call 911", "safety_emergency"),
-    ("I want to talk to an engineer about this relay", "escalate_to_expert"),
-    ("Connect me to a supervisor", "escalate_to_expert"),
-    ("I'm not sure what to do here, get me an expert", "escalate_to_expert"),
-    ("I need a second opinion on this breaker setting", "escalate_to_expert"),
-    ("The weather is nice today", "other"),
-    ("Thanks, that's all", "other"),
-    ("Play some music", "other"),
-    ("Good morning", "other"),
-]
-
-QUESTIONS = [q for q, i in LABELLED if i == "procedure_question"]
+QA = REPO / "tests" / "data" / "assistant" / "qa.jsonl"
 
 
-def pct(values: list[float], q: int) -> float:
+def pct(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
 
 
-def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="linecrew-bench-assistant-"))
-    store = AgentStore(tmp / "dev", device_id="bench")
+def _assistant(tmp: Path, name: str, llm: LocalLLM, config: AssistantConfig) -> Assistant:
+    store = AgentStore(tmp / name, device_id=f"bench-{name}")
     kb = KnowledgeBase(store.db)
     kb.ensure_indexed(SAMPLE_KB)
+    return Assistant(store, llm, kb, config=config)
+
+
+def _measure(a: Assistant, cases: list[Case]) -> dict[str, object]:
+    def reset() -> None:
+        a.store.put("pending_action", None)
+        a.forget_conversation()
+
+    r = report(run(a.ask, a.kb, cases, reset))
+    r.pop("per_intent")
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=0, help="at most this many QA cases per side (0: all)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="linecrew-bench-assistant-"))
+    qa = load_cases(QA, split="heldout")
+    if args.limit:
+        qa = qa[: args.limit]
+    intents = [Case(t, i, split="heldout") for t, i in load_labelled(split="heldout")]
+    t0 = time.perf_counter()
+    default_classifier()
+    train_s = time.perf_counter() - t0
     llm = LocalLLM(LlmConfig(max_tokens=64))
-    assistant = Assistant(store, llm, kb)
+    grounded = _assistant(tmp, "grounded", llm, AssistantConfig())
+    grounded.ask("warm up")  # the classifier and the corpus index, once
+    ours = _measure(grounded, qa + intents)
 
-    from linecrew.agent.assistant import retrieval_strength
+    reference = _assistant(tmp, "generate", llm, AssistantConfig(intent_mode="rules", answer_mode="generate"))
+    ref = _measure(reference, qa + intents)
 
-    rules_ok = sum(classify_rules(t, retrieval_strength(kb.search(t))).name == want for t, want in LABELLED)
-    llm_ok, llm_ms = 0, []
-    for t, want in LABELLED:
-        c = llm.complete(_chatml(LLM_INSTRUCTIONS, t), grammar=GRAMMAR, max_tokens=24)
-        llm_ms.append(c.total_ms)
-        llm_ok += parse_llm_intent(c.text).name == want
+    # calibration on the held-out questions: predicted answerability vs. whether the selected text was right
+    answerer = Answerer(grounded.kb)
+    probs, labels = [], []
+    for c in qa:
+        if len(grounding.split_parts(c.question)) == 1:
+            part = answerer.select(c.question)
+            probs.append(part.probability)
+            labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.units), c.facts)))
 
-    # the assistant end to end, three rounds over the questions (first round warms nothing but the model)
-    lat, ttft, tps, reused = [], [], [], []
-    for _ in range(3):
-        for q in QUESTIONS:
-            r = assistant.ask(q)
-            lat.append(r.latency_ms)
-            if r.ttft_ms is not None:
-                ttft.append(r.ttft_ms)
-                tps.append(r.tokens_per_s)
-                reused.append(r.reused_prompt_tokens)
-
-    # reference: bare llama-cpp-python on the same prompts and model, in its own process (two llama.cpp
-    # instances in one process slow each other down), no queue, no retrieval
-    prompts = [_chatml(SYSTEM_PROMPT, assistant._user_prompt(q, None, kb.search(q, limit=3))) for q in QUESTIONS]
+    # raw llama-cpp-python on the reference's prompts, in its own process (two llama.cpp instances in one
+    # process slow each other down)
+    qs = [c.question for c in qa if c.answerable][:20]
+    prompts = [chat_prompt(reference._user_prompt(q, None, reference.kb.search(q, limit=3)), system=SYSTEM_PROMPT)
+               for q in qs]
     ref_in = tmp / "ref_prompts.json"
-    ref_in.write_text(json.dumps({"model": str(llm.path), "prompts": prompts * 3}))
+    ref_in.write_text(json.dumps({"model": str(llm.path), "prompts": prompts}))
     out = subprocess.run([sys.executable, __file__, "--reference", str(ref_in)], capture_output=True, text=True,
-                         check=True, timeout=600)
-    ref = json.loads(out.stdout.strip().splitlines()[-1])
-    ref_tps, ref_ttft = ref["tps"], ref["ttft"]
+                         check=True, timeout=900)
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
 
-    # prefix reuse: the same request after an unrelated prompt (cold) vs. right after a request (warm)
-    cold, warm = [], []
-    for q in QUESTIONS[:4]:
-        llm._llm.reset()
-        cold.append(assistant.ask(q).ttft_ms or 0.0)
-        warm.append(assistant.ask(q + " ").ttft_ms or 0.0)
+    # prefix reuse: the same request after a reset (cold) vs. right after itself (warm)
+    cold, warm, tps = [], [], []
+    for q in qs[:4]:
+        llm._llm.reset()  # type: ignore[union-attr]
+        c1 = reference.ask(q)
+        cold.append(c1.ttft_ms or 0.0)
+        tps.append(c1.tokens_per_s)
+        warm.append(reference.ask(q + " ").ttft_ms or 0.0)
     llm.close()
 
     result = {
         "benchmark": "assistant",
         "model": llm.version,
-        "intent_examples": len(LABELLED),
-        "intent_accuracy_rules": round(rules_ok / len(LABELLED), 3),
-        "intent_accuracy_llm_json_grammar": round(llm_ok / len(LABELLED), 3),
-        "intent_llm_p50_ms": pct(llm_ms, 50),
-        "requests": len(lat),
-        "latency_p50_ms": pct(lat, 50),
-        "latency_p95_ms": pct(lat, 95),
-        "latency_p99_ms": pct(lat, 99),
-        "ttft_p50_ms": pct(ttft, 50),
-        "tokens_per_s": round(statistics.median(tps), 1),
-        "reference_llama_cpp_tokens_per_s": round(statistics.median(ref_tps), 1),
-        "reference_llama_cpp_ttft_p50_ms": pct(ref_ttft, 50),
-        "ttft_cold_prefix_p50_ms": round(statistics.median(cold), 1),
-        "ttft_warm_prefix_p50_ms": round(statistics.median(warm), 1),
-        "reused_prompt_tokens_p50": statistics.median(reused),
+        "split": "heldout",
+        "qa_cases": len(qa),
+        "intent_cases": len(intents) + len(qa),
+        "too_few_samples": len(qa) < 40,
+        **{k: ours[k] for k in ("answer_accuracy", "contradictions", "invented_figures", "abstain_rate_uncovered",
+                                "false_abstain_rate", "intent_accuracy", "retrieval_hit_at_1", "retrieval_hit_at_3",
+                                "latency_p50_ms", "latency_p95_ms")},
+        "goals": {"answer_accuracy": ">=0.9", "contradictions": 0, "abstain_rate_uncovered": ">=0.9",
+                  "false_abstain_rate": "<=0.1", "intent_accuracy": ">=0.95", "latency_p95_ms": "<=1500"},
+        "reference_free_generation": ref,
+        "answerability_curve_heldout": reliability(probs, labels),
+        "intent_classifier_train_s": round(train_s, 2),
+        "tokens_per_s_through_assistant": round(statistics.median(tps), 1) if tps else None,
+        "reference_llama_cpp_tokens_per_s": round(statistics.median(raw["tps"]), 1) if raw["tps"] else None,
+        "reference_llama_cpp_ttft_p50_ms": pct(raw["ttft"], 50),
+        "ttft_cold_prefix_p50_ms": round(statistics.median(cold), 1) if cold else None,
+        "ttft_warm_prefix_p50_ms": round(statistics.median(warm), 1) if warm else None,
     }
     print(json.dumps(result))
 
@@ -144,12 +145,12 @@ def reference(spec_path: str) -> None:
     from llama_cpp import Llama
 
     spec = json.loads(Path(spec_path).read_text())
-    raw = Llama(model_path=spec["model"], n_ctx=2048, n_threads=2, verbose=False)
+    model = Llama(model_path=spec["model"], n_ctx=2048, n_threads=2, verbose=False)
     tps, ttft = [], []
     for p in spec["prompts"]:
         t0 = time.perf_counter()
         first, n = None, 0
-        for _ in raw.create_completion(p, max_tokens=64, temperature=0.0, stream=True, stop=["<|im_end|>"]):
+        for _ in model.create_completion(p, max_tokens=64, temperature=0.0, stream=True, stop=["<|im_end|>"]):
             first = first or time.perf_counter()
             n += 1
         end = time.perf_counter()

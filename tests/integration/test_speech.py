@@ -188,3 +188,22 @@ def test_long_mostly_silent_stream_keeps_memory_bounded(recognizer_factory: obje
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(finals) == 10
     assert grown_mb < 60, f"peak RSS grew {grown_mb:.0f} MB over ten minutes of audio"
+
+
+TRADE = ["Check the recloser and the lightning arrester before you re-fuse the cutout.",
+         "Hang the protective grounds with a hot stick after the live-dead-live test."]
+
+
+def test_the_trade_lexicon_biases_recognition_and_never_makes_it_worse(tmp_path: Path) -> None:
+    from linecrew.agent.lexicon import Lexicon
+    from linecrew.agent.speech import WhisperDecoder
+
+    plain = WhisperDecoder(SpeechConfig())
+    biased = WhisperDecoder(SpeechConfig(vocabulary=tuple(Lexicon.load().vocabulary())))
+    assert biased.path == plain.path
+    errors = {"plain": 0.0, "biased": 0.0}
+    for i, text in enumerate(TRADE):
+        audio = load16k(synth(text, tmp_path / f"t{i}.wav"))
+        errors["plain"] += wer(text, plain.decode(audio).text)
+        errors["biased"] += wer(text, biased.decode(audio).text)
+    assert errors["biased"] <= errors["plain"] + 0.05, errors
