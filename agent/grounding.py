@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from linecrew.agent.knowledge import _STOP, UnitRef
@@ -53,11 +53,17 @@ EQUIPMENT = frozenset(
     "cpr switch gauge tank oil pcb service drop mast weatherhead leg legs pad cone".split())
 
 
-@cache
-def _stemmer() -> Any:
-    import snowballstemmer
+_local = threading.local()
 
-    return snowballstemmer.stemmer("english")
+
+def _stemmer() -> Any:
+    """One Snowball stemmer per thread: a stemmer keeps its state while it works and is not thread-safe."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        import snowballstemmer
+
+        stemmer = _local.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 def _norm_number(w: str) -> str:
@@ -203,6 +209,10 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         scored.append((s, su, sc, i))
     scored.sort(key=lambda x: -x[0])
     s_best, su_best, sc_best, bi = scored[0]
+    if q.wants_steps:  # "how do I <what a procedure is called>": that procedure's steps
+        titled = [x for x in scored if c.units[x[3]].kind == "step" and x[2] >= 0.6]
+        if titled and titled[0][0] >= s_best - 0.1:
+            s_best, su_best, sc_best, bi = titled[0]
     best = c.units[bi]
     other_doc = next((x[0] for x in scored if c.units[x[3]].doc != best.doc), 0.0)
     section = [(x[0], c.units[x[3]]) for x in scored if (c.units[x[3]].doc, c.units[x[3]].section) ==

@@ -23,7 +23,6 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -165,12 +164,15 @@ class IntentClassifier:
 
 
 _lock = threading.Lock()
+_default: list[IntentClassifier] = []
 
 
-@cache
 def default_classifier() -> IntentClassifier:
+    """Trained once per process, on the tune part only; concurrent first callers wait for the one training."""
     with _lock:
-        return IntentClassifier(load_labelled(split="tune"))
+        if not _default:
+            _default.append(IntentClassifier(load_labelled(split="tune")))
+        return _default[0]
 
 
 def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:

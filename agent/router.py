@@ -42,11 +42,12 @@ class Route:
 def decide(intent: Intent, text: str, policy: RoutingPolicy) -> Route:
     if intent.name in policy.always_escalate:
         return Route("escalated", f"{intent.name} always goes to a human expert")
+    if intent.source != "guard":  # a heavy task is deferred whatever the classifier took it for
+        for pattern, task in policy.defer_rules:
+            if re.search(pattern, text, re.I):
+                return Route("deferred", f"heavy task {task} runs on the server", task=task)
     if intent.name in policy.local_only_intents:
         return Route("local", f"{intent.name} is handled on the device")
-    for pattern, task in policy.defer_rules:
-        if re.search(pattern, text, re.I):
-            return Route("deferred", f"heavy task {task} runs on the server", task=task)
     if intent.confidence < policy.escalate_below:
         return Route("escalated", f"confidence {intent.confidence:.2f} below {policy.escalate_below:.2f}")
     return Route("local", "answered on the device")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from linecrew.agent.assistant import Assistant, JobContext, request_stats
+from linecrew.agent.assistant import Assistant, AssistantConfig, JobContext, request_stats
 from linecrew.agent.breaker import CircuitBreaker
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.store import AgentStore
@@ -36,7 +36,7 @@ def _assistant(store: AgentStore, llm: object, **kw: object) -> Assistant:
 
 def test_local_answer_streams_cites_and_is_recorded(llm: LocalLLM, tmp_path: Path) -> None:
     store = AgentStore(tmp_path / "dev", device_id="dev-1")
-    a = _assistant(store, llm)
+    a = _assistant(store, llm, config=AssistantConfig(answer_mode="checked"))  # the model writes a checked lead-in
     a.set_job(JobContext("JOB-9", "Transformer check", "Elm St 4"))
     tokens: list[str] = []
     r = a.ask("How do I check the oil level on a pole-mounted transformer?", on_token=tokens.append)
@@ -69,12 +69,12 @@ def test_broken_model_degrades_to_retrieval_and_breaker_opens(tmp_path: Path) ->
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
     store = AgentStore(tmp_path / "dev", device_id="dev-1")
-    a = _assistant(store, LocalLLM(LlmConfig(model_path=bad)),
+    a = _assistant(store, LocalLLM(LlmConfig(model_path=bad)), config=AssistantConfig(answer_mode="checked"),
                    breaker=CircuitBreaker(failure_threshold=2, reset_after_s=3600))
     replies = [a.ask("How do I apply lockout tagout?") for _ in range(3)]
-    assert all(r.degraded and "procedures only" in r.answer for r in replies)
-    assert "did not answer" in replies[0].answer and "paused" in replies[2].answer
-    assert a.breaker.state == "open"
+    assert all(r.grounded and "Apply your personal lock" in r.answer for r in replies)  # the procedure stands
+    assert replies[0].degraded and replies[0].error == "ModelError"
+    assert a.breaker.state == "open" and not replies[2].degraded  # the open breaker no longer asks the model
     assert replies[0].citations[0].startswith("lockout-tagout.md")
 
 
@@ -103,7 +103,9 @@ def test_offline_escalation_is_queued_then_answered_by_an_expert(llm: LocalLLM, 
         sync.stop()
     ans = store.answers()[0]
     assert ans["kind"] == "expert" and ans["source"] == "Dana (protection eng.)" and "Ambulance" in ans["text"]
-    assert request_stats(store)["resolved"] == 1
+    stats = request_stats(store)  # an expert's answer is a manual intervention, not a resolved request
+    assert stats["resolved"] == 0 and stats["manual_intervention_rate"] == 1.0
+    assert store.db.scalar("SELECT COUNT(*) FROM requests WHERE expert_answered_at IS NOT NULL") == 1
 
 
 def test_deferred_summary_runs_on_a_server_worker_and_returns(llm: LocalLLM, server: object, tmp_path: Path
