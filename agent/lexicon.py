@@ -22,10 +22,12 @@ USER_FILE = "lexicon.toml"
 @dataclass(frozen=True)
 class Lexicon:
     terms: tuple[tuple[str, str], ...]  # (field phrase, procedure phrase), longest field phrase first
+    words: tuple[str, ...] = ()  # trade words speech recognition should prefer
 
     @classmethod
     def load(cls, *paths: Path) -> Lexicon:
         merged: dict[str, str] = {}
+        words: list[str] = []
         for p in (SHIPPED, *paths):
             if not p.is_file():
                 continue
@@ -37,7 +39,11 @@ class Lexicon:
             if not isinstance(terms, dict) or not all(isinstance(v, str) for v in terms.values()):
                 raise KnowledgeError(f"{p}: [terms] must map phrases to phrases")
             merged.update({k.lower().strip(): v for k, v in terms.items() if k.strip()})
-        return cls(tuple(sorted(merged.items(), key=lambda kv: (-len(kv[0]), kv[0]))))
+            vocab = data.get("vocabulary", {}).get("words", [])
+            if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
+                raise KnowledgeError(f"{p}: [vocabulary] words must be a list of strings")
+            words += [w for w in vocab if w not in words]
+        return cls(tuple(sorted(merged.items(), key=lambda kv: (-len(kv[0]), kv[0]))), tuple(words))
 
     @classmethod
     def for_device(cls, data_dir: Path | None) -> Lexicon:
@@ -53,11 +59,6 @@ class Lexicon:
                 low = low.replace(field, " ")
         return f"{text} {' '.join(extra)}" if extra else text
 
-    def vocabulary(self, limit: int = 60) -> list[str]:
-        """Trade words for speech recognition's prompt: multi-word and rarer terms first."""
-        words: list[str] = []
-        for field, proc in self.terms:
-            for w in (field, proc):
-                if len(w) > 3 and w not in words:
-                    words.append(w)
-        return words[:limit]
+    def vocabulary(self, limit: int = 40) -> list[str]:
+        """Trade words for speech recognition's prompt (``[vocabulary] words``; the user's file adds to them)."""
+        return list(self.words[:limit])

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from linecrew.agent.assistant import Assistant
+from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.daemon import telemetry_payload
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.store import SERVER_PEER, AgentStore
@@ -65,7 +65,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         kb = KnowledgeBase(store.db)
         kb.ensure_indexed(SAMPLE_KB)
-        assistant = Assistant(store, llm, kb)
+        assistant = Assistant(store, llm, kb, config=AssistantConfig(answer_mode="checked"))  # the model writes too
         assistant.ask("How do I check the oil level on a pole-mounted transformer?")
         assistant.ask("A live wire is down next to the transformer and my partner got a shock")
         store.outbox.put("escalation", {"escalation_id": new_id(), "question": XSS, "reason": "test",

@@ -190,8 +190,9 @@ def test_long_mostly_silent_stream_keeps_memory_bounded(recognizer_factory: obje
     assert grown_mb < 60, f"peak RSS grew {grown_mb:.0f} MB over ten minutes of audio"
 
 
-TRADE = ["Check the recloser and the lightning arrester before you re-fuse the cutout.",
-         "Hang the protective grounds with a hot stick after the live-dead-live test."]
+TRADE = ["The crossarm above the recloser has a cracked bushing.",
+         "Open the fuse cutout with the hot stick, then set the outriggers.",
+         "The triplex from the weatherhead is down, check the meter socket."]
 
 
 def test_the_trade_lexicon_biases_recognition_and_never_makes_it_worse(tmp_path: Path) -> None:
@@ -204,6 +205,6 @@ def test_the_trade_lexicon_biases_recognition_and_never_makes_it_worse(tmp_path:
     errors = {"plain": 0.0, "biased": 0.0}
     for i, text in enumerate(TRADE):
         audio = load16k(synth(text, tmp_path / f"t{i}.wav"))
-        errors["plain"] += wer(text, plain.decode(audio).text)
-        errors["biased"] += wer(text, biased.decode(audio).text)
+        errors["plain"] += wer(text, plain.decode(audio).continuation)
+        errors["biased"] += wer(text, biased.decode(audio).continuation)
     assert errors["biased"] <= errors["plain"] + 0.05, errors

@@ -86,6 +86,8 @@ def test_the_lexicon_widens_field_words_and_a_user_file_extends_it(tmp_path: Pat
     assert "pole-mounted transformer" in lex.expand("the pole pig is leaking")
     (tmp_path / "lexicon.toml").write_text('[terms]\n"widowmaker" = "dead tree leaning on the line"\n')
     assert "dead tree" in Lexicon.for_device(tmp_path).expand("watch the widowmaker")
+    (tmp_path / "lexicon.toml").write_text('[vocabulary]\nwords = ["widowmaker"]\n')
+    assert Lexicon.for_device(tmp_path).vocabulary()[-1] == "widowmaker"  # speech recognition hears it too
     (tmp_path / "lexicon.toml").write_text("[terms\n")
     with pytest.raises(KnowledgeError, match="lexicon"):
         Lexicon.for_device(tmp_path)
