@@ -191,3 +191,4 @@ def calibrate(answerer: Answerer, cases: Sequence[Case]) -> AnswerabilityModel:
     if len(set(labels)) < 2:
         raise KnowledgeError("calibration needs both answerable and uncovered questions")
     return fit(rows, labels, note={"cases": len(rows), "positives": sum(labels)})
+

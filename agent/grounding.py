@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from linecrew.agent.knowledge import _STOP, UnitRef
+from linecrew.agent.knowledge import _FILLER, _STOP, UnitRef
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,/][0-9]+)*")
 _COMPOUND = re.compile(r"\b[a-z]+(?:-[a-z]+)+\b")
@@ -79,7 +79,7 @@ def terms(text: str) -> list[str]:
     out = []
     for w in words(text):
         w = _NUMBER_WORDS.get(w, w)
-        if w in _STOP or (len(w) < 2 and not w.isdigit()):
+        if w in _STOP or w in _FILLER or (len(w) < 2 and not w.isdigit()):
             continue
         stem = w if w[0].isdigit() else _stemmer().stemWord(w)
         out.append(_CANON.get(stem, stem))
@@ -107,6 +107,7 @@ class Corpus:
     def __init__(self, units: Sequence[UnitRef]) -> None:
         self.units = list(units)
         self.unit_terms = [frozenset(terms(u.text)) for u in self.units]
+        self.index = {u: i for i, u in enumerate(self.units)}
         self.context: dict[tuple[str, int], frozenset[str]] = {}
         for u in self.units:
             key = (u.doc, u.section)
@@ -176,15 +177,35 @@ class Selection:
 
 
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
-            "margin", "terms")
+            "margin", "terms", "missed_mass", "max_missed_idf", "rank_score", "rank_gap", "question_figures_missing")
 
 
-def _score(q: Query, c: Corpus, i: int) -> tuple[float, float, float]:
+def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
+                  prefer: tuple[str, int] | None) -> dict[str, float]:
+    """How well unit ``i`` answers ``q``: idf-weighted coverage (its own words count fully, its section heading
+    and title 0.6), lexical section rank, the conversation's document, a figure asked for, density, negation;
+    ``heuristic`` combines them (weights chosen on the tune part)."""
     u = c.units[i]
     ut, ctx = c.unit_terms[i], c.context[(u.doc, u.section)]
     hit_u = sum(w for t, w in q.weights.items() if t in ut)
     hit_c = sum(w for t, w in q.weights.items() if t in ctx and t not in ut)
-    return (hit_u + 0.6 * hit_c) / q.mass, hit_u / q.mass, sum(w for t, w in q.weights.items() if t in ctx) / q.mass
+    ctx_cov = sum(w for t, w in q.weights.items() if t in ctx) / q.mass
+    cov = (hit_u + 0.6 * hit_c) / q.mass
+    key = (u.doc, u.section)
+    has_num = bool(numbers(u.text))
+    f = {
+        "coverage": cov, "unit_coverage": hit_u / q.mass, "context_coverage": ctx_cov,
+        "fts_top": float(top.get(key) == 0), "fts_in": float(key in top),
+        "prefer_doc": float(bool(prefer) and u.doc == prefer[0]),  # type: ignore[index]
+        "prefer_section": float(bool(prefer) and key == prefer),
+        "number_ok": float(q.wants_number and has_num), "number_bad": float(q.wants_number and not has_num),
+        "density": sum(1 for t in q.weights if t in ut) / max(4, len(ut)),
+        "negation_match": float(q.negated == negated(u.text)),
+    }
+    f["heuristic"] = (cov + 0.08 * f["fts_top"] + 0.04 * (f["fts_in"] - f["fts_top"]) + 0.06 * f["prefer_doc"]
+                      + 0.04 * f["prefer_section"] + 0.08 * f["number_ok"] - 0.1 * f["number_bad"]
+                      + 0.05 * f["density"] + 0.03 * f["negation_match"])
+    return f
 
 
 def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
@@ -194,39 +215,44 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         return Selection((), dict.fromkeys(FEATURES, 0.0))
     top = {key: rank for rank, key in enumerate(fts_sections)}
     scored = []
-    for i, u in enumerate(c.units):
-        s, su, sc = _score(q, c, i)
-        key = (u.doc, u.section)
-        s += 0.08 if top.get(key) == 0 else 0.04 if key in top else 0.0
-        if prefer and u.doc == prefer[0]:
-            s += 0.06 + (0.04 if u.section == prefer[1] else 0.0)
-        has_num = bool(numbers(u.text))
-        if q.wants_number:
-            s += 0.08 if has_num else -0.1
-        ut = c.unit_terms[i]
-        s += 0.05 * sum(1 for t in q.weights if t in ut) / max(4, len(ut))  # denser match wins a tie
-        s += 0.03 if q.negated == negated(u.text) else 0.0
-        scored.append((s, su, sc, i))
+    for i in range(len(c.units)):
+        f = unit_features(q, c, i, top, prefer)
+        scored.append((f["heuristic"], f, i))
     scored.sort(key=lambda x: -x[0])
-    s_best, su_best, sc_best, bi = scored[0]
+    s_best, f_best, bi = scored[0]
     if q.wants_steps:  # "how do I <what a procedure is called>": that procedure's steps
-        titled = [x for x in scored if c.units[x[3]].kind == "step" and x[2] >= 0.6]
+        titled = [x for x in scored if c.units[x[2]].kind == "step" and x[1]["context_coverage"] >= 0.6]
         if titled and titled[0][0] >= s_best - 0.1:
-            s_best, su_best, sc_best, bi = titled[0]
+            s_best, f_best, bi = titled[0]
     best = c.units[bi]
-    other_doc = next((x[0] for x in scored if c.units[x[3]].doc != best.doc), 0.0)
-    section = [(x[0], c.units[x[3]]) for x in scored if (c.units[x[3]].doc, c.units[x[3]].section) ==
+    other_doc = next((x[0] for x in scored if c.units[x[2]].doc != best.doc), 0.0)
+    second = next((x[0] for x in scored if x[2] != bi), 0.0)
+    section = [(x[0], c.units[x[2]]) for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) ==
                (best.doc, best.section)]
-    chosen = _choose(q, best, s_best, sc_best, section)
+    chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
     unknown = sum(w for t, w in q.weights.items() if not c.known(t)) / q.mass
+    said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)]
+    missed = [w for t, w in q.weights.items() if t not in said]
     features = {
-        "coverage": round(min(1.5, s_best), 4), "unit_coverage": round(su_best, 4),
-        "context_coverage": round(sc_best, 4), "unknown_mass": round(unknown, 4),
+        "coverage": round(min(1.5, f_best["coverage"]), 4), "unit_coverage": round(f_best["unit_coverage"], 4),
+        "context_coverage": round(f_best["context_coverage"], 4), "unknown_mass": round(unknown, 4),
         "number_missing": float(q.wants_number and not any(numbers(u.text) for u in chosen)),
-        "fts_top": float(top.get((best.doc, best.section)) == 0), "margin": round(s_best - other_doc, 4),
-        "terms": float(len(q.weights)),
+        "fts_top": f_best["fts_top"], "margin": round(s_best - other_doc, 4),
+        "terms": float(len(q.weights)), "missed_mass": round(sum(missed) / q.mass, 4),
+        "max_missed_idf": round(max(missed, default=0.0) / max(1e-9, math.log(c.n + 1)), 4),
+        "rank_score": round(s_best, 4), "rank_gap": round(s_best - second, 4),
+        "question_figures_missing": _figures_missing(q.text, chosen),
     }
     return Selection(tuple(chosen), features)
+
+
+def _figures_missing(question: str, chosen: Sequence[UnitRef]) -> float:
+    """Share of the question's own figures ("a 500 kV line", "a 167 kVA can") the chosen text never names."""
+    asked = numbers(question)
+    if not asked:
+        return 0.0
+    said = set().union(*(numbers(u.text) for u in chosen)) if chosen else set()
+    return round(len(asked - said) / len(asked), 4)
 
 
 def _choose(q: Query, best: UnitRef, s_best: float, ctx_cov: float,

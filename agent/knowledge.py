@@ -31,6 +31,13 @@ _STOP = set(
     "what when where which who why with you your we our there their then than that have has need get "
     "got its it's im i'm we're so just about any some would could will tell say said".split()
 )
+# spoken-question filler: words a technician wraps a question in that say nothing about its subject
+_FILLER = set(
+    "now ok okay still right away yeah well hey um uh like really actually gonna wanna gotta thing things stuff "
+    "guy guys buddy mate anyway anything something here there's that's what's whats it'll i'll i've we've "
+    "am was were been being did doing done go goes going gone put take takes know let lets want wants "
+    "look looks looking see seems mean means ever also too very much many one".split()
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kb_docs (
