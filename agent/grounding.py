@@ -177,7 +177,8 @@ class Selection:
 
 
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
-            "margin", "terms", "missed_mass", "max_missed_idf", "rank_score", "rank_gap", "question_figures_missing")
+            "margin", "terms", "missed_mass", "max_missed_idf", "rank_score", "rank_gap", "question_figures_missing",
+            "type_missing")
 
 
 def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
@@ -241,9 +242,26 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "terms": float(len(q.weights)), "missed_mass": round(sum(missed) / q.mass, 4),
         "max_missed_idf": round(max(missed, default=0.0) / max(1e-9, math.log(c.n + 1)), 4),
         "rank_score": round(s_best, 4), "rank_gap": round(s_best - second, 4),
-        "question_figures_missing": _figures_missing(q.text, chosen),
+        "question_figures_missing": _figures_missing(q.text, chosen), "type_missing": _type_missing(q.text, chosen),
     }
     return Selection(tuple(chosen), features)
+
+
+_ASKS_TYPE = (
+    (re.compile(r"^\s*who\b|\bwho (do|should|needs|has|takes|gets|fixes|removes|tells)\b", re.I),
+     re.compile(r"\b(control center|dispatcher|worker|crew|supervisor|customer|electrician|engineer\w*|everyone|"
+                r"expert|emergency services|each|police|you)\b", re.I)),
+    (re.compile(r"\bhow (far|close)\b|\bdistance\b", re.I),
+     re.compile(r"\b\d[\d.,]*\s*(m|meters?|metres?|feet|ft|foot|centimeters?|inches)\b", re.I)),
+    (re.compile(r"\bhow (long|often)\b|\bhow many (minutes|hours|days|months)\b", re.I),
+     re.compile(r"\b(minutes?|hours?|days?|weeks?|months?|years?|seconds?|every|before|after|until|daily)\b", re.I)),
+)
+
+
+def _type_missing(question: str, chosen: Sequence[UnitRef]) -> float:
+    """1 when the question asks for a kind of thing (a person, a distance, a time) the chosen text has none of."""
+    text = " ".join(u.text for u in chosen)
+    return float(any(ask.search(question) and not has.search(text) for ask, has in _ASKS_TYPE))
 
 
 def _figures_missing(question: str, chosen: Sequence[UnitRef]) -> float:
