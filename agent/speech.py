@@ -61,6 +61,14 @@ class SpeechConfig:
 
 # ------------------------------------------------------------------------------------------ results
 @dataclass(frozen=True)
+class Idle:
+    """Silence outside any utterance, up to ``audio_s`` into the stream (only when asked for)."""
+
+    audio_s: float
+    kind: str = "idle"
+
+
+@dataclass(frozen=True)
 class Partial:
     utterance: int
     text: str
@@ -315,12 +323,16 @@ class StreamingRecognizer:
         self._partial_windows = max(1, round(c.partial_every_s / WINDOW_S))
         self._neg = max(c.vad_threshold - 0.15, 0.01)
 
-    def process(self, chunks: Iterable[AudioChunk]) -> Iterator[Partial | Final]:
-        """Consume audio chunks, yield partials and finals; a trailing utterance is finalised at the end."""
+    def process(self, chunks: Iterable[AudioChunk], *, idle_every_s: float | None = None
+                ) -> Iterator[Partial | Final | Idle]:
+        """Consume audio chunks, yield partials and finals; a trailing utterance is finalised at the end.
+        With ``idle_every_s``, silence outside an utterance yields an ``Idle`` that often (for turn-taking)."""
         preroll: deque[np.ndarray] = deque(maxlen=self._lead)
         utt: _Utterance | None = None
         sample = 0
         count = 0
+        idle_windows = max(1, round(idle_every_s / WINDOW_S)) if idle_every_s else 0
+        quiet = 0
         for chunk in chunks:
             t0 = time.perf_counter()
             samples = chunk.samples
@@ -330,8 +342,11 @@ class StreamingRecognizer:
             self.stats.audio_s += len(chunk.samples) / SAMPLE_RATE
             sample += len(chunk.samples)
             wall = chunk.captured_at
-            out: list[Partial | Final] = []
+            out: list[Partial | Final | Idle] = []
             if utt is None:
+                quiet += 1
+                if idle_windows and quiet % idle_windows == 0:
+                    out.append(Idle(round(sample / SAMPLE_RATE, 3)))
                 preroll.append(samples)
                 if prob >= self.config.vad_threshold:
                     count += 1
@@ -339,6 +354,7 @@ class StreamingRecognizer:
                     utt = _Utterance(count, max(0, start), wall - WINDOW_S, list(preroll),
                                      last_voiced_windows=len(preroll), last_voiced_wall=wall)
                     preroll.clear()
+                    quiet = 0
             else:
                 utt.windows.append(samples)
                 if prob >= self._neg:
@@ -349,7 +365,7 @@ class StreamingRecognizer:
                     utt.speculative = None
                 else:
                     utt.silence += 1
-                done = self._step(utt, out)
+                done = self._step(utt, out)  # type: ignore[arg-type]
                 if done:
                     utt = None
             self.stats.processing_s += time.perf_counter() - t0

@@ -14,8 +14,9 @@ from linecrew.agent.audio import AudioChunk
 from linecrew.agent.config import AgentConfig
 from linecrew.agent.errors import AudioError
 from linecrew.agent.lexicon import Lexicon
-from linecrew.agent.speech import Final, Partial, SpeechConfig, StreamingRecognizer
+from linecrew.agent.speech import Final, Idle, Partial, SpeechConfig, StreamingRecognizer
 from linecrew.agent.store import AgentStore
+from linecrew.agent.tts import voice_command
 from linecrew.shared.protocol import new_id
 
 
@@ -24,6 +25,43 @@ def speech_config(cfg: AgentConfig) -> SpeechConfig:
                         language=cfg.asr_language, vad_threshold=cfg.vad_threshold,
                         end_silence_ms=cfg.end_silence_ms, partial_every_s=cfg.partial_every_s,
                         vocabulary=tuple(Lexicon.for_device(cfg.data_dir).vocabulary()) if cfg.asr_vocabulary else ())
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the technician said in one go: one or more finals, answered once."""
+
+    text: str
+    finals: tuple[Final, ...]
+    end_s: float
+    latency_ms: float  # end of the last final's speech -> its text (the turn may have waited longer)
+    kind: str = "turn"
+
+
+class TurnTaker:
+    """Finals into turns. A turn ends at once on a question ("...?") or a short voice command; after a
+    statement it waits ``gap_s`` of silence for more, so "The can's leaking. Can I put it back in service?"
+    is one question, not a remark and a question."""
+
+    def __init__(self, gap_s: float = 1.0) -> None:
+        self.gap_s = gap_s
+        self._pending: list[Final] = []
+
+    def feed(self, ev: Partial | Final | Idle) -> Turn | None:
+        if isinstance(ev, Final):
+            self._pending.append(ev)
+            t = ev.text.strip()
+            if t.endswith("?") or voice_command(t) is not None:
+                return self.flush()
+        elif isinstance(ev, Idle) and self._pending and ev.audio_s - self._pending[-1].end_s >= self.gap_s:
+            return self.flush()
+        return None
+
+    def flush(self) -> Turn | None:
+        if not self._pending:
+            return None
+        finals, self._pending = tuple(self._pending), []
+        return Turn(" ".join(f.text.strip() for f in finals), finals, finals[-1].end_s, finals[-1].latency_ms)
 
 
 @dataclass
@@ -56,12 +94,31 @@ class VoiceSession:
         self.recognizer.decoder.warm_up()  # load the model before the clock starts
         for ev in self.recognizer.process(self._guard.wrap(chunks)):
             if isinstance(ev, Final):
-                self.finals.append(ev)
-                if self.store is not None:
-                    self.store.add_utterance(session=self.session_id, start_s=ev.start_s, end_s=ev.end_s,
-                                             text=ev.text, avg_logprob=ev.avg_logprob,
-                                             no_speech_prob=ev.no_speech_prob, model_version=ev.model_version)
-            yield ev
+                self._record(ev)
+            yield ev  # type: ignore[misc]
+
+    def turns(self, chunks: Iterable[AudioChunk], *, gap_s: float = 1.0) -> Iterator[Partial | Turn]:
+        """Partials as they come, and one ``Turn`` per thing the technician said."""
+        taker = TurnTaker(gap_s)
+        self.recognizer.decoder.warm_up()
+        for ev in self.recognizer.process(self._guard.wrap(chunks), idle_every_s=0.2):
+            if isinstance(ev, Final):
+                self._record(ev)
+            if isinstance(ev, Partial):
+                yield ev
+            turn = taker.feed(ev)
+            if turn is not None:
+                yield turn
+        last = taker.flush()
+        if last is not None:
+            yield last
+
+    def _record(self, ev: Final) -> None:
+        self.finals.append(ev)
+        if self.store is not None:
+            self.store.add_utterance(session=self.session_id, start_s=ev.start_s, end_s=ev.end_s, text=ev.text,
+                                     avg_logprob=ev.avg_logprob, no_speech_prob=ev.no_speech_prob,
+                                     model_version=ev.model_version)
 
     def summary(self) -> dict[str, object]:
         st = self.recognizer.stats

@@ -165,18 +165,43 @@ def transcribe(config_path: Path | None, source: str, realtime: bool, as_json: b
     _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg) if store_dir else None)
 
 
+def _speaker(say_file: Path | None, speak: bool, *, realtime: bool = False) -> Any:
+    """Where spoken answers go: a WAV file, the sound device, or nowhere."""
+    from linecrew.agent.tts import DeviceSink, Speaker, WavSink
+
+    if say_file is not None:
+        return Speaker(WavSink(say_file, realtime=realtime))
+    return Speaker(DeviceSink()) if speak else None
+
+
+def _say(speaker: Any, text: str, *, background: bool) -> None:
+    """Live (the sound device): speak in the background so talking over it can stop it; a file: in turn."""
+    import threading
+
+    if not background:
+        speaker.say(text)
+        return
+    speaker.stop()
+    threading.Thread(target=speaker.say, args=(text,), name="speak", daemon=True).start()
+
+
 @agent.command("ask")
 @config_option
 @device_dir_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON object with answer, intent, route, timings")
+@click.option("--say", "say_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also speak the answer into this WAV file")
+@click.option("--speak", is_flag=True, help="also speak the answer on the sound device")
 @click.argument("text")
 @_friendly
-def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, text: str) -> None:
-    """Ask the assistant; tokens stream to the terminal as the local model writes them."""
+def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, say_file: Path | None, speak: bool,
+              text: str) -> None:
+    """Ask the assistant: the procedure's own words with their citations, or an honest "no procedure"."""
     from linecrew.agent.daemon import build_assistant
 
     cfg = _agent_config(config_path, data_dir=data_dir)
     assistant = build_assistant(cfg, _local_store(cfg))
+    speaker = _speaker(say_file, speak)
     streamed: list[str] = []
 
     def show(piece: str) -> None:
@@ -186,6 +211,9 @@ def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, te
 
     reply = assistant.ask(text, on_token=show)
     assistant.llm.close()
+    if speaker is not None:
+        speaker.say(reply.answer)
+        speaker.sink.close()
     if as_json:
         click.echo(json.dumps(reply.as_dict()))
         return
@@ -222,33 +250,53 @@ def agent_confirm(config_path: Path | None, data_dir: Path | None, refuse: bool,
 @device_dir_option
 @click.option("--file", "audio_file", type=click.Path(path_type=Path), default=None,
               help="audio file instead of the microphone")
-@click.option("--json", "as_json", is_flag=True, help="one JSON line per answered utterance")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per answered turn")
+@click.option("--say", "say_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="speak the answers into this WAV file")
+@click.option("--speak", is_flag=True, help="speak the answers on the sound device (talking over them stops them)")
 @_friendly
-def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path | None, as_json: bool) -> None:
-    """Voice: listen -> transcript -> intent -> answer, one answer per utterance."""
+def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path | None, as_json: bool,
+               say_file: Path | None, speak: bool) -> None:
+    """Voice: listen -> one turn (a question may take several sentences) -> answer, spoken when asked.
+    "stop", "repeat", "louder", "slower" work at any time."""
     from linecrew.agent.audio import file_chunks, mic_chunks
     from linecrew.agent.daemon import build_assistant
-    from linecrew.agent.speech import Final, StreamingRecognizer
-    from linecrew.agent.voice import VoiceSession, speech_config
+    from linecrew.agent.speech import StreamingRecognizer
+    from linecrew.agent.tts import voice_command
+    from linecrew.agent.voice import Turn, VoiceSession, speech_config
 
     cfg = _agent_config(config_path, data_dir=data_dir)
     store = _local_store(cfg)
     assistant = build_assistant(cfg, store)
+    speaker = _speaker(say_file, speak)
     chunks = file_chunks(audio_file) if audio_file else mic_chunks()
     session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
     try:
-        for ev in session.events(chunks):
-            if not isinstance(ev, Final):
+        for ev in session.turns(chunks, gap_s=cfg.turn_gap_ms / 1000):
+            if not isinstance(ev, Turn):
+                if speaker is not None and speaker.speaking.is_set():
+                    speaker.stop()  # barge-in: the technician talks over the answer
+                continue
+            command = voice_command(ev.text)
+            if command is not None:
+                if speaker is not None:
+                    speaker.command(command)
+                click.echo(json.dumps({"transcript": ev.text, "command": command}) if as_json else f"[{command}]")
                 continue
             reply = assistant.ask(ev.text)
             if as_json:
-                click.echo(json.dumps({"transcript": ev.text, "final_latency_ms": ev.latency_ms, **reply.as_dict()}))
+                click.echo(json.dumps({"transcript": ev.text, "final_latency_ms": ev.latency_ms,
+                                       "sentences": len(ev.finals), **reply.as_dict()}))
             else:
                 click.echo(f"you: {ev.text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
+            if speaker is not None:
+                _say(speaker, reply.answer, background=speak)
     except KeyboardInterrupt:
         pass
     finally:
         assistant.llm.close()
+        if speaker is not None:
+            speaker.sink.close()
     if session.error is not None:
         raise session.error
 

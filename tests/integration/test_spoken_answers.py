@@ -1,0 +1,70 @@
+"""Spoken answers through the real parts: espeak-ng (pyttsx3) speaks, faster-whisper listens back; a two-sentence
+question spoken with a short pause is answered once; talking over an answer stops it within 200 ms."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from linecrew.agent.grounding import terms
+from linecrew.agent.speech import SpeechConfig, WhisperDecoder
+from linecrew.agent.tts import Speaker, WavSink, espeak_synth, spoken_form
+from tests.conftest import REPO
+from tests.helpers.speech import have_espeak, load16k, mixed
+
+pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng missing: run `make test`")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "linecrew.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_an_answer_is_spoken_into_a_wav_and_heard_back(tmp_path: Path) -> None:
+    out = tmp_path / "answer.wav"
+    r = _cli("agent", "ask", "--data-dir", str(tmp_path / "dev"), "--json", "--say", str(out),
+             "Can I use someone else's lock on the switch?")
+    assert r.returncode == 0, r.stderr
+    reply = json.loads(r.stdout)
+    assert "never lock for someone else" in reply["answer"]
+    heard = WhisperDecoder(SpeechConfig()).decode(load16k(out)).continuation
+    said, got = set(terms(spoken_form(reply["answer"]))), set(terms(heard))
+    assert len(said & got) / len(said) >= 0.6, heard  # most of what was said is heard back
+    assert "someone else" in heard.lower()
+
+
+def test_two_sentences_with_a_short_pause_are_one_question_answered_once(tmp_path: Path) -> None:
+    wav, _ = mixed(tmp_path, ["The can is leaking oil.", "Can I put it back in service?"], gap_s=0.45)
+    said = tmp_path / "said.wav"
+    r = _cli("agent", "talk", "--data-dir", str(tmp_path / "dev"), "--file", str(wav), "--json", "--say", str(said))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert len(lines) == 1, lines  # one turn, one answer
+    assert lines[0]["sentences"] == 2 and lines[0]["intent"] == "procedure_question"
+    assert "leak" in lines[0]["transcript"].lower() and "service" in lines[0]["transcript"].lower()
+    assert said.stat().st_size > 10_000  # the answer was spoken
+
+
+def test_talking_over_the_answer_stops_it_within_200_ms(tmp_path: Path) -> None:
+    sink = WavSink(tmp_path / "cut.wav", realtime=True)
+    speaker = Speaker(sink, synth=espeak_synth)
+    first = threading.Event()
+    done: list[object] = []
+    long_answer = ("Lockout/tagout - Steps: Step 1: Notify the control center and everyone affected. Step 2: "
+                   "Identify every energy source. Step 3: Open the switch, breaker or cutout for each source.")
+    t = threading.Thread(target=lambda: done.append(speaker.say(long_answer, on_first_audio=first.set)))
+    t.start()
+    assert first.wait(30)
+    time.sleep(0.3)  # the technician starts talking a moment into the answer
+    barge = time.monotonic()
+    speaker.stop()
+    t.join(30)
+    sink.close()
+    assert done and done[0].stopped and done[0].sentences < done[0].of  # type: ignore[attr-defined]
+    assert sink.last_write is not None and sink.last_write - barge < 0.2
