@@ -84,6 +84,30 @@ class Answerer:
         return PartAnswer(question, sel.units, round(p, 3), p >= self.model.threshold and bool(sel.units),
                           sel.features)
 
+    def procedure(self, name: str) -> tuple[str, int] | None:
+        """The section with steps whose title and heading best match ``name`` ("installing grounds", "lockout
+        tagout"), or None when none is named well enough (at least half the words' weight)."""
+        c = self.corpus
+        q = grounding.analyse(name, self.kb.lexicon.expand(name), c)
+        if not q.weights:
+            return None
+        fts = {(p.doc, p.section): 0 for p in self.kb.search(name, limit=1)}  # the best-ranked section
+        steps: dict[tuple[str, int], int] = {}
+        for u in c.units:
+            if u.kind == "step":
+                steps[(u.doc, u.section)] = steps.get((u.doc, u.section), 0) + 1
+        scored = []
+        for key, n in steps.items():
+            if n < 2:
+                continue
+            ctx = c.context[key]
+            cov = sum(w for t, w in q.weights.items() if t in ctx) / q.mass
+            scored.append((round(cov, 3), -fts.get(key, 9), -key[1], key))  # a tie: ranked higher, then earlier
+        if not scored:
+            return None
+        cov, _, _, key = max(scored)
+        return key if cov >= 0.5 else None
+
     def answer(self, question: str, *, focus: Focus | None = None) -> Grounded:
         step = self._step(question, focus)
         if step is not None:

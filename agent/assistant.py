@@ -26,7 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from linecrew.agent import grounding
+from linecrew.agent import grounding, walkthrough
 from linecrew.agent.answering import ABSTAIN, Answerer, Focus, Grounded
 from linecrew.agent.breaker import CircuitBreaker
 from linecrew.agent.confirm import ACTION_INTENTS, PendingAction, answer_to_prompt, read_back
@@ -229,6 +229,9 @@ class Assistant:
         if pending is not None and answer is not None:
             return self._resolve(rid, started, pending, answer)
         job = self.job()
+        walked = self._walk(rid, started, text, job, on_token)
+        if walked is not None:
+            return walked
         intent = self._classify(text)
         if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and not _ASKS_PROCEDURE.search(text):
             reply = self._new_reply(rid, intent, Route("local", "answered from the current job"))
@@ -238,6 +241,57 @@ class Assistant:
         reply = self._new_reply(rid, intent, route)
         ref = self._act(text, intent, route, job, reply, on_token, started)
         return self._finish(reply, started, ref)
+
+    # ------------------------------------------------------------------ walk-through
+    def walk_state(self) -> walkthrough.WalkState | None:
+        raw = self.store.get("walkthrough")
+        return walkthrough.WalkState(**raw) if isinstance(raw, dict) else None
+
+    def _walk(self, rid: str, started: float, text: str, job: JobContext | None,
+              on_token: Callable[[str], None] | None) -> Reply | None:
+        """Start a walk-through ("walk me through lockout/tagout"), or move the one in progress."""
+        state = self.walk_state()
+        command = walkthrough.move(text) if state is not None else None
+        if state is not None and command is not None:
+            stops = walkthrough.plan(self.kb.section_units(state.doc, state.section))
+            if not stops:  # the procedure was removed from the base meanwhile
+                self.store.put("walkthrough", None)
+                return None
+            return self._walk_reply(rid, started, walkthrough.advance(state, stops, command), on_token)
+        if not walkthrough.START.search(text):
+            return None
+        found = self.answerer.procedure(walkthrough.START.sub(" ", text))
+        if found is None:
+            return None  # no procedure with steps by that name: answer it as a question
+        units = self.kb.section_units(*found)
+        stops = walkthrough.plan(units)
+        first = walkthrough.start(found[0], found[1], f"{units[0].title} - {units[0].heading}", stops,
+                                  job.job_id if job else None)
+        return self._walk_reply(rid, started, first, on_token)
+
+    def _walk_reply(self, rid: str, started: float, step: walkthrough.Step,
+                    on_token: Callable[[str], None] | None) -> Reply:
+        reply = self._new_reply(rid, Intent("walkthrough", 1.0, source="walkthrough"),
+                                Route("local", "walk-through of a procedure"))
+        reply.grounded = True
+        previous = self.walk_state()
+        if step.completed is not None:
+            u, job_id = step.completed, (previous.job_id if previous else None)
+            note_id = self.store.add_note(f"{u.title} - {u.heading}: step {u.number} done: {u.text}", job_id=job_id)
+            reply.actions.append(f"note {note_id} stored: step {u.number} done")
+        self.store.put("walkthrough", step.state.as_dict() if step.state else None)
+        if step.state is None:
+            reply.answer = ("That was the last step: the procedure is complete." if step.finished
+                            else "Walk-through stopped.")
+        else:
+            n = step.state.index + 1
+            lead = f"{step.state.title}, step {n} of {step.state.total}. " if step.state.index == 0 or \
+                previous is None else f"Step {n} of {step.state.total}. "
+            said = " ".join(u.text for u in step.say)
+            reply.answer = f"{lead}{said} Say done when it is done, or back, or repeat."
+            reply.citations = [u.citation for u in step.say]
+        self._say(reply, reply.answer, started, on_token)
+        return self._finish(reply, started, None)
 
     def _classify(self, text: str) -> Intent:
         if self.config.intent_mode == "llm" and self.breaker.allow(self.clock()):

@@ -10,7 +10,8 @@ the benchmark reports on that part. Guards, in order of the cost of a miss:
 1. a person hurt, a fire or an explosion is an emergency whatever the phrasing ("he got a shock, what do I
    do?" escalates at once);
 2. a question is never an action: "work's finished, what do we do before we re-energize?" and "the jaws look
-   burnt — what do I check?" are questions, even when the classifier leans to a status or an emergency;
+   burnt — what do I check?" are questions, even when the classifier leans to a status or an emergency; and
+   an emergency names a hazard (fire, smoke, a shock, a wire down...), so a stray word never raises one;
 3. an action needs its slots (a status word, a part with a quantity), or it is not taken as one.
 
 The former regex classifier stays as ``classify_rules``, measured beside it by the benchmark.
@@ -190,6 +191,8 @@ def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
     for name, p in ranked:
         if question and name in (*ACTIONS, "safety_emergency"):
             continue  # a question is answered, never turned into an action or an alarm
+        if name == "safety_emergency" and not _SAFETY.search(t):
+            continue  # an emergency names a hazard: "next" is not one, whatever the classifier leans to
         slots = slots_for(name, t)
         if slots is None:
             continue  # an action without what it needs is not that action

@@ -68,3 +68,17 @@ def test_talking_over_the_answer_stops_it_within_200_ms(tmp_path: Path) -> None:
     sink.close()
     assert done and done[0].stopped and done[0].sentences < done[0].of  # type: ignore[attr-defined]
     assert sink.last_write is not None and sink.last_write - barge < 0.2
+
+
+def test_a_whole_procedure_walked_through_by_voice(tmp_path: Path) -> None:
+    spoken = ["Walk me through the capacitor bank work.", *["Next step."] * 4]
+    wav, _ = mixed(tmp_path, spoken, gap_s=1.6)
+    said = tmp_path / "said.wav"
+    r = _cli("agent", "talk", "--data-dir", str(tmp_path / "dev"), "--file", str(wav), "--json", "--say", str(said))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert [x["intent"] for x in lines] == ["walkthrough"] * 5, [x["transcript"] for x in lines]
+    assert "step 1 of 4" in lines[0]["answer"] and "Warning" in lines[0]["answer"]  # read before the step
+    assert "Step 4 of 4" in lines[3]["answer"] and "procedure is complete" in lines[4]["answer"]
+    assert sum(len(x["actions"]) for x in lines) == 4  # each completed step logged to the job's notes
+    assert said.stat().st_size > 50_000
