@@ -34,12 +34,14 @@ def test_a_warning_is_read_before_the_step_it_guards() -> None:
     stops = walkthrough.plan([_u(0, "warning", "Warning: stay clear."), _u(1, "step", "Open it.", 1),
                               _u(2, "sentence", "Prose is not a stop."), _u(3, "warning", "Never touch X."),
                               _u(4, "step", "Close it.", 2)])
-    assert [[u.text for u in s] for s in stops] == [["Warning: stay clear.", "Open it."], ["Never touch X.", "Close it."]]
+    assert [[u.text for u in s] for s in stops] == [["Warning: stay clear.", "Open it."],
+                                                    ["Never touch X.", "Close it."]]
 
 
 @pytest.mark.parametrize(("text", "move"), [("done", "done"), ("Done.", "done"), ("next step", "next"),
                                              ("go back", "back"), ("say that again", "repeat"),
-                                             ("stop the walk-through", "stop"), ("done with the meter, what now", None)])
+                                             ("stop the walk-through", "stop"),
+                                             ("done with the meter, what now", None)])
 def test_moves_are_short_commands(text: str, move: str | None) -> None:
     assert walkthrough.move(text) == move
 
