@@ -49,6 +49,8 @@ class AgentConfig(TomlSettings):
     asr_language: str = Field("en", description="spoken language (English-only models ignore it)")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability threshold")
+    speech_output: str = Field("device", description="where spoken answers and arrivals go: device, none, or a "
+                                                     "WAV file path")
     turn_gap_ms: int = Field(1000, ge=200, description="silence after a statement that ends the turn (a question "
                                                        "ends it at once)")
     end_silence_ms: int = Field(300, ge=100, description="silence that ends an utterance")

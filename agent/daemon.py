@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from linecrew.agent.announce import Announcer
 from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.config import AgentConfig
 from linecrew.agent.errors import NotEnrolledError
@@ -20,6 +21,7 @@ from linecrew.agent.router import RoutingPolicy
 from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.agent.sync import DeviceSync, open_configured
 from linecrew.agent.transfer import UpdateAgent
+from linecrew.agent.tts import DeviceSink, Speaker, WavSink
 from linecrew.agent.updates import Slots, Updater, llm_health_check
 from linecrew.shared.engine import SenderLimits
 from linecrew.shared.llm import LlmConfig, LocalLLM
@@ -113,6 +115,14 @@ def start_metrics(cfg: AgentConfig, store: AgentStore) -> Any:
     return server
 
 
+def _announcer(cfg: AgentConfig, store: AgentStore) -> Announcer | None:
+    """Arrivals spoken on the sound device (default), into a WAV file, or not at all ("none")."""
+    if cfg.speech_output == "none":
+        return None
+    sink = DeviceSink() if cfg.speech_output == "device" else WavSink(Path(cfg.speech_output))
+    return Announcer(store, Speaker(sink))
+
+
 def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: float = 60.0) -> None:
     store, address = open_configured(cfg)
     bind_log_context(device_id=store.device_id)
@@ -131,6 +141,10 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
             guard.run(report_once)
 
     updates = _update_agent(cfg, store, sync)
+    announcer = _announcer(cfg, store)
+    if announcer is not None:
+        sync.on_applied = announcer.notify
+        announcer.start()
     sync.start()
     if updates is not None:
         updates.start()
@@ -143,6 +157,9 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
         if updates is not None:
             updates.stop()
         sync.stop()
+        if announcer is not None:
+            announcer.stop()
+            announcer.speaker.sink.close()
         if metrics is not None:
             metrics[0].shutdown()
         store.close()

@@ -45,6 +45,7 @@ class DeviceSync:
             will=(Topics.presence(self.device_id), offline),
             backoff=Backoff(base_s=0.2, cap_s=15.0),
         )
+        self.on_applied: Callable[[], None] | None = None  # after server messages were committed (announcer)
         self.sender = SyncSender(store.outbox, self._publish, lambda _peer: Topics.d2s(self.device_id), limits)
         self.pacer = Pacer(self.sender.pump, interval_s=pump_interval_s, name="device-sender")
 
@@ -98,6 +99,8 @@ class DeviceSync:
             if ack is not None:
                 env = make_envelope("ack", ack, device_id=self.device_id)
                 self.link.publish(Topics.s2d_ack(self.device_id), encode(env))
+            if self.on_applied is not None:
+                self.on_applied()
 
 
 def open_device(folder: Path, *, synchronous: str = "FULL", quota_bytes: int | None = None,

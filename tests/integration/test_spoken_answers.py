@@ -82,3 +82,38 @@ def test_a_whole_procedure_walked_through_by_voice(tmp_path: Path) -> None:
     assert "Step 4 of 4" in lines[3]["answer"] and "procedure is complete" in lines[4]["answer"]
     assert sum(len(x["actions"]) for x in lines) == 4  # each completed step logged to the job's notes
     assert said.stat().st_size > 50_000
+
+
+def test_an_expert_reply_is_read_aloud_the_moment_it_arrives(server: object, tmp_path: Path) -> None:
+    from linecrew.agent.announce import Announcer
+    from linecrew.agent.assistant import Assistant
+    from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+    from linecrew.agent.sync import DeviceSync, open_device
+    from linecrew.shared.mqtt import wait_for
+    from tests.conftest import enroll_device
+
+    store, address = open_device(enroll_device(server, tmp_path / "dev", "truck-5"))
+    kb = KnowledgeBase(store.db)
+    kb.ensure_indexed(SAMPLE_KB)
+    a = Assistant(store, None, kb)  # type: ignore[arg-type]
+    a.ask("what's the torque spec for the meter socket lugs?")
+    assert a.confirm(True).route == "escalated"  # the technician asked an expert, then went back to work
+    spoken = tmp_path / "spoken.wav"
+    announcer = Announcer(store, Speaker(WavSink(spoken)))
+    sync = DeviceSync(store, address)
+    sync.on_applied = announcer.notify
+    announcer.start()
+    sync.start()
+    try:
+        assert wait_for(lambda: len(server.store.escalations.list()) == 1, 30)  # type: ignore[attr-defined]
+        esc = server.store.escalations.list()[0]  # type: ignore[attr-defined]
+        server.store.escalations.answer(esc["id"], "Torque the lugs to the value on the socket label.",  # type: ignore[attr-defined]
+                                        expert="Dana")
+        assert wait_for(lambda: announcer.spoken >= 1, 60)
+    finally:
+        sync.stop()
+        announcer.stop()
+        announcer.speaker.sink.close()
+    assert store.answers(unseen_only=True) == []  # said aloud, so seen
+    heard = WhisperDecoder(SpeechConfig()).decode(load16k(spoken)).continuation.lower()
+    assert "answer from" in heard and "socket label" in heard, heard
