@@ -49,6 +49,12 @@ class AgentConfig(TomlSettings):
     asr_language: str = Field("en", description="spoken language (English-only models ignore it)")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability threshold")
+    listen: Literal["push_to_talk", "always", "wake"] = Field(
+        "push_to_talk", description="microphone: only while the key is held, always, or after the wake phrase")
+    wake_phrase: str = Field("hey linecrew", description="what opens a turn when listen = wake")
+    ptt_device: str | None = Field(None, description="input device of the push-to-talk key, e.g. /dev/input/event3 "
+                                                     "(default: Enter on the terminal)")
+    ptt_key: str = Field("KEY_VOLUMEUP", description="the push-to-talk key's evdev name")
     speech_output: str = Field("device", description="where spoken answers and arrivals go: device, none, or a "
                                                      "WAV file path")
     turn_gap_ms: int = Field(1000, ge=200, description="silence after a statement that ends the turn (a question "

@@ -169,12 +169,14 @@ class DeviceSink:
     def write(self, samples: np.ndarray, rate: int) -> None:
         try:
             import sounddevice as sd
-
+        except OSError as e:  # the PortAudio library itself is missing
+            raise AudioError(f"no sound output: {e}") from e
+        try:
             if self._stream is None:
                 self._stream = sd.OutputStream(samplerate=rate, channels=1, dtype="float32", device=self.device)
                 self._stream.start()
             self._stream.write(samples.astype(np.float32).reshape(-1, 1))
-        except (OSError, ValueError) as e:  # PortAudioError is an OSError subclass on every platform we ship
+        except (sd.PortAudioError, ValueError) as e:
             raise AudioError(f"no sound output: {e}") from e
 
     def close(self) -> None:

@@ -174,6 +174,23 @@ def _speaker(say_file: Path | None, speak: bool, *, realtime: bool = False) -> A
     return Speaker(DeviceSink()) if speak else None
 
 
+def _gated(chunks: Any, cfg: Any, mode: str, keys: str | None) -> Any:
+    """Push-to-talk: injected key windows (files), the side key (evdev) or Enter on the terminal (microphone)."""
+    from linecrew.agent import ptt
+
+    if mode != "push_to_talk":
+        return chunks
+    if keys is not None:
+        return ptt.gate_windows(chunks, ptt.parse_windows(keys))
+    key = ptt.Key()
+    if cfg.ptt_device:
+        ptt.evdev_key(cfg.ptt_device, cfg.ptt_key, key)
+    else:
+        click.echo("push-to-talk: press Enter to talk, Enter again to stop", err=True)
+        ptt.terminal_key(key)
+    return ptt.gate_key(chunks, key)
+
+
 def _say(speaker: Any, text: str, *, background: bool) -> None:
     """Live (the sound device): speak in the background so talking over it can stop it; a file: in turn."""
     import threading
@@ -254,13 +271,17 @@ def agent_confirm(config_path: Path | None, data_dir: Path | None, refuse: bool,
 @click.option("--say", "say_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="speak the answers into this WAV file")
 @click.option("--speak", is_flag=True, help="speak the answers on the sound device (talking over them stops them)")
+@click.option("--keys", default=None, help="push-to-talk key held over these seconds of the file, e.g. 1-3.5,6-8")
+@click.option("--listen", "listen", type=click.Choice(["push_to_talk", "always", "wake"]), default=None,
+              help="default: the config's for the microphone; a file is heard whole unless --keys is given")
 @_friendly
 def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path | None, as_json: bool,
-               say_file: Path | None, speak: bool) -> None:
+               say_file: Path | None, speak: bool, keys: str | None, listen: str | None) -> None:
     """Voice: listen -> one turn (a question may take several sentences) -> answer, spoken when asked.
     "stop", "repeat", "louder", "slower" work at any time."""
     from linecrew.agent.audio import file_chunks, mic_chunks
     from linecrew.agent.daemon import build_assistant
+    from linecrew.agent.ptt import strip_wake
     from linecrew.agent.speech import StreamingRecognizer
     from linecrew.agent.tts import voice_command
     from linecrew.agent.voice import Turn, VoiceSession, speech_config
@@ -269,7 +290,10 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
     store = _local_store(cfg)
     assistant = build_assistant(cfg, store)
     speaker = _speaker(say_file, speak)
-    chunks = file_chunks(audio_file) if audio_file else mic_chunks()
+    mode = listen or ("push_to_talk" if keys or not audio_file else "always")
+    if mode == "push_to_talk" and not keys and not audio_file:
+        mode = cfg.listen
+    chunks = _gated(file_chunks(audio_file) if audio_file else mic_chunks(), cfg, mode, keys)
     session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
     try:
         for ev in session.turns(chunks, gap_s=cfg.turn_gap_ms / 1000):
@@ -277,18 +301,24 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
                 if speaker is not None and speaker.speaking.is_set():
                     speaker.stop()  # barge-in: the technician talks over the answer
                 continue
-            command = voice_command(ev.text)
+            text = ev.text
+            if mode == "wake":
+                request = strip_wake(text, cfg.wake_phrase)
+                if not request:
+                    continue  # not addressed to the device: a remark to the crew stays a remark
+                text = request
+            command = voice_command(text)
             if command is not None:
                 if speaker is not None:
                     speaker.command(command)
-                click.echo(json.dumps({"transcript": ev.text, "command": command}) if as_json else f"[{command}]")
+                click.echo(json.dumps({"transcript": text, "command": command}) if as_json else f"[{command}]")
                 continue
-            reply = assistant.ask(ev.text)
+            reply = assistant.ask(text)
             if as_json:
-                click.echo(json.dumps({"transcript": ev.text, "final_latency_ms": ev.latency_ms,
+                click.echo(json.dumps({"transcript": text, "final_latency_ms": ev.latency_ms,
                                        "sentences": len(ev.finals), **reply.as_dict()}))
             else:
-                click.echo(f"you: {ev.text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
+                click.echo(f"you: {text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
             if speaker is not None:
                 _say(speaker, reply.answer, background=speak)
     except KeyboardInterrupt:

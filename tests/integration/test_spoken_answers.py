@@ -117,3 +117,23 @@ def test_an_expert_reply_is_read_aloud_the_moment_it_arrives(server: object, tmp
     assert store.answers(unseen_only=True) == []  # said aloud, so seen
     heard = WhisperDecoder(SpeechConfig()).decode(load16k(spoken)).continuation.lower()
     assert "answer from" in heard and "socket label" in heard, heard
+
+
+def test_push_to_talk_hears_only_what_is_said_with_the_key_held(tmp_path: Path) -> None:
+    wav, ends = mixed(tmp_path, ["We are on site now.", "How do I check the trip coil?"], gap_s=1.5)
+    start_second = ends[0] + 1.2  # the key goes down just before the question
+    r = _cli("agent", "talk", "--data-dir", str(tmp_path / "dev"), "--file", str(wav), "--json",
+             "--keys", f"{start_second:.2f}-{ends[1] + 0.6:.2f}")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert len(lines) == 1 and "coil" in lines[0]["transcript"].lower(), lines
+    assert lines[0]["intent"] == "procedure_question"  # the remark before the key became nothing
+
+
+def test_a_wake_phrase_opens_a_turn_and_remarks_to_the_crew_stay_remarks(tmp_path: Path) -> None:
+    wav, _ = mixed(tmp_path, ["Pass me the hot stick.", "Hey Linecrew, how do I open the cutout?"], gap_s=1.5)
+    r = _cli("agent", "talk", "--data-dir", str(tmp_path / "dev"), "--file", str(wav), "--json", "--listen", "wake")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert len(lines) == 1 and "cutout" in lines[0]["transcript"].lower(), lines
+    assert "hey" not in lines[0]["transcript"].lower()

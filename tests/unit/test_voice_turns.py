@@ -94,3 +94,33 @@ def test_barge_in_stops_speech_within_one_block(tmp_path: Path) -> None:
     assert out and out[0].stopped  # type: ignore[attr-defined]
     assert sink.last_write is not None and sink.last_write - stopped_at < 0.2
     sink.close()
+
+
+def test_key_windows_pass_audio_only_while_the_key_is_held() -> None:
+    from linecrew.agent.audio import AudioChunk
+    from linecrew.agent.errors import AudioError
+    from linecrew.agent.ptt import Key, gate_key, gate_windows, parse_windows
+
+    assert [(w.start_s, w.end_s) for w in parse_windows("1-2.5, 4.0-6")] == [(1.0, 2.5), (4.0, 6.0)]
+    for bad in ("3-1", "soon", "1-"):
+        with pytest.raises(AudioError):
+            parse_windows(bad)
+    chunks = [AudioChunk(np.ones(1600, np.float32), 0.0) for _ in range(30)]  # 0.1 s each
+    passed = [float(c.samples.max()) for c in gate_windows(chunks, parse_windows("1-2"))]
+    assert passed == [0.0] * 10 + [1.0] * 10 + [0.0] * 10
+    key = Key()
+    live = gate_key(iter(chunks), key)
+    assert float(next(live).samples.max()) == 0.0
+    key.press()
+    assert float(next(live).samples.max()) == 1.0
+
+
+@pytest.mark.parametrize(("text", "asked"), [
+    ("Hey Linecrew, how do I open the cutout?", "how do I open the cutout?"),
+    ("hey line crew what's the fuse for a 50", "what's the fuse for a 50"),
+    ("Hey Lincrew, next step.", "next step."),
+    ("Pass me the wrench.", None), ("hey mike, grab the ladder", None)])
+def test_the_wake_phrase_opens_a_turn_and_is_taken_off(text: str, asked: str | None) -> None:
+    from linecrew.agent.ptt import strip_wake
+
+    assert strip_wake(text, "hey linecrew") == asked
