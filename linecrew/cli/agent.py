@@ -191,17 +191,6 @@ def _gated(chunks: Any, cfg: Any, mode: str, keys: str | None) -> Any:
     return ptt.gate_key(chunks, key)
 
 
-def _say(speaker: Any, text: str, *, background: bool) -> None:
-    """Live (the sound device): speak in the background so talking over it can stop it; a file: in turn."""
-    import threading
-
-    if not background:
-        speaker.say(text)
-        return
-    speaker.stop()
-    threading.Thread(target=speaker.say, args=(text,), name="speak", daemon=True).start()
-
-
 @agent.command("ask")
 @config_option
 @device_dir_option
@@ -281,10 +270,9 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
     "stop", "repeat", "louder", "slower" work at any time."""
     from linecrew.agent.audio import file_chunks, mic_chunks
     from linecrew.agent.daemon import build_assistant
-    from linecrew.agent.ptt import strip_wake
     from linecrew.agent.speech import StreamingRecognizer
-    from linecrew.agent.tts import voice_command
-    from linecrew.agent.voice import Turn, VoiceSession, speech_config
+    from linecrew.agent.voice import VoiceSession, speech_config
+    from linecrew.agent.voice_loop import VoiceLoop
 
     cfg = _agent_config(config_path, data_dir=data_dir)
     store = _local_store(cfg)
@@ -295,32 +283,20 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
         mode = cfg.listen
     chunks = _gated(file_chunks(audio_file) if audio_file else mic_chunks(), cfg, mode, keys)
     session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
+    loop = VoiceLoop(session, assistant.ask, speaker=speaker, gap_s=cfg.turn_gap_ms / 1000, background_speech=speak,
+                     wake_phrase=cfg.wake_phrase if mode == "wake" else None)
     try:
-        for ev in session.turns(chunks, gap_s=cfg.turn_gap_ms / 1000):
-            if not isinstance(ev, Turn):
-                if speaker is not None and speaker.speaking.is_set():
-                    speaker.stop()  # barge-in: the technician talks over the answer
+        for heard in loop.run(chunks):
+            if heard.command is not None:
+                click.echo(json.dumps({"transcript": heard.text, "command": heard.command}) if as_json
+                           else f"[{heard.command}]")
                 continue
-            text = ev.text
-            if mode == "wake":
-                request = strip_wake(text, cfg.wake_phrase)
-                if not request:
-                    continue  # not addressed to the device: a remark to the crew stays a remark
-                text = request
-            command = voice_command(text)
-            if command is not None:
-                if speaker is not None:
-                    speaker.command(command)
-                click.echo(json.dumps({"transcript": text, "command": command}) if as_json else f"[{command}]")
-                continue
-            reply = assistant.ask(text)
+            reply = heard.reply
             if as_json:
-                click.echo(json.dumps({"transcript": text, "final_latency_ms": ev.latency_ms,
-                                       "sentences": len(ev.finals), **reply.as_dict()}))
+                click.echo(json.dumps({"transcript": heard.text, "final_latency_ms": heard.turn.latency_ms,
+                                       "sentences": len(heard.turn.finals), **reply.as_dict()}))
             else:
-                click.echo(f"you: {text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
-            if speaker is not None:
-                _say(speaker, reply.answer, background=speak)
+                click.echo(f"you: {heard.text}\nlinecrew [{reply.intent} -> {reply.route}]: {reply.answer}")
     except KeyboardInterrupt:
         pass
     finally:

@@ -124,3 +124,36 @@ def test_the_wake_phrase_opens_a_turn_and_is_taken_off(text: str, asked: str | N
     from linecrew.agent.ptt import strip_wake
 
     assert strip_wake(text, "hey linecrew") == asked
+
+
+def test_the_voice_loop_stops_speech_when_the_technician_talks_and_obeys_commands(tmp_path: Path) -> None:
+    from linecrew.agent.voice import Turn
+    from linecrew.agent.voice_loop import VoiceLoop
+
+    sink = WavSink(tmp_path / "o.wav")
+    speaker = Speaker(sink, synth=_tone)
+    asked: list[str] = []
+
+    class _Reply:
+        answer = "Step 1: Open it."
+
+    def ask(text: str) -> _Reply:
+        asked.append(text)
+        return _Reply()
+
+    def turn(text: str) -> Turn:
+        return Turn(text, (_final(1, text, 0.0, 1.0),), 1.0, 100.0)
+
+    class _Session:
+        def turns(self, chunks: object, gap_s: float) -> object:
+            yield turn("Hey Linecrew, how do I open it?")
+            speaker.speaking.set()  # as if the answer were still playing
+            yield Partial(2, "wait", "", 100.0)  # the technician talks over it
+            yield turn("slower")
+            yield turn("pass me the wrench")  # no wake phrase: a remark to the crew
+
+    loop = VoiceLoop(_Session(), ask, speaker=speaker, wake_phrase="hey linecrew")  # type: ignore[arg-type]
+    heard = list(loop.run([]))
+    assert asked == ["how do I open it?"] and [h.command for h in heard] == [None, "slower"]
+    assert speaker._stop.is_set() and speaker.settings.rate_wpm == 140
+    sink.close()
