@@ -51,12 +51,13 @@ class VoiceLoop:
                     self.speaker.stop()  # barge-in: the technician talks over the answer
                 continue
             text = ev.text
-            if self.wake_phrase:
+            command = voice_command(text)  # "stop", "repeat", "slower" work at any time, wake phrase or not
+            if self.wake_phrase and command is None:
                 request = strip_wake(text, self.wake_phrase)
                 if not request:
                     continue  # not addressed to the device: a remark to the crew stays a remark
                 text = request
-            command = voice_command(text)
+                command = voice_command(text)
             if command is not None:
                 if self.speaker is not None:
                     self.speaker.command(command)
