@@ -169,6 +169,12 @@ class Assistant:
                  f" (model error {reply.error})" if reply.error else "", extra={"request_id": rid})
         return reply
 
+    def warm_up(self) -> None:
+        """Load what the first question would otherwise wait for: the classifier and the procedures' index."""
+        if self.config.intent_mode == "classifier":
+            classify("warm up")
+        _ = self.answerer.corpus
+
     def confirm(self, yes: bool) -> Reply:
         """The technician's yes or no by key (a rugged handheld's button), for the pending action."""
         return self.ask("yes" if yes else "no")

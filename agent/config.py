@@ -55,6 +55,9 @@ class AgentConfig(TomlSettings):
     ptt_device: str | None = Field(None, description="input device of the push-to-talk key, e.g. /dev/input/event3 "
                                                      "(default: Enter on the terminal)")
     ptt_key: str = Field("KEY_VOLUMEUP", description="the push-to-talk key's evdev name")
+    screen_port: int = Field(8720, ge=0, le=65535, description="device screen and local API on 127.0.0.1 "
+                                                               "(0: any free port, written to agent.url)")
+    voice: bool = Field(True, description="the running agent listens on the microphone (see listen)")
     speech_output: str = Field("device", description="where spoken answers and arrivals go: device, none, or a "
                                                      "WAV file path")
     turn_gap_ms: int = Field(1000, ge=200, description="silence after a statement that ends the turn (a question "

@@ -13,9 +13,10 @@ from typing import Any
 from linecrew.agent.announce import Announcer
 from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.config import AgentConfig
-from linecrew.agent.errors import NotEnrolledError
+from linecrew.agent.errors import AudioError, NotEnrolledError
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.lexicon import Lexicon
+from linecrew.agent.local_api import DeviceService, LocalServer
 from linecrew.agent.metrics import request_summary, serve_metrics
 from linecrew.agent.router import RoutingPolicy
 from linecrew.agent.store import SERVER_PEER, AgentStore
@@ -115,12 +116,64 @@ def start_metrics(cfg: AgentConfig, store: AgentStore) -> Any:
     return server
 
 
-def _announcer(cfg: AgentConfig, store: AgentStore) -> Announcer | None:
-    """Arrivals spoken on the sound device (default), into a WAV file, or not at all ("none")."""
+def _local_service(cfg: AgentConfig, store: AgentStore) -> tuple[DeviceService, LocalServer | None]:
+    """The assistant loaded once and kept warm (classifier, procedures, the model when configured to write),
+    behind the local API that the screen and the CLI use."""
+    started = time.perf_counter()
+    assistant = build_assistant(cfg, store)
+    assistant.warm_up()
+    service = DeviceService(assistant, speaker=_speaker(cfg))
+    log.info("assistant ready in %.1f s", time.perf_counter() - started)
+    try:
+        local = LocalServer(service, port=cfg.screen_port, folder=cfg.data_dir)
+    except OSError as e:
+        log.warning("device screen and local API not started on port %d: %s", cfg.screen_port, e)
+        return service, None
+    local.start()
+    log.info("device screen on %s", local.url)
+    return service, local
+
+
+def _speaker(cfg: AgentConfig) -> Speaker | None:
     if cfg.speech_output == "none":
         return None
-    sink = DeviceSink() if cfg.speech_output == "device" else WavSink(Path(cfg.speech_output))
-    return Announcer(store, Speaker(sink))
+    return Speaker(DeviceSink() if cfg.speech_output == "device" else WavSink(Path(cfg.speech_output)))
+
+
+def _voice_thread(cfg: AgentConfig, service: DeviceService, stop: threading.Event) -> threading.Thread | None:
+    """Listen on the microphone for the life of the agent (push-to-talk needs the side key, ``ptt_device``)."""
+    from linecrew.agent import ptt
+    from linecrew.agent.audio import mic_chunks
+    from linecrew.agent.speech import StreamingRecognizer
+    from linecrew.agent.voice import VoiceSession, speech_config
+    from linecrew.agent.voice_loop import VoiceLoop
+
+    if cfg.listen == "push_to_talk" and not cfg.ptt_device:
+        log.info("voice off: push-to-talk needs the side key's input device (ptt_device), or listen = wake")
+        return None
+
+    def run() -> None:
+        try:
+            chunks: Any = mic_chunks()
+            if cfg.listen == "push_to_talk":
+                key = ptt.Key()
+                ptt.evdev_key(str(cfg.ptt_device), cfg.ptt_key, key)
+                chunks = ptt.gate_key(chunks, key)
+            session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=service.store)
+            loop = VoiceLoop(session, service.assistant.ask, speaker=service.speaker, background_speech=True,
+                             wake_phrase=cfg.wake_phrase if cfg.listen == "wake" else None,
+                             gap_s=cfg.turn_gap_ms / 1000, on_event=service.heard)
+            for heard in loop.run(chunks):
+                if stop.is_set():
+                    return
+                if heard.reply is not None:
+                    service.remember(heard.text, heard.reply)
+        except AudioError as e:
+            log.warning("voice off: %s", e)
+
+    t = threading.Thread(target=run, name="voice", daemon=True)
+    t.start()
+    return t
 
 
 def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: float = 60.0) -> None:
@@ -141,7 +194,9 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
             guard.run(report_once)
 
     updates = _update_agent(cfg, store, sync)
-    announcer = _announcer(cfg, store)
+    service, local = _local_service(cfg, store)
+    voice = _voice_thread(cfg, service, stop) if cfg.voice else None
+    announcer = Announcer(store, service.speaker) if service.speaker is not None else None
     if announcer is not None:
         sync.on_applied = announcer.notify
         announcer.start()
@@ -159,7 +214,13 @@ def run_agent(cfg: AgentConfig, wait: Callable[[], None], *, telemetry_every_s: 
         sync.stop()
         if announcer is not None:
             announcer.stop()
-            announcer.speaker.sink.close()
+        if service.speaker is not None:
+            service.speaker.sink.close()
+        if local is not None:
+            local.stop()
+        service.assistant.llm.close()
+        if voice is not None:
+            voice.join(timeout=5)
         if metrics is not None:
             metrics[0].shutdown()
         store.close()

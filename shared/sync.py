@@ -346,6 +346,11 @@ class Outbox:
         conn.execute("UPDATE outbox_usage SET bytes = bytes - ?", (freed,))
         return dropped
 
+    def depth_by_type(self) -> dict[str, int]:
+        """Waiting messages per type (a device screen shows queued escalations, notes, job updates)."""
+        rows = self.db.query("SELECT type, COUNT(*) AS n FROM outbox GROUP BY type")
+        return {str(r["type"]): int(r["n"]) for r in rows}  # type: ignore[call-overload]
+
     def depth_by_peer(self) -> dict[str, int]:
         return {str(r["peer"]): int(r["n"]) for r in  # type: ignore[call-overload]
                 self.db.query("SELECT peer, COUNT(*) AS n FROM outbox GROUP BY peer")}

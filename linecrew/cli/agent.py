@@ -58,6 +58,41 @@ def agent_run(config_path: Path | None, data_dir: Path | None) -> None:
     run_agent(cfg, _wait_for_signal)
 
 
+class _Remote:
+    """The running agent's local API (``agent run``): questions go to its warm assistant and one conversation."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        import httpx
+
+        r = httpx.post(self.url + path, json=body, headers={"X-Linecrew-Token": self.token}, timeout=120)
+        if r.status_code != 200:
+            raise click.ClickException(f"the running agent refused: {r.json().get('error', r.text)}")
+        return r.json()
+
+    def ask(self, text: str) -> Any:
+        from linecrew.agent.assistant import Reply
+
+        return Reply(**self.post("/api/ask", {"text": text}))
+
+
+def _running(cfg: Any) -> _Remote | None:
+    """The running agent, if one answers on the address it wrote; None: work in this process."""
+    import httpx
+
+    from linecrew.agent.local_api import TOKEN_FILE, URL_FILE
+
+    try:
+        url = (cfg.data_dir / URL_FILE).read_text().strip()
+        token = (cfg.data_dir / TOKEN_FILE).read_text().strip()
+        httpx.get(url + "/healthz", timeout=2).raise_for_status()
+    except (OSError, httpx.HTTPError):
+        return None
+    return _Remote(url, token)
+
+
 @agent.command("note")
 @config_option
 @device_dir_option
@@ -68,7 +103,13 @@ def agent_note(config_path: Path | None, data_dir: Path | None, job_id: str | No
     """Store a note (encrypted at rest) and queue it for the server."""
     from linecrew.agent.sync import open_configured
 
-    store, _ = open_configured(_agent_config(config_path, data_dir=data_dir))
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    remote = _running(cfg)
+    if remote is not None:
+        note_id = remote.post("/api/note", {"text": text, "job_id": job_id})["note_id"]
+        click.echo(f"note {note_id} stored by the running agent")
+        return
+    store, _ = open_configured(cfg)
     note_id = store.add_note(text, job_id=job_id)
     click.echo(f"note {note_id} stored; {store.outbox.depth()} message(s) waiting in the outbox")
 
@@ -82,8 +123,11 @@ def agent_status(config_path: Path | None, data_dir: Path | None, as_json: bool)
     """Show enrollment, outbox depth and dead letters."""
     from linecrew.agent.sync import open_configured
 
-    store, address = open_configured(_agent_config(config_path, data_dir=data_dir))
+    cfg = _agent_config(config_path, data_dir=data_dir)
+    store, address = open_configured(cfg)
+    remote = _running(cfg)
     info = {
+        "agent": remote.url if remote is not None else "not running",
         "device_id": store.device_id,
         "broker": address.url,
         "outbox_depth": store.outbox.depth(),
@@ -206,8 +250,12 @@ def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, sa
     from linecrew.agent.daemon import build_assistant
 
     cfg = _agent_config(config_path, data_dir=data_dir)
-    assistant = build_assistant(cfg, _local_store(cfg))
     speaker = _speaker(say_file, speak)
+    remote = _running(cfg)
+    if remote is not None:  # the running agent's warm assistant and its conversation
+        _show(remote.ask(text), as_json, speaker)
+        return
+    assistant = build_assistant(cfg, _local_store(cfg))
     streamed: list[str] = []
 
     def show(piece: str) -> None:
@@ -217,6 +265,10 @@ def agent_ask(config_path: Path | None, data_dir: Path | None, as_json: bool, sa
 
     reply = assistant.ask(text, on_token=show)
     assistant.llm.close()
+    _show(reply, as_json, speaker, streamed=bool(streamed))
+
+
+def _show(reply: Any, as_json: bool, speaker: Any, *, streamed: bool = False) -> None:
     if speaker is not None:
         speaker.say(reply.answer)
         speaker.sink.close()
@@ -243,6 +295,13 @@ def agent_confirm(config_path: Path | None, data_dir: Path | None, refuse: bool,
     from linecrew.agent.daemon import build_assistant
 
     cfg = _agent_config(config_path, data_dir=data_dir)
+    remote = _running(cfg)
+    if remote is not None:
+        from linecrew.agent.assistant import Reply
+
+        reply = Reply(**remote.post("/api/confirm", {"yes": not refuse}))
+        click.echo(json.dumps(reply.as_dict()) if as_json else reply.answer)
+        return
     assistant = build_assistant(cfg, _local_store(cfg))
     try:
         reply = assistant.confirm(not refuse)
@@ -276,6 +335,7 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
 
     cfg = _agent_config(config_path, data_dir=data_dir)
     store = _local_store(cfg)
+    remote = _running(cfg)
     assistant = build_assistant(cfg, store)
     speaker = _speaker(say_file, speak)
     mode = listen or ("push_to_talk" if keys or not audio_file else "always")
@@ -283,7 +343,8 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
         mode = cfg.listen
     chunks = _gated(file_chunks(audio_file) if audio_file else mic_chunks(), cfg, mode, keys)
     session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)
-    loop = VoiceLoop(session, assistant.ask, speaker=speaker, gap_s=cfg.turn_gap_ms / 1000, background_speech=speak,
+    ask = remote.ask if remote is not None else assistant.ask
+    loop = VoiceLoop(session, ask, speaker=speaker, gap_s=cfg.turn_gap_ms / 1000, background_speech=speak,
                      wake_phrase=cfg.wake_phrase if mode == "wake" else None)
     try:
         for heard in loop.run(chunks):
