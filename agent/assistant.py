@@ -411,9 +411,11 @@ class Assistant:
             return ""
         source = [u.text for u in g.units]
         prompt = chat_prompt(f"Procedure text: {' '.join(source)}\nQuestion: {text}", system=LEAD_IN_PROMPT)
+        fut = self.llm.submit(prompt, max_tokens=40)
         try:
-            c = self.llm.submit(prompt, max_tokens=40).result(timeout=self.config.answer_budget_ms / 1000)
+            c = fut.result(timeout=self.config.answer_budget_ms / 1000)
         except (ModelError, FutureTimeout) as e:
+            self.llm.cancel(fut)  # a given-up generation is stopped, not left running
             self.breaker.record(ok=False, latency_ms=self.config.answer_budget_ms + 1, now=self.clock())
             reply.error, reply.degraded = type(e).__name__, True
             reply.model_version = getattr(self.llm, "version", None)
@@ -442,6 +444,7 @@ class Assistant:
         try:
             c: Completion = fut.result(timeout=self.config.answer_budget_ms / 1000)
         except (ModelError, FutureTimeout) as e:
+            self.llm.cancel(fut)  # a given-up generation is stopped, not left running
             self.breaker.record(ok=False, latency_ms=self.config.answer_budget_ms + 1, now=self.clock())
             reply.error = type(e).__name__
             reply.model_version = getattr(self.llm, "version", None)

@@ -60,6 +60,7 @@ class Completion:
     queued_ms: float
     model_version: str
     logprobs: list[dict[str, float]] = field(default_factory=list)
+    cancelled: bool = False  # given up by its caller: generation stopped where it was
 
     @property
     def tokens_per_s(self) -> float:
@@ -76,6 +77,7 @@ class _Request:
     logprobs: int | None
     future: Future[Completion]
     submitted: float
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 def model_version(path: Path) -> str:
@@ -95,6 +97,7 @@ class LocalLLM:
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._requests: dict[int, _Request] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def _load(self) -> Any:
@@ -129,9 +132,26 @@ class LocalLLM:
                on_token: Callable[[str], None] | None = None, logprobs: int | None = None) -> Future[Completion]:
         self.start()
         fut: Future[Completion] = Future()
-        self._queue.put(_Request(prompt, max_tokens or self.config.max_tokens, grammar, on_token, logprobs, fut,
-                                 time.perf_counter()))
+        req = _Request(prompt, max_tokens or self.config.max_tokens, grammar, on_token, logprobs, fut,
+                       time.perf_counter())
+        with self._lock:
+            self._requests[id(fut)] = req
+        fut.add_done_callback(lambda f: self._forget(f))
+        self._queue.put(req)
         return fut
+
+    def cancel(self, fut: Future[Completion]) -> None:
+        """Give up a request: a queued one never runs, a running one stops at its next token (never left
+        generating after its answer was given up)."""
+        fut.cancel()
+        with self._lock:
+            req = self._requests.get(id(fut))
+        if req is not None:
+            req.cancelled.set()
+
+    def _forget(self, fut: Future[Completion]) -> None:
+        with self._lock:
+            self._requests.pop(id(fut), None)
 
     def complete(self, prompt: str, **kw: Any) -> Completion:
         return self.submit(prompt, **kw).result()
@@ -164,6 +184,8 @@ class LocalLLM:
             kwargs["logprobs"] = req.logprobs
         text, n, first, lps = [], 0, None, []
         for chunk in llm.create_completion(tokens, **kwargs):
+            if req.cancelled.is_set():
+                break  # the caller gave up: stop generating now (the stream closes with the loop)
             choice = chunk["choices"][0]
             piece = choice["text"]
             if first is None:
@@ -179,6 +201,7 @@ class LocalLLM:
             text="".join(text), prompt_tokens=len(tokens), completion_tokens=n, reused_prompt_tokens=reused,
             ttft_ms=((first or end) - started) * 1000, total_ms=(end - started) * 1000,
             queued_ms=(started - req.submitted) * 1000, model_version=self.version, logprobs=lps,
+            cancelled=req.cancelled.is_set(),
         )
 
 

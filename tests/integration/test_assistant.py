@@ -180,3 +180,17 @@ def test_talk_hears_a_spoken_request_and_acts_on_it(tmp_path: Path) -> None:
                                        timeout=180).stdout)
     assert status["intent"] == "confirm" and status["actions"] == ["parts request queued"]
     assert {"answer", "citations", "ttft_ms", "tokens_per_s", "prompt_tokens", "completion_tokens"} <= set(reply)
+
+
+def test_a_given_up_generation_is_stopped_not_left_running(llm: LocalLLM) -> None:
+    started = threading.Event()
+    fut = llm.submit("<|im_start|>user\nCount from one to five hundred, one number per line.<|im_end|>\n"
+                     "<|im_start|>assistant\n", max_tokens=400, on_token=lambda _t: started.set())
+    assert started.wait(120)
+    llm.cancel(fut)
+    c = fut.result(timeout=120)
+    assert c.cancelled and c.completion_tokens < 400
+    assert llm.complete("<|im_start|>user\nSay OK.<|im_end|>\n<|im_start|>assistant\n", max_tokens=4).text
+    queued = llm.submit("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", max_tokens=4)
+    llm.cancel(queued)  # given up before it ran: it never runs
+    assert queued.cancelled() or queued.result(timeout=60).completion_tokens <= 4

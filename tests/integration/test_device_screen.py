@@ -65,7 +65,7 @@ def _open(browser: Any, url: str) -> Any:
 
 
 def test_the_screen_walks_a_procedure_and_confirms_with_a_glove_sized_yes(browser: Any, screen: Any) -> None:
-    server, assistant = screen
+    server, _ = screen
     service = server.service
     service.ask("walk me through the capacitor bank work")
     service.ask("done")
