@@ -11,6 +11,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from linecrew.agent.commands import match
+
 PENDING_TTL_S = 120.0
 ACTION_INTENTS = ("log_note", "job_status", "parts_request")
 _YES = re.compile(r"^(yes|yeah|yep|yup|affirmative|correct|confirm(ed)?|do it|go ahead|ok(ay)?|sure|"
@@ -51,11 +53,5 @@ def read_back(intent: str, slots: dict[str, Any], text: str, job_id: str | None,
 
 def answer_to_prompt(text: str) -> bool | None:
     """True for a yes, False for a no, None for anything else (a new request; the action stays pending)."""
-    t = re.sub(r"[^a-z' ]", " ", text.lower()).strip()
-    if not t or len(t.split()) > 5:
-        return None
-    if _NO.match(t):
-        return False
-    if _YES.match(t):
-        return True
-    return None
+    said = match(text, {"no": _NO, "yes": _YES}, max_words=5)  # a no first: "no, don't do it"
+    return None if said is None else said == "yes"

@@ -28,13 +28,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from linecrew.agent.commands import REPEAT, match
 from linecrew.agent.errors import AudioError
 
 BLOCK_S = 0.02
 _SENTENCE = re.compile(r"(?<=[.!?:])\s+(?=[A-Z0-9\"'(])")
 _COMMANDS = {
     "stop": re.compile(r"^(stop|quiet|shut up|enough|cancel that|be quiet|hold on)\b"),
-    "repeat": re.compile(r"^(repeat( that)?|say (that|it) again|again|come again|what was that)\b"),
+    "repeat": re.compile(rf"^{REPEAT}\b"),
     "louder": re.compile(r"^(louder|speak up|volume up|turn it up)\b"),
     "quieter": re.compile(r"^(quieter|softer|volume down|turn it down)\b"),
     "slower": re.compile(r"^(slower|slow down|more slowly)\b"),
@@ -44,10 +45,7 @@ _COMMANDS = {
 
 def voice_command(text: str) -> str | None:
     """"stop", "repeat", "louder", "quieter", "slower", "faster" — or None for anything longer or else."""
-    t = re.sub(r"[^a-z' ]", " ", text.lower()).strip()
-    if not t or len(t.split()) > 4:
-        return None
-    return next((name for name, rx in _COMMANDS.items() if rx.match(t)), None)
+    return match(text, _COMMANDS, max_words=4)
 
 
 _UNITS = [(r"(\d)\s*kVA\b", r"\1 K V A"), (r"(\d)\s*kV\b", r"\1 kilovolts"), (r"(\d)\s*V\b", r"\1 volts"),

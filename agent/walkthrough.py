@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from linecrew.agent.commands import REPEAT, match
 from linecrew.agent.knowledge import UnitRef
 
 START = re.compile(r"\b(walk|take|talk|run) me through\b|\bstep by step\b|\bguide me through\b", re.I)
@@ -19,17 +20,14 @@ _MOVES = {
     "done": re.compile(r"^(done|finished|complete(d)?|got it|ok(ay)?,? done|that'?s done|check)\b"),
     "next": re.compile(r"^(next( step)?|go on|continue|what'?s next|and then|then what)\b"),
     "back": re.compile(r"^(back|go back|previous( step)?|last step|step back)\b"),
-    "repeat": re.compile(r"^(repeat( that| the step)?|say (that|it) again|again|come again|what was that)\b"),
+    "repeat": re.compile(rf"^{REPEAT}\b"),
     "stop": re.compile(r"^(stop|end|quit|cancel|exit)( the)?( walk[- ]?through| procedure)?\s*$"),
 }
 
 
 def move(text: str) -> str | None:
     """The walk-through command in a short utterance, or None."""
-    t = re.sub(r"[^a-z' ]", " ", text.lower()).strip()
-    if not t or len(t.split()) > 5:
-        return None
-    return next((name for name, rx in _MOVES.items() if rx.match(t)), None)
+    return match(text, _MOVES, max_words=5)
 
 
 def plan(units: list[UnitRef]) -> list[list[UnitRef]]:

@@ -38,16 +38,9 @@ from linecrew.agent.intents import default_classifier, load_labelled  # noqa: E4
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase  # noqa: E402
 from linecrew.agent.store import AgentStore  # noqa: E402
 from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt  # noqa: E402
+from tests.helpers.stats import pct  # noqa: E402
 
 QA = REPO / "tests" / "data" / "assistant" / "qa.jsonl"
-
-
-def pct(values: list[float], q: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 1)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
 
 
 def _assistant(tmp: Path, name: str, llm: LocalLLM, config: AssistantConfig) -> Assistant:

@@ -41,6 +41,7 @@ from linecrew.agent.tts import Speaker, WavSink, espeak_synth  # noqa: E402
 from linecrew.agent.voice import Turn, VoiceSession  # noqa: E402
 from linecrew.shared.llm import LlmConfig, LocalLLM  # noqa: E402
 from tests.helpers.speech import load16k, synth, wer, write_wav  # noqa: E402
+from tests.helpers.stats import pct  # noqa: E402
 
 QUESTIONS = [
     "What fuse link goes in a twenty five K V A transformer?",
@@ -63,14 +64,6 @@ TRADE = [
     "Check the sight gauge on the pole pig.",
     "Test for absence of voltage before you hang the grounds.",
 ]
-
-
-def pct(values: list[float], q: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 1)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
 
 
 def _clip(folder: Path, text: str, i: int) -> tuple[Path, float]:
@@ -99,7 +92,8 @@ def _grounded_loop(folder: Path, clips: list[tuple[Path, float]], decoder: Whisp
         for ev in session.turns(file_chunks(path, realtime=True)):
             if isinstance(ev, Turn):
                 reply = assistant.ask(ev.text)
-                def heard_first() -> None:
+
+                def heard_first(first: list[float] = first, speaker: Speaker = speaker) -> None:
                     first.append(time.monotonic())
                     speaker.stop()  # measured: the rest of the answer would only take the clock's time
 

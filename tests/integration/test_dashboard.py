@@ -5,7 +5,6 @@ for live data and photographed to tests/artifacts/dashboard/."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +27,9 @@ from linecrew.shared.mqtt import wait_for
 from linecrew.shared.protocol import new_id
 from linecrew.tools.rehearsal import Authority, start_pilot_fleet
 from tests.conftest import REPO, enroll_device
+from tests.helpers.browser import chromium
 
 SHOTS = REPO / "tests" / "artifacts" / "dashboard"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SIM_DEVICES = 6
 XSS = '<img src=x onerror="document.body.dataset.pwned=1"> is the breaker safe?'
 
@@ -94,15 +93,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium(SHOTS)
 
 
 def _page(browser: Any, env: Env, who: str, view: str) -> Any:

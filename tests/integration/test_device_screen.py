@@ -4,7 +4,6 @@ No request leaves the device; actions need the agent's token; screenshots land i
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from linecrew.agent.speech import Partial
 from linecrew.agent.store import AgentStore
 from linecrew.agent.voice import Turn
 from tests.conftest import REPO
+from tests.helpers.browser import chromium, have_chromium
 
 SHOTS = REPO / "tests" / "artifacts" / "screen"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium missing: run `make test`")
+pytestmark = pytest.mark.skipif(not have_chromium(), reason="chromium missing: run `make test`")
 XSS = '<img src=x onerror="document.body.dataset.pwned=1">'
 
 
@@ -44,15 +43,7 @@ def screen(tmp_path: Path) -> Iterator[tuple[LocalServer, Assistant]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium(SHOTS)
 
 
 def _open(browser: Any, url: str) -> Any:

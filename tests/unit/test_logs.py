@@ -65,6 +65,9 @@ class _BrokenLLM:
         f.set_exception(ModelError("weights unreadable"))
         return f
 
+    def cancel(self, fut: Future[object]) -> None:
+        pass
+
 
 def test_a_request_logs_its_id_not_its_words_and_a_model_failure_is_a_model_error(out: io.StringIO,
                                                                                   tmp_path: Path) -> None:
