@@ -179,7 +179,8 @@ class Assistant:
         """The technician's yes or no by key (a rugged handheld's button), for the pending action."""
         return self.ask("yes" if yes else "no")
 
-    def _pending(self) -> PendingAction | None:
+    def pending(self) -> PendingAction | None:
+        """The read-back waiting for a yes, unless it expired."""
         raw = self.store.get("pending_action")
         if not isinstance(raw, dict):
             return None
@@ -230,7 +231,7 @@ class Assistant:
     def _ask(self, rid: str, text: str, on_token: Callable[[str], None] | None) -> Reply:
         started = time.perf_counter()
         text = text.strip()
-        pending = self._pending()
+        pending = self.pending()
         answer = answer_to_prompt(text) if pending is not None else None
         if pending is not None and answer is not None:
             return self._resolve(rid, started, pending, answer)

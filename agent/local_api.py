@@ -59,7 +59,7 @@ class DeviceService:
     def ask(self, text: str) -> dict[str, Any]:
         with self._lock:
             reply = self.assistant.ask(text)
-        self._remember(text, reply)
+        self.remember(text, reply)
         if self.speaker is not None:
             self.speaker.stop()
             threading.Thread(target=self.speaker.say, args=(reply.answer,), name="speak", daemon=True).start()
@@ -68,7 +68,7 @@ class DeviceService:
     def confirm(self, yes: bool) -> dict[str, Any]:
         with self._lock:
             reply = self.assistant.confirm(yes)
-        self._remember("yes" if yes else "no", reply)
+        self.remember("yes" if yes else "no", reply)
         return dict(reply.as_dict())
 
     def note(self, text: str, job_id: str | None) -> dict[str, Any]:
@@ -83,20 +83,18 @@ class DeviceService:
             self.partial = ""
 
     def remember(self, text: str, reply: Any) -> None:
-        self._remember(text, reply)
-
-    def _remember(self, text: str, reply: Any) -> None:
+        """An answer for the screen (asked here, or by voice in the agent's voice loop)."""
         self.replies.appendleft({"at": time.time(), "question": text, "answer": reply.answer, "intent": reply.intent,
                                  "citations": list(reply.citations), "abstained": reply.abstained,
                                  "grounded": reply.grounded})
 
     # ------------------------------------------------------------------ what the screen shows
     def state(self) -> dict[str, Any]:
-        pending = self.assistant._pending()  # the read-back waiting for a yes, if it has not expired
+        pending = self.assistant.pending()
         walk = self.assistant.walk_state()
         steps: list[dict[str, Any]] = []
         if walk is not None:
-            for i, stop in enumerate(walkthrough.plan(self.store_kb_units(walk.doc, walk.section))):
+            for i, stop in enumerate(walkthrough.plan(self.assistant.kb.section_units(walk.doc, walk.section))):
                 steps.append({"n": i + 1, "text": stop[-1].text, "warnings": [u.text for u in stop[:-1]],
                               "current": i == walk.index, "done": i < walk.index})
         link = self.store.get("link")
@@ -114,8 +112,6 @@ class DeviceService:
             "battery": battery(),
         }
 
-    def store_kb_units(self, doc: str, section: int) -> list[Any]:
-        return list(self.assistant.kb.section_units(doc, section))
 
 
 class LocalServer:
