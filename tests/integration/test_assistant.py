@@ -36,7 +36,8 @@ def _assistant(store: AgentStore, llm: object, **kw: object) -> Assistant:
 
 def test_local_answer_streams_cites_and_is_recorded(llm: LocalLLM, tmp_path: Path) -> None:
     store = AgentStore(tmp_path / "dev", device_id="dev-1")
-    a = _assistant(store, llm, config=AssistantConfig(answer_mode="checked"))  # the model writes a checked lead-in
+    # the model writes a checked lead-in; a generous budget: a loaded CI machine is slow, this is not about time
+    a = _assistant(store, llm, config=AssistantConfig(answer_mode="checked", answer_budget_ms=600_000))
     a.set_job(JobContext("JOB-9", "Transformer check", "Elm St 4"))
     tokens: list[str] = []
     r = a.ask("How do I check the oil level on a pole-mounted transformer?", on_token=tokens.append)

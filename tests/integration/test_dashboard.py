@@ -64,7 +64,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         kb = KnowledgeBase(store.db)
         kb.ensure_indexed(SAMPLE_KB)
-        assistant = Assistant(store, llm, kb, config=AssistantConfig(answer_mode="checked"))  # the model writes too
+        assistant = Assistant(store, llm, kb,  # the model writes too; a loaded machine is slow, this is not about time
+                              config=AssistantConfig(answer_mode="checked", answer_budget_ms=600_000))
         assistant.ask("How do I check the oil level on a pole-mounted transformer?")
         assistant.ask("A live wire is down next to the transformer and my partner got a shock")
         store.outbox.put("escalation", {"escalation_id": new_id(), "question": XSS, "reason": "test",
