@@ -26,6 +26,13 @@ class VrptwInstance:
     windows: list[tuple[int, int]]
     service: list[int]
 
+    def first(self, n: int) -> VrptwInstance:
+        """The instance with only its first ``n`` customers (Solomon's 25/50 are the 100's first customers)."""
+        keep = n + 1
+        base = self.name.split(".")[0]
+        return VrptwInstance(f"{base}.{n}", self.vehicles, self.capacity, self.coords[:keep], self.demand[:keep],
+                             self.windows[:keep], self.service[:keep])
+
     def dist10(self, i: int, j: int) -> int:
         """Distance in tenths, truncated as in the benchmark."""
         (x1, y1), (x2, y2) = self.coords[i], self.coords[j]
