@@ -126,19 +126,25 @@ def replanning_case() -> dict[str, object]:
 def main() -> None:
     if not DATA.exists():
         sys.exit(f"{DATA} missing")
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None  # roster | dispatch
     instances = []
-    for name, best in ROSTER_BEST.items():
+    for name, best in ROSTER_BEST.items() if only in (None, "roster") else ():
         r = solve_roster(parse_curtois(DATA / "rostering" / f"{name}.txt"), time_limit_s=60)
         assert not r.violations, r.violations
         instances.append({"name": name, "kind": "roster", "objective": r.objective, "best_known": best,
                           "gap_pct": round(100 * (r.objective - best) / best, 2) if r.objective is not None else None,
                           "runtime_s": round(r.runtime_s, 1), "bound": r.bound, "status": r.status})
         print(json.dumps(instances[-1]), file=sys.stderr, flush=True)
-    for inst, best in dispatch_instances():
+    for inst, best in dispatch_instances() if only in (None, "dispatch") else ():
         limit = 60 if len(inst.coords) > 60 else 10
         instances.append(compare(inst, best, limit))
         print(json.dumps(instances[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"benchmark": "planner", "cores": 2, "instances": instances, "replanning": replanning_case()}))
+    summary = [i for i in instances if i["kind"] == "dispatch"]
+    print(json.dumps({"benchmark": "planner", "cores": 2, "only": only, "instances": instances,
+                      "dispatch_infeasible": [i["name"] for i in summary if not i["feasible"]],
+                      "dispatch_worse_than_reference_by_0_5_pct": [
+                          i["name"] for i in summary if (i["vs_reference_pct"] or 0.0) > 0.5],
+                      "replanning": replanning_case()}))
 
 
 if __name__ == "__main__":
