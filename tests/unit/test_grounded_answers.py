@@ -172,7 +172,8 @@ def test_the_recloser_question_gets_the_control_center_step(assistant: Assistant
                                       "the pole is scorched at the base, is it safe to climb?"])
 def test_a_hazard_inside_a_question_is_a_question(question: str, assistant: Assistant) -> None:
     r = assistant.ask(question)
-    assert (r.intent == "procedure_question" and r.route != "escalated") or r.abstained
+    assert r.intent == "procedure_question"  # not an emergency, not an action
+    assert r.route != "escalated" or r.abstained  # only a hazard no procedure covers goes to a person at once
 
 
 def test_a_person_hurt_still_escalates_at_once_even_asked_as_a_question(assistant: Assistant) -> None:
