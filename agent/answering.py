@@ -63,13 +63,13 @@ class Answerer:
         self.kb = kb
         self.model = model or AnswerabilityModel.load()
         self._corpus: grounding.Corpus | None = None
-        self._corpus_of: int | None = None
+        self._corpus_of: list[UnitRef] | None = None
 
     @property
     def corpus(self) -> grounding.Corpus:
         units = self.kb.units()
-        if self._corpus is None or self._corpus_of != id(units):
-            self._corpus, self._corpus_of = grounding.Corpus(units), id(units)
+        if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
+            self._corpus, self._corpus_of = grounding.Corpus(units), units
         return self._corpus
 
     def select(self, question: str, *, focus: Focus | None = None, follow: bool = False) -> PartAnswer:

@@ -22,7 +22,7 @@ from linecrew.agent.router import RoutingPolicy
 from linecrew.agent.store import SERVER_PEER, AgentStore
 from linecrew.agent.sync import DeviceSync, open_configured
 from linecrew.agent.transfer import UpdateAgent
-from linecrew.agent.tts import DeviceSink, Speaker, WavSink
+from linecrew.agent.tts import speaker_for
 from linecrew.agent.updates import Slots, Updater, llm_health_check
 from linecrew.shared.engine import SenderLimits
 from linecrew.shared.llm import LlmConfig, LocalLLM
@@ -122,7 +122,7 @@ def _local_service(cfg: AgentConfig, store: AgentStore) -> tuple[DeviceService, 
     started = time.perf_counter()
     assistant = build_assistant(cfg, store)
     assistant.warm_up()
-    service = DeviceService(assistant, speaker=_speaker(cfg))
+    service = DeviceService(assistant, speaker=speaker_for(cfg.speech_output))
     log.info("assistant ready in %.1f s", time.perf_counter() - started)
     try:
         local = LocalServer(service, port=cfg.screen_port, folder=cfg.data_dir)
@@ -132,12 +132,6 @@ def _local_service(cfg: AgentConfig, store: AgentStore) -> tuple[DeviceService, 
     local.start()
     log.info("device screen on %s", local.url)
     return service, local
-
-
-def _speaker(cfg: AgentConfig) -> Speaker | None:
-    if cfg.speech_output == "none":
-        return None
-    return Speaker(DeviceSink() if cfg.speech_output == "device" else WavSink(Path(cfg.speech_output)))
 
 
 def _voice_thread(cfg: AgentConfig, service: DeviceService, stop: threading.Event) -> threading.Thread | None:

@@ -119,7 +119,6 @@ class Corpus:
                 df[t] = df.get(t, 0) + 1
         self.n = len(self.unit_terms) + len(self.context)
         self.df = df
-        self.numbers = set().union(*(numbers(u.text) for u in self.units)) if self.units else set()
 
     def idf(self, term: str) -> float:
         return math.log((self.n + 1) / (self.df.get(term, 0) + 0.5))

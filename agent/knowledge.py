@@ -93,12 +93,6 @@ class UnitRef:
         label = f"step-{self.number}" if self.kind == "step" and self.number else f"{self.kind}-{self.ordinal}"
         return f"{self.doc}#{slug(self.heading)}:{label}"
 
-    @property
-    def label(self) -> str:
-        if self.kind == "step" and self.number:
-            return f"step {self.number}"
-        return "warning" if self.kind == "warning" else ""
-
 
 def split_markdown(text: str) -> tuple[str, list[tuple[str, str]]]:
     """``(title, [(heading, body), ...])`` of a Markdown text: kept for callers that want plain sections."""

@@ -99,7 +99,6 @@ def espeak_synth(text: str, settings: VoiceSettings) -> tuple[np.ndarray, int]:
         try:
             engine = pyttsx3.init("espeak")
             engine.setProperty("rate", settings.rate_wpm)
-            engine.setProperty("volume", settings.volume)
             with contextlib.redirect_stdout(io.StringIO()):  # the espeak driver prints "Audio saved to ..."
                 engine.save_to_file(text, str(out))
                 engine.runAndWait()
@@ -185,6 +184,13 @@ class DeviceSink:
 
 
 # ------------------------------------------------------------------------------------------ speaker
+def speaker_for(output: str, *, realtime: bool = False) -> Speaker | None:
+    """``"none"``: no speech; ``"device"``: the sound device; anything else: a WAV file at that path."""
+    if output == "none":
+        return None
+    return Speaker(DeviceSink() if output == "device" else WavSink(Path(output), realtime=realtime))
+
+
 @dataclass(frozen=True)
 class Spoken:
     sentences: int  # how many were spoken (whole or in part)

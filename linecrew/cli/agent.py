@@ -209,13 +209,11 @@ def transcribe(config_path: Path | None, source: str, realtime: bool, as_json: b
     _run_voice(chunks, cfg, as_json=as_json, store=_local_store(cfg) if store_dir else None)
 
 
-def _speaker(say_file: Path | None, speak: bool, *, realtime: bool = False) -> Any:
+def _speaker(say_file: Path | None, speak: bool) -> Any:
     """Where spoken answers go: a WAV file, the sound device, or nowhere."""
-    from linecrew.agent.tts import DeviceSink, Speaker, WavSink
+    from linecrew.agent.tts import speaker_for
 
-    if say_file is not None:
-        return Speaker(WavSink(say_file, realtime=realtime))
-    return Speaker(DeviceSink()) if speak else None
+    return speaker_for(str(say_file) if say_file is not None else "device" if speak else "none")
 
 
 def _gated(chunks: Any, cfg: Any, mode: str, keys: str | None) -> Any:

@@ -188,10 +188,10 @@ def test_a_given_up_generation_is_stopped_not_left_running(llm: LocalLLM) -> Non
     fut = llm.submit("<|im_start|>user\nCount from one to five hundred, one number per line.<|im_end|>\n"
                      "<|im_start|>assistant\n", max_tokens=400, on_token=lambda _t: started.set())
     assert started.wait(120)
+    queued = llm.submit("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", max_tokens=4)
+    llm.cancel(queued)  # given up while the first still runs: it never runs
     llm.cancel(fut)
     c = fut.result(timeout=120)
     assert c.cancelled and c.completion_tokens < 400
+    assert queued.cancelled()
     assert llm.complete("<|im_start|>user\nSay OK.<|im_end|>\n<|im_start|>assistant\n", max_tokens=4).text
-    queued = llm.submit("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", max_tokens=4)
-    llm.cancel(queued)  # given up before it ran: it never runs
-    assert queued.cancelled() or queued.result(timeout=60).completion_tokens <= 4
