@@ -7,6 +7,7 @@ function and map its errors to HTTP status codes.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import time
@@ -34,6 +35,7 @@ from linecrew.server.errors import (
 )
 from linecrew.server.metrics import ServerMetrics, fleet_summary
 from linecrew.server.planner.dispatch import Job
+from linecrew.server.planner.errors import PlannerError
 from linecrew.server.planner.live import LivePlanner
 from linecrew.server.rollout_policy import ROLES_FOR, Principal, Role, RolloutSpec, allowed_actions
 from linecrew.server.store import ServerStore
@@ -103,6 +105,13 @@ class AnswerRequest(BaseModel):
 class ReplanRequest(BaseModel):
     reason: str = Field("", max_length=1000)
     time_limit_s: float = Field(3.0, gt=0, le=60)
+    max_moves: int | None = Field(None, ge=0, le=10_000, description="disruption budget: jobs it may move")
+
+
+class RosterRequest(BaseModel):
+    shifts: dict[str, tuple[int, int] | None] = Field(
+        max_length=10_000, description="technician → (start, end) minutes since midnight, or null for off")
+    time_limit_s: float = Field(3.0, gt=0, le=60)
 
 
 class JobRequest(BaseModel):
@@ -113,6 +122,9 @@ class JobRequest(BaseModel):
     window: tuple[int, int] = Field(description="earliest and latest start, minutes since midnight")
     skills: list[str] = Field(default_factory=list, max_length=16)
     priority: int = Field(3, ge=1, le=5, description="1 is most urgent")
+    crew: int = Field(1, ge=1, le=6, description="people on site at once")
+    qualified: int | None = Field(None, ge=1, le=6, description="how many of the crew need the skills")
+    earliest_start: int | None = Field(None, ge=0, le=24 * 60, description="not before (parts ready)")
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -152,6 +164,8 @@ def _http_errors() -> Iterator[None]:
     except RolloutError as e:
         status = 404 if str(e).startswith("no rollout") else 400
         raise HTTPException(status_code=status, detail=str(e)) from e
+    except PlannerError as e:  # an infeasible plan or budget, a roster naming someone unknown
+        raise HTTPException(status_code=409, detail=str(e)) from e
 
 
 def _database_answers(store: ServerStore) -> bool:
@@ -328,14 +342,23 @@ def create_app(store: ServerStore, issuer: CredentialIssuer, trust_root: str | N
 
     @app.post("/v1/plans/replan")
     def replan(req: ReplanRequest, who: Planner) -> dict[str, Any]:
-        planner.replan(time_limit_s=req.time_limit_s, actor=who.name, reason=req.reason)
+        with _http_errors():
+            planner.replan(time_limit_s=req.time_limit_s, actor=who.name, reason=req.reason, max_moves=req.max_moves)
         return planner.view()
+
+    @app.put("/v1/roster/{day}")
+    def roster(day: dt.date, req: RosterRequest, who: Planner) -> dict[str, Any]:
+        """The day's roster; a change to today's re-plans the day."""
+        with _http_errors():
+            done = planner.set_roster(day, req.shifts, actor=who.name, time_limit_s=req.time_limit_s)
+        return {"day": day.isoformat(), "entries": len(req.shifts), "replanned": done[0] if done else None}
 
     @app.post("/v1/jobs", status_code=201)
     def add_job(req: JobRequest, who: Planner) -> dict[str, Any]:
         with store.db.transaction() as conn:  # the job and its audit entry commit together, or neither
             planner.add_job(Job(req.id, req.location, req.duration, req.window, frozenset(req.skills),
-                                req.priority, req.title))
+                                req.priority, req.title, crew=req.crew, qualified=req.qualified,
+                                earliest_start=req.earliest_start))
             audit(conn, who.name, "job.create", f"job:{req.id}", "", {"priority": req.priority})
         return {"job_id": req.id}
 

@@ -31,4 +31,5 @@ MIGRATIONS: list[Migration] = [
     _ddl(10, "api token expiry", auth.SCHEMA_EXPIRY),
     dead_letter_migration(11),
     _ddl(12, "end-to-end sealing key per device", devices.SCHEMA_SEAL_KEY),
+    _ddl(13, "planner: the rules of the day and the roster", planner_state.SCHEMA_RULES),
 ]

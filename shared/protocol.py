@@ -348,6 +348,8 @@ class AssignedJob(Payload):
     end_min: int
     window: tuple[int, int]
     priority: int = Field(ge=1, le=5)
+    role: Literal["lead", "crew", "helper"] = "lead"  # a crew job: who leads, who is qualified crew, who helps
+    crew_with: list[str] = Field(default_factory=list, max_length=20)  # the other technicians on the job
 
 
 class Assignment(Payload):

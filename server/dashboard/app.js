@@ -271,7 +271,8 @@ views.planner = {
         h("button", { id: "replan", disabled: !state.me.can_replan, title: state.me.can_replan ? "" : "needs the planner role",
           onclick: () => views.planner.replan() }, "Re-plan now"),
         h("span", { id: "plan-meta", class: "muted" })),
-      h("div", { id: "timeline" }), h("h2", {}, "Unassigned jobs"), h("div", { id: "unassigned" }));
+      h("div", { id: "plan-notes" }), h("div", { id: "timeline" }), h("h2", {}, "Unassigned jobs"),
+      h("div", { id: "unassigned" }), h("h2", {}, "Moved by the last re-plan"), h("div", { id: "moved" }));
   },
   async replan() {
     const b = document.getElementById("replan");
@@ -300,21 +301,35 @@ views.planner = {
       svg.append(s("text", { x: 0, y: y + 17 }, t.id + (t.available ? "" : " (off)")));
       svg.append(s("rect", { x: X(t.shift[0]), y, width: X(t.shift[1]) - X(t.shift[0]), height: rowH - 8,
         fill: "#e9edf2", rx: 3 }, s("title", {}, `shift ${hhmm(t.shift[0])}–${hhmm(t.shift[1])}`)));
+      for (const [b0, b1] of t.breaks || []) {
+        svg.append(s("rect", { x: X(b0), y: y + 2, width: Math.max(3, X(b1) - X(b0)), height: rowH - 12,
+          class: "break", "data-break": t.id }, s("title", {}, `break ${hhmm(b0)}–${hhmm(b1)}`)));
+      }
       for (const j of t.route) {
+        const role = j.role && j.role !== "lead" ? ` as ${j.role}` : "";
         svg.append(s("rect", { x: X(j.start), y: y + 2, width: Math.max(3, X(j.end) - X(j.start)), height: rowH - 12,
-          fill: prio[j.priority] || "#4f8fe6", rx: 3, "data-job": j.job_id },
-          s("title", {}, `${j.job_id} ${j.title || ""} ${hhmm(j.start)}–${hhmm(j.end)} (${j.status})`)));
+          fill: prio[j.priority] || "#4f8fe6", rx: 3, "data-job": j.job_id, "data-role": j.role || "lead",
+          opacity: role ? 0.7 : 1 },
+          s("title", {}, `${j.job_id} ${j.title || ""} ${hhmm(j.start)}–${hhmm(j.end)} (${j.status})${role}` +
+            (j.why ? `\nwhy: ${j.why}` : ""))));
         svg.append(s("text", { x: X(j.start) + 3, y: y + 17, fill: "#fff" }, j.job_id));
       }
     });
     document.getElementById("timeline").replaceChildren(svg);
+    document.getElementById("plan-notes").replaceChildren(...(p.notes || []).map((n) => h("p", { class: "notice" }, n)));
     const un = [...p.unassigned, ...p.not_yet_planned.map((j) => ({ ...j, reason: "not planned yet: re-plan" }))];
     document.getElementById("unassigned").replaceChildren(un.length ? h("table", { "data-testid": "unassigned" },
-      h("thead", {}, h("tr", {}, ["Job", "Title", "Priority", "Window", "Why"].map((x) => h("th", {}, x)))),
+      h("thead", {}, h("tr", {}, ["Job", "Title", "Priority", "Window", "Why", "To place it"].map((x) => h("th", {}, x)))),
       h("tbody", {}, un.map((j) => h("tr", { "data-job": j.job_id }, h("td", {}, j.job_id), h("td", {}, j.title || ""),
         h("td", {}, j.priority ?? "–"), h("td", {}, j.window ? `${hhmm(j.window[0])}–${hhmm(j.window[1])}` : "–"),
-        h("td", {}, j.reason)))))
+        h("td", {}, j.reason), h("td", { class: "fix" }, j.fix || "")))))
       : h("p", { class: "muted", "data-testid": "unassigned" }, "Every open job is assigned."));
+    const moved = p.moved || [];
+    document.getElementById("moved").replaceChildren(moved.length ? h("table", { "data-testid": "moved" },
+      h("thead", {}, h("tr", {}, ["Job", "From", "To", "Why"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, moved.map((m) => h("tr", { "data-job": m.job_id }, h("td", {}, m.job_id),
+        h("td", {}, m.from_technician), h("td", {}, m.to_technician || "left out"), h("td", {}, m.reason)))))
+      : h("p", { class: "muted", "data-testid": "moved" }, "Nothing moved."));
   },
 };
 

@@ -8,13 +8,15 @@ technician's route to their device through the durable server outbox. Job status
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, replace
 from typing import Any
 
 from linecrew.server.auth import audit
 from linecrew.server.planner.dispatch import Assignment, DispatchPlan, Job, Technician, plan_dispatch
 from linecrew.server.planner.errors import PlannerError
-from linecrew.server.planner.state import ALL_STATUSES
+from linecrew.server.planner.matrix import provider
+from linecrew.server.planner.state import ALL_STATUSES, plan_body
 from linecrew.server.store import ServerStore
 from linecrew.shared.protocol import Stream
 
@@ -39,6 +41,8 @@ class LivePlanner:
             current = next((t for t in self.technicians() if t.id == technician_id), None)
             t = replace(current or replace(NEW_TECHNICIAN, id=technician_id),
                         **{k: v for k, v in changes.items() if v is not None})
+            if t.rides_with == "":  # "" stops riding with anyone
+                t = replace(t, rides_with=None)
             self.add_technician(t)
         return t
 
@@ -74,29 +78,65 @@ class LivePlanner:
         latest = self.plans.latest()
         return (latest[0], latest[1]) if latest else None
 
+    # ------------------------------------------------------------------ roster
+    def set_roster(self, day: dt.date, shifts: dict[str, tuple[int, int] | None], *, replan: bool = True,
+                   actor: str = "system", **replan_args: Any) -> tuple[int, DispatchPlan] | None:
+        """Store the day's roster (a shift, or ``None`` for off) and, for today, re-plan the day with it."""
+        known = {t.id for t in self.technicians()}
+        unknown = sorted(set(shifts) - known)
+        if unknown:
+            raise PlannerError(f"roster names unknown technicians: {', '.join(unknown)}")
+        with self.db.transaction() as conn:
+            for tid, shift in shifts.items():
+                self.plans.set_shift(day.isoformat(), tid, shift)
+            audit(conn, actor, "roster.set", f"roster:{day.isoformat()}", "", {"entries": len(shifts)})
+        if replan and day == dt.date.today():
+            return self.replan(actor=actor, reason="roster changed", day=day, **replan_args)
+        return None
+
+    def technicians_on(self, day: dt.date) -> list[Technician]:
+        """Technicians as the day's roster has them: a rostered shift replaces the default one; anyone the roster
+        leaves out or marks off is not dispatched. With no roster for the day, the registry as it is."""
+        roster = self.plans.roster(day.isoformat())
+        techs = self.technicians()
+        if not roster:
+            return techs
+        out = []
+        for t in techs:
+            shift = roster.get(t.id)
+            out.append(replace(t, shift=shift) if shift else replace(t, available=False))
+        return out
+
     def replan(self, *, time_limit_s: float = 3.0, now: int | None = None, push: bool = True,
-               speed: float = 1.0, actor: str = "system", reason: str = "") -> tuple[int, DispatchPlan]:
-        techs, jobs = self.technicians(), self.jobs()
+               speed: float = 1.0, actor: str = "system", reason: str = "", day: dt.date | None = None,
+               max_moves: int | None = None, matrix: str | None = None) -> tuple[int, DispatchPlan]:
+        """Plan the day again. ``max_moves`` is the disruption budget; ``matrix`` the travel-time provider
+        (see :func:`linecrew.server.planner.matrix.provider`)."""
+        day = day or dt.date.today()
+        techs, jobs = self.technicians_on(day), self.jobs()
         prev = self.latest()
         plan = plan_dispatch(techs, jobs, previous=prev[1] if prev else None, time_limit_s=time_limit_s, now=now,
-                             speed=speed)
-        body = {"assignments": [asdict(a) for a in plan.assignments], "unassigned": plan.unassigned,
-                "travel": plan.travel, "runtime_s": plan.runtime_s, "changed": plan.changed}
+                             speed=speed, day=day, max_moves=max_moves, matrix=provider(matrix, speed=speed))
+        body = plan_body(plan)
         by_job = {j.id: j for j in jobs}
         with self.db.transaction() as conn:
             version = self.plans.add_plan(conn, plan, body)
             audit(conn, actor, "plan.replan", f"plan:{version}", reason,
-                  {"assigned": len(plan.assignments), "unassigned": len(plan.unassigned), "changed": plan.changed})
+                  {"assigned": len(plan.technician_of()), "unassigned": len(plan.unassigned),
+                   "changed": plan.changed})
             if push:
+                crews = plan.crew_of()
                 for t in techs:
                     if t.device_id and t.available:
-                        self._push(t, plan.by_technician().get(t.id, []), by_job, version)
+                        self._push(t, plan.by_technician().get(t.id, []), by_job, version, crews)
         return version, plan
 
-    def _push(self, t: Technician, route: list[Assignment], by_job: dict[str, Job], version: int) -> None:
+    def _push(self, t: Technician, route: list[Assignment], by_job: dict[str, Job], version: int,
+              crews: dict[str, list[str]]) -> None:
         jobs = [{"job_id": a.job_id, "title": by_job[a.job_id].title, "location": list(by_job[a.job_id].location),
                  "order": a.order, "start_min": a.start, "end_min": a.end, "window": list(by_job[a.job_id].window),
-                 "priority": by_job[a.job_id].priority} for a in route]
+                 "priority": by_job[a.job_id].priority, "role": a.role,
+                 "crew_with": [x for x in crews.get(a.job_id, []) if x != t.id]} for a in route]
         assert t.device_id
         self.store.outbox.put("assignment", {"plan_version": version, "technician_id": t.id, "jobs": jobs},
                               peer=t.device_id, stream=Stream.ASSIGNMENTS, device_id=t.device_id)
@@ -108,16 +148,21 @@ class LivePlanner:
         latest = self.plans.latest()
         jobs = {j["job_id"]: j for j in self.plans.job_rows()}
         routes = latest[1].by_technician() if latest else {}
+        plan = latest[1] if latest else None
         techs = [{"id": t.id, "device_id": t.device_id, "skills": sorted(t.skills), "shift": list(t.shift),
-                  "available": t.available,
+                  "available": t.available, "breaks": plan.breaks.get(t.id, []) if plan else [],
+                  "overtime": plan.overtime.get(t.id, 0) if plan else 0,
                   "route": [{**jobs.get(a.job_id, {"job_id": a.job_id}), "order": a.order, "start": a.start,
-                             "end": a.end} for a in routes.get(t.id, [])]}
-                 for t in self.technicians()]
-        unassigned = [{**jobs.get(j, {"job_id": j}), "reason": why}
-                      for j, why in (latest[1].unassigned.items() if latest else [])]
+                             "end": a.end, "role": a.role,
+                             "why": plan.why.get(a.job_id, "") if plan and a.role == "lead" else ""}
+                            for a in routes.get(t.id, [])]}
+                 for t in self.technicians_on(dt.date.today())]
+        unassigned = [{**jobs.get(j, {"job_id": j}), "reason": why, "fix": plan.fixes.get(j, "") if plan else ""}
+                      for j, why in (plan.unassigned.items() if plan else [])]
         planned = ({a.job_id for a in latest[1].assignments} | set(latest[1].unassigned)) if latest else set()
         waiting = [j for j in jobs.values() if j["status"] == "open" and j["job_id"] not in planned]
         created = latest[2] if latest else None
         return {"version": latest[0] if latest else None, "created": created,
                 "travel": latest[1].travel if latest else None, "technicians": techs, "unassigned": unassigned,
-                "not_yet_planned": waiting}
+                "not_yet_planned": waiting, "moved": [asdict(m) for m in plan.moved] if plan else [],
+                "notes": plan.notes if plan else []}

@@ -1,5 +1,5 @@
-"""Solomon-style VRPTW with PyVRP (hybrid genetic search): the reference the OR-Tools routing is measured
-against, same instance, same integer distances (tenths, truncated), same time limit, same evaluator."""
+"""Solomon-style VRPTW with PyVRP (hybrid genetic search), the benchmark's solver: same instance, same integer
+distances (tenths, truncated), same time limit and same evaluator as the OR-Tools routing it is compared with."""
 
 from __future__ import annotations
 

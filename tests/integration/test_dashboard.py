@@ -190,6 +190,9 @@ def test_planner_replans_from_the_timeline_and_the_route_reaches_the_device(brow
     page.wait_for_selector("[data-testid=timeline] rect[data-job='JOB-4711']")
     assert page.locator("[data-testid=timeline] rect[data-job]").count() == 3
     assert "SUB-2" in page.inner_text("[data-testid=unassigned]")
+    # the cheapest change that would place it, and why each technician got their job
+    assert "a technician with skills relay" in page.inner_text("tr[data-job='SUB-2'] td.fix")
+    assert "hv" in page.inner_html("[data-testid=timeline] rect[data-job='JOB-4711']")
     _shot(page, "planner")
 
     def arrived() -> bool:
