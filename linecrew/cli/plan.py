@@ -44,13 +44,26 @@ def _xy(value: str) -> tuple[float, float]:
               help="Curtois & Qu shift scheduling instance")
 @click.option("--time-limit", "time_limit", type=float, default=60.0, show_default=True, help="solver seconds")
 @click.option("--workers", type=int, default=8, show_default=True, help="CP-SAT search workers")
+@click.option("--apply-from", "apply_from", default=None, metavar="YYYY-MM-DD",
+              help="make the roster the live fleet's availability from this day (staff ids are technician ids)")
+@click.option("--hours", default=None, metavar="ID=HH:MM-HH:MM,...", help="each shift's hours, with --apply-from")
+@config_option
+@server_dir_option
 @json_option
 @_friendly
-def plan_roster(path: Path, time_limit: float, workers: int, as_json: bool) -> None:
-    """Roster a benchmark instance; objective is the benchmark's penalty."""
+def plan_roster(path: Path, time_limit: float, workers: int, apply_from: str | None, hours: str | None,
+                config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Roster a benchmark instance; objective is the benchmark's penalty. With ``--apply-from`` the roster feeds
+    live dispatch: each rostered shift is that technician's availability, a day off keeps them home."""
     from linecrew.server.planner.roster import parse_curtois, solve_roster
 
+    times = {k: v for k, v in ((p.partition("=")[0], _span(p.partition("=")[2])) for p in (hours or "").split(",")
+                               if p) if v}
+    if apply_from and not times:
+        raise click.BadParameter("--apply-from needs --hours, e.g. D=08:00-16:00,L=14:00-22:00")
     r = solve_roster(parse_curtois(path), time_limit_s=time_limit, workers=workers)
+    if apply_from:
+        _live(config_path, data_dir).apply_roster(r.roster, _day(apply_from), times, actor="cli", push=False)
     assignments = [{"staff": e, "day": d, "shift": s} for e, row in r.roster.items() for d, s in enumerate(row) if s]
     out = {"name": r.name, "objective": r.objective, "bound": r.bound, "status": r.status,
            "runtime_s": round(r.runtime_s, 2), "assignments": assignments, "unassigned": [],

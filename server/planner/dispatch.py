@@ -28,6 +28,8 @@ from linecrew.server.planner.matrix import Euclidean, Fallback, TravelMatrix
 from linecrew.server.planner.routing import RoutingProblem, RoutingSolution, solve_routing
 
 PRIORITY_PENALTY = {1: 5_000_000, 2: 500_000, 3: 50_000, 4: 5_000, 5: 1_000}
+# Urgent work is planned first: each minute an outage waits costs as much as 10 units of driving (priority 2: 1).
+WAIT_COST = {1: 100, 2: 10}
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,8 @@ class _Model:
                     for n in held:
                         previous_vehicle[n] = v
                     moves_.append((held, v))
+        soft_start = {n: (j.start_window[0], WAIT_COST[j.priority]) for n, (j, role) in enumerate(self.nodes, k)
+                      if j.priority in WAIT_COST and role in ("lead", "team") and not j.in_progress_by}
         horizon_end = max(u.latest_end for u in units)
         windows = [u.shift for u in units]
         for j, _ in self.nodes:
@@ -384,7 +388,7 @@ class _Model:
             n_vehicles=k, depot_starts=list(range(k)), depot_ends=list(range(k)), distance=tenths,
             travel=minutes, service=[0] * k + [j.duration for j, _ in self.nodes], windows=windows,
             drop_penalty=penalties, allowed_vehicles=allowed,
-            vehicle_windows=[(u.shift[0], u.latest_end) for u in units], first_node=first,
+            vehicle_windows=[(u.shift[0], u.latest_end) for u in units], first_node=first, soft_start=soft_start,
             previous_vehicle=previous_vehicle, change_penalty=change_penalty * 10, breaks=breaks, soft_end=soft_end,
             max_travel=max_travel, synchronized=sync, alternatives=alternatives, moves=moves_,
             max_moves=max_moves, first_solution="SAVINGS")
@@ -398,11 +402,13 @@ class _Model:
         p = self.problem
         if p.max_moves is None or not p.moves:
             return self._solve(p, time_limit_s)
-        allowed = dict(p.allowed_vehicles)
+        allowed, penalties = dict(p.allowed_vehicles), list(p.drop_penalty or [])
         for nodes, v in p.moves:
-            for n in nodes:
+            for n in nodes:  # kept where it was, and left out only when it cannot be kept at all
                 allowed[n] = [v] if v in allowed[n] else []
-        kept = self._solve(replace(p, allowed_vehicles=allowed, max_moves=None, moves=[]), time_limit_s * 0.5)
+                penalties[n] = 10**9 if penalties[n] is not None else None
+        kept = self._solve(replace(p, allowed_vehicles=allowed, drop_penalty=penalties, max_moves=None, moves=[]),
+                           time_limit_s * 0.5)
         if not kept.found:
             return kept
         routes = {n for r in kept.routes for n in r}
@@ -475,8 +481,8 @@ class _Model:
         unassigned = dict(hopeless)
         for j in self.jobs:
             if j.id not in served:
-                unassigned[j.id] = (f"not enough technician time inside its window {j.start_window}; "
-                                    f"higher-priority work came first (priority {j.priority})")
+                unassigned[j.id] = (f"not enough technician time inside its window {hhmm(j.start_window[0])}-"
+                                    f"{hhmm(j.start_window[1])}; higher-priority work came first (priority {j.priority})")
         return DispatchPlan(assignments, unassigned, round(travel, 1), 0.0, objective=round(sol.cost / 10, 1),
                             breaks=breaks, overtime=overtime, drive=drive)
 

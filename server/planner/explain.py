@@ -88,14 +88,18 @@ def _insertions(j: Job, t: Technician, route: list[Assignment], by_id: dict[str,
     """Try ``j`` at every place in ``t``'s route: the overtime or the later window it would need (an estimate:
     breaks are added at the end of the day, other crews' timings are not moved)."""
     stops = [by_id[a.job_id] for a in route if a.job_id in by_id]
+    planned = {a.job_id: a.start for a in route}
     brk = sum(b.duration for b in t.breaks)
     out: list[tuple[int, str]] = []
     for pos in range(len(stops) + 1):
         seq = [*stops[:pos], j, *stops[pos:]]
         now, here, late, ok = t.shift[0], t.depot, 0, True
+        delayed: list[tuple[str, int]] = []
         for s in seq:
             now += travel.minutes([here, s.location])[0][1]
             now = max(now, s.start_window[0])
+            if s is not j and s.priority <= 2 and now > planned.get(s.id, now):
+                delayed.append((s.id, now - planned[s.id]))
             if now > s.start_window[1]:
                 if s is not j:
                     ok = False
@@ -107,8 +111,12 @@ def _insertions(j: Job, t: Technician, route: list[Assignment], by_id: dict[str,
             continue
         back = now + travel.minutes([here, t.depot])[0][1] + brk
         over = max(0, back - t.latest_end)
-        if late == 0 and over == 0:
-            out.append((0, f"re-plan: {t.id} has room at stop {pos + 1}"))
+        if delayed and late == 0 and over == 0:
+            wait = max(d for _, d in delayed)
+            out.append((wait, f"{t.id} could take it at stop {pos + 1} by delaying "
+                              f"{', '.join(f'{i} ({d} min)' for i, d in delayed)}, urgent work"))
+        elif late == 0 and over == 0:
+            out.append((0, f"it fits on {t.id}'s route at stop {pos + 1}: re-plan with a longer time limit"))
         elif late == 0:
             out.append((over, f"give {t.id} {over} min of overtime"))
         elif over == 0:

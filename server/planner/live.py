@@ -94,16 +94,37 @@ class LivePlanner:
             return self.replan(actor=actor, reason="roster changed", day=day, **replan_args)
         return None
 
+    def apply_roster(self, roster: dict[str, list[str | None]], first_day: dt.date,
+                     times: dict[str, tuple[int, int]], *, actor: str = "system", **replan_args: Any
+                     ) -> tuple[int, DispatchPlan] | None:
+        """A rostering solution (staff id → shift id or ``None`` per day, as ``solve_roster`` returns it) becomes
+        each technician's availability from ``first_day`` on; ``times`` gives each shift id its hours. Staff
+        who are not technicians here are refused by name."""
+        missing = sorted({s for row in roster.values() for s in row if s and s not in times})
+        if missing:
+            raise PlannerError(f"no hours given for shift(s) {', '.join(missing)} (e.g. D=08:00-16:00)")
+        out = None
+        days = max((len(r) for r in roster.values()), default=0)
+        for d in range(days):
+            shifts: dict[str, tuple[int, int] | None] = {}
+            for tid, row in roster.items():
+                if d < len(row):
+                    shift = row[d]
+                    shifts[tid] = times[shift] if shift else None
+            done = self.set_roster(first_day + dt.timedelta(days=d), shifts, actor=actor, **replan_args)
+            out = done or out
+        return out
+
     def technicians_on(self, day: dt.date) -> list[Technician]:
-        """Technicians as the day's roster has them: a rostered shift replaces the default one; anyone the roster
-        leaves out or marks off is not dispatched. With no roster for the day, the registry as it is."""
+        """Technicians as the day's roster has them: a rostered shift replaces the default one, rostered off is
+        not dispatched; a technician the day's roster does not mention keeps the registry's shift."""
         roster = self.plans.roster(day.isoformat())
-        techs = self.technicians()
-        if not roster:
-            return techs
         out = []
-        for t in techs:
-            shift = roster.get(t.id)
+        for t in self.technicians():
+            if t.id not in roster:
+                out.append(t)
+                continue
+            shift = roster[t.id]
             out.append(replace(t, shift=shift) if shift else replace(t, available=False))
         return out
 

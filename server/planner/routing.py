@@ -35,6 +35,7 @@ class RoutingProblem:
     # vehicle → breaks (earliest start, latest start, duration), taken between visits, never during one
     breaks: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)
     soft_end: dict[int, tuple[int, int]] = field(default_factory=dict)  # vehicle → (end without cost, cost/unit)
+    soft_start: dict[int, tuple[int, int]] = field(default_factory=dict)  # node → (start without cost, cost/unit)
     max_travel: dict[int, int] = field(default_factory=dict)  # vehicle → most travel time on its route
     # nodes served together: all or none, at the same start time (a crew on one job, each on their own vehicle)
     synchronized: list[list[int]] = field(default_factory=list)
@@ -133,6 +134,8 @@ def solve_routing(p: RoutingProblem, *, time_limit_s: float, initial: list[list[
             routing.AddIntervalToAssignment(b)
     for v, (end, cost) in p.soft_end.items():
         time_dim.SetCumulVarSoftUpperBound(routing.End(v), end, cost)
+    for node, (start, cost) in p.soft_start.items():
+        time_dim.SetCumulVarSoftUpperBound(manager.NodeToIndex(node), start, cost)
     if p.max_travel:
         def drive(i: int, j: int) -> int:
             return p.travel[manager.IndexToNode(i)][manager.IndexToNode(j)]

@@ -100,17 +100,17 @@ def test_a_job_never_starts_before_its_parts_are_ready() -> None:
 
 
 def test_an_outage_replan_keeps_the_disruption_budget_and_says_what_moved_and_why() -> None:
-    techs, jobs = day(4, jobs=24, technicians=5)
+    techs, jobs = day(4, jobs=18, technicians=5)
     first = plan_dispatch(techs, jobs, time_limit_s=3, day=DAY)
     now = 10 * 60 + 30
     later = [*progress(techs, jobs, first, now),
              Job("OUTAGE", (20, 20), 90, (now, 16 * 60), frozenset({"lv"}), priority=1)]
-    plan = plan_dispatch(techs, later, previous=first, now=now, time_limit_s=3, day=DAY, max_moves=2)
+    plan = plan_dispatch(techs, later, previous=first, now=now, time_limit_s=3, day=DAY, max_moves=3)
     assert "OUTAGE" in plan.technician_of()
-    assert sum(1 for m in plan.moved if not m.forced) <= 2
+    assert sum(1 for m in plan.moved if not m.forced) <= 3
     for m in plan.moved:
         assert m.reason and first.technician_of()[m.job_id] == m.from_technician
-    _ok(plan, techs, later, now=now, previous=first, max_moves=2)
+    _ok(plan, techs, later, now=now, previous=first, max_moves=3)
     with pytest.raises(InfeasiblePlanError, match="no plan moves at most 0 job"):
         crowded = [*later, *(Job(f"OUT-{i}", (20, 20 + i), 240, (now, now + 30), frozenset({"lv"}), priority=1)
                              for i in range(4))]

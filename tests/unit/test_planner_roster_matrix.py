@@ -42,7 +42,7 @@ def test_a_technician_rostered_off_is_not_dispatched_and_a_roster_change_replans
     done = planner.set_roster(TODAY, {"ana": (7 * 60, 15 * 60), "ben": (10 * 60, 18 * 60), "cam": None},
                               time_limit_s=1, push=False)
     assert done is not None, "a change to today's roster re-plans the day"
-    version, plan = done
+    _, plan = done
     routes = plan.by_technician()
     assert "cam" not in routes
     assert all(a.start >= 10 * 60 for a in routes.get("ben", []))
@@ -56,10 +56,18 @@ def test_a_technician_rostered_off_is_not_dispatched_and_a_roster_change_replans
         planner.set_roster(TODAY, {"zed": None})
 
 
-def test_a_roster_leaving_someone_out_keeps_them_home(planner: LivePlanner) -> None:
-    planner.set_roster(TODAY, {"ana": (8 * 60, 16 * 60)}, replan=False)
-    _, plan = planner.replan(time_limit_s=1, push=False)
-    assert set(plan.by_technician()) == {"ana"}
+def test_a_rostering_solution_becomes_availability_day_by_day(planner: LivePlanner) -> None:
+    roster = {"ana": ["E", None], "ben": [None, "L"]}  # cam is not mentioned: keeps the registry's shift
+    planner.apply_roster(roster, TODAY, {"E": (6 * 60, 14 * 60), "L": (12 * 60, 20 * 60)}, push=False,
+                         time_limit_s=1)
+    today = {t.id: t for t in planner.technicians_on(TODAY)}
+    tomorrow = {t.id: t for t in planner.technicians_on(TODAY + dt.timedelta(days=1))}
+    assert today["ana"].shift == (360, 840) and not today["ben"].available and today["cam"].shift == (480, 960)
+    assert not tomorrow["ana"].available and tomorrow["ben"].shift == (720, 1200)
+    _, plan = planner.latest() or (0, None)
+    assert plan is not None and "ben" not in plan.by_technician(), "today's roster re-planned the day"
+    with pytest.raises(PlannerError, match="no hours given for shift"):
+        planner.apply_roster({"ana": ["N"]}, TODAY, {})
 
 
 def test_a_csv_matrix_replaces_straight_lines_and_a_missing_pair_is_named(tmp_path: Path) -> None:
@@ -81,7 +89,7 @@ class _Osrm(BaseHTTPRequestHandler):
     calls: list[str] = []
     down = False
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         _Osrm.calls.append(self.path)
         if _Osrm.down:
             self.send_error(503, "maintenance")
