@@ -481,8 +481,9 @@ class _Model:
         unassigned = dict(hopeless)
         for j in self.jobs:
             if j.id not in served:
-                unassigned[j.id] = (f"not enough technician time inside its window {hhmm(j.start_window[0])}-"
-                                    f"{hhmm(j.start_window[1])}; higher-priority work came first (priority {j.priority})")
+                lo, hi = j.start_window
+                unassigned[j.id] = (f"not enough technician time inside its window {hhmm(lo)}-{hhmm(hi)}; "
+                                    f"higher-priority work came first (priority {j.priority})")
         return DispatchPlan(assignments, unassigned, round(travel, 1), 0.0, objective=round(sol.cost / 10, 1),
                             breaks=breaks, overtime=overtime, drive=drive)
 

@@ -134,8 +134,8 @@ def solve_routing(p: RoutingProblem, *, time_limit_s: float, initial: list[list[
             routing.AddIntervalToAssignment(b)
     for v, (end, cost) in p.soft_end.items():
         time_dim.SetCumulVarSoftUpperBound(routing.End(v), end, cost)
-    for node, (start, cost) in p.soft_start.items():
-        time_dim.SetCumulVarSoftUpperBound(manager.NodeToIndex(node), start, cost)
+    for node, (target, cost) in p.soft_start.items():
+        time_dim.SetCumulVarSoftUpperBound(manager.NodeToIndex(node), target, cost)
     if p.max_travel:
         def drive(i: int, j: int) -> int:
             return p.travel[manager.IndexToNode(i)][manager.IndexToNode(j)]

@@ -75,6 +75,33 @@ def test_planners_add_jobs_and_replan_and_every_write_is_audited(api: tuple) -> 
                                                                             ("paul", "job.create", "")]
 
 
+def test_the_roster_and_the_rules_of_the_day_through_the_api(api: tuple) -> None:
+    import datetime as dt
+
+    client, store, auth = api
+    planner = LivePlanner(store)
+    for tid, x in (("ana", 0), ("ben", 5)):
+        planner.add_technician(Technician(tid, frozenset({"lv", "hv"}), (x, 0), (420, 930)))
+    crew = {"id": "T-3", "location": [3, 4], "duration": 60, "window": [480, 900], "skills": ["hv"], "crew": 2,
+            "earliest_start": 600}
+    assert client.post("/v1/jobs", json=crew, headers=auth["paul"]).status_code == 201
+    assert client.post("/v1/jobs", json={**crew, "id": "X", "crew": 9}, headers=auth["paul"]).status_code == 422
+    view = client.post("/v1/plans/replan", json={"max_moves": 0}, headers=auth["paul"]).json()
+    crews = {t["id"]: [j for j in t["route"] if j["job_id"] == "T-3"] for t in view["technicians"]}
+    assert all(len(r) == 1 and r[0]["start"] >= 600 for r in crews.values())
+    assert crews["ana"][0]["why"] or crews["ben"][0]["why"], "the lead's assignment says why"
+    today = dt.date.today().isoformat()
+    assert client.put(f"/v1/roster/{today}", json={"shifts": {"ben": None}}, headers=auth["eve"]).status_code == 403
+    bad = client.put(f"/v1/roster/{today}", json={"shifts": {"zed": None}}, headers=auth["paul"])
+    assert bad.status_code == 409 and "zed" in bad.json()["detail"]
+    r = client.put(f"/v1/roster/{today}", json={"shifts": {"ben": None}, "time_limit_s": 1}, headers=auth["paul"])
+    assert r.status_code == 200 and r.json()["replanned"] == 2
+    latest = client.get("/v1/plans/latest", headers=auth["eve"]).json()
+    [left] = latest["unassigned"]
+    assert left["job_id"] == "T-3" and left["fix"], "a crew of two with one person left: says what would place it"
+    assert {m["job_id"] for m in latest["moved"]} == {"T-3"}
+
+
 def test_whoami_metrics_summary_and_openapi(api: tuple) -> None:
     client, _, auth = api
     me = client.get("/v1/whoami", headers=auth["rita"]).json()

@@ -13,6 +13,7 @@ OWNERS = {
     "device_messages": "server/messages.py",
     "escalations": "server/escalations.py", "tasks": "server/escalations.py",
     "technicians": "server/planner/state.py", "jobs": "server/planner/state.py", "plans": "server/planner/state.py",
+    "roster_shifts": "server/planner/state.py",
     "releases": "server/updates.py", "release_payloads": "server/updates.py", "offers": "server/updates.py",
     "device_models": "server/updates.py",
     "rollouts": "server/rollouts.py", "rollout_waves": "server/rollouts.py", "rollout_devices": "server/rollouts.py",
