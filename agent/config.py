@@ -60,7 +60,9 @@ class AgentConfig(TomlSettings):
     voice: bool = Field(True, description="the running agent listens on the microphone (see listen)")
     speech_output: str = Field("device", description="where spoken answers and arrivals go: device, none, or a "
                                                      "WAV file path")
-    turn_gap_ms: int = Field(1000, ge=200, description="silence after a statement that ends the turn (a question "
-                                                       "ends it at once)")
+    turn_gap_ms: int = Field(1200, ge=200, description="silence after a statement that ends the turn (a question "
+                                                       "ends it at once); 1.2 s: above the longest pause inside "
+                                                       "one turn of recorded speech (0.9 s), tests/integration/"
+                                                       "test_turn_gap.py")
     end_silence_ms: int = Field(300, ge=100, description="silence that ends an utterance")
     partial_every_s: float = Field(0.6, gt=0, description="re-decode cadence for partial results")

@@ -43,7 +43,7 @@ class TurnTaker:
     statement it waits ``gap_s`` of silence for more, so "The can's leaking. Can I put it back in service?"
     is one question, not a remark and a question."""
 
-    def __init__(self, gap_s: float = 1.0) -> None:
+    def __init__(self, gap_s: float = 1.2) -> None:
         self.gap_s = gap_s
         self._pending: list[Final] = []
 
@@ -97,7 +97,7 @@ class VoiceSession:
                 self._record(ev)
             yield ev  # type: ignore[misc]
 
-    def turns(self, chunks: Iterable[AudioChunk], *, gap_s: float = 1.0) -> Iterator[Partial | Turn]:
+    def turns(self, chunks: Iterable[AudioChunk], *, gap_s: float = 1.2) -> Iterator[Partial | Turn]:
         """Partials as they come, and one ``Turn`` per thing the technician said."""
         taker = TurnTaker(gap_s)
         self.recognizer.decoder.warm_up()

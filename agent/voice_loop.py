@@ -32,7 +32,7 @@ class Heard:
 
 class VoiceLoop:
     def __init__(self, session: VoiceSession, ask: Callable[[str], Any], *, speaker: Speaker | None = None,
-                 wake_phrase: str | None = None, gap_s: float = 1.0, background_speech: bool = False,
+                 wake_phrase: str | None = None, gap_s: float = 1.2, background_speech: bool = False,
                  on_event: Callable[[Partial | Turn], None] | None = None) -> None:
         self.session = session
         self.ask = ask
