@@ -57,6 +57,10 @@ class SpeechConfig:
     min_pad_s: float = 10.0  # decode window floor; shorter inputs make Whisper loop
     max_tokens_per_s: float = 8.0
     vocabulary: tuple[str, ...] = ()  # trade words to bias recognition toward (Whisper's previous-text prompt)
+    # A final result is decoded with beam search (partials stay greedy: they are re-decoded every 0.6 s) and its
+    # near-miss trade words put back (agent/vocabulary.py). Chosen on tests/data/speech/trade_dev.txt.
+    final_beam_size: int = 5
+    correct_vocabulary: bool = True
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -142,7 +146,7 @@ class Hypothesis:
 class Decoder(Protocol):
     version: str
 
-    def decode(self, audio: np.ndarray, prefix: str = "") -> Hypothesis: ...
+    def decode(self, audio: np.ndarray, prefix: str = "", *, final: bool = False) -> Hypothesis: ...
     def warm_up(self) -> None: ...
 
 
@@ -185,6 +189,7 @@ class WhisperDecoder:
         self._tok: Any = None
         self._bias: list[int] = []
         self._suppress: list[int] = []
+        self._corrector: Any = None
 
     def _load(self) -> None:
         if self._model is not None:
@@ -198,12 +203,19 @@ class WhisperDecoder:
                               language=self.config.language if multilingual else "en")
         self._suppress = get_suppressed_tokens(self._tok, [-1])
         self._bias = vocabulary_prompt(self._tok, self.config.vocabulary)
+        if self.config.correct_vocabulary and self.config.vocabulary:
+            from linecrew.agent.vocabulary import VocabularyCorrector
+
+            tok = self._tok
+            self._corrector = VocabularyCorrector(
+                self.config.vocabulary, common=lambda w: len(tok.encode(" " + w.lower())) == 1)
 
     def warm_up(self) -> None:
         self._load()
         self.decode(np.zeros(SAMPLE_RATE, dtype=np.float32))
 
-    def decode(self, audio: np.ndarray, prefix: str = "") -> Hypothesis:
+    def decode(self, audio: np.ndarray, prefix: str = "", *, final: bool = False) -> Hypothesis:
+        """``final``: beam search and trade words corrected (what a final result is made of)."""
         from faster_whisper.audio import pad_or_trim
 
         self._load()
@@ -215,15 +227,19 @@ class WhisperDecoder:
         forced = tok.encode(" " + prefix.strip()) if prefix.strip() else []
         prompt = [*self._bias, *tok.sot_sequence, tok.no_timestamps, *forced]
         budget = int(4 + self.config.max_tokens_per_s * len(audio) / SAMPLE_RATE)
-        hyp = self._generate(enc, prompt, forced, budget, ngram=0)
+        beam = self.config.final_beam_size if final else 1
+        hyp = self._generate(enc, prompt, forced, budget, ngram=0, beam=beam)
         if _looping(hyp.continuation):  # Whisper's classic failure: the same phrase over and over
-            hyp = self._generate(enc, prompt, forced, budget, ngram=3)
+            hyp = self._generate(enc, prompt, forced, budget, ngram=3, beam=beam)
+        if final and self._corrector is not None:
+            hyp = Hypothesis(self._corrector.correct(hyp.continuation), hyp.avg_logprob, hyp.no_speech_prob)
         return hyp
 
-    def _generate(self, enc: Any, prompt: list[int], forced: list[int], budget: int, *, ngram: int) -> Hypothesis:
+    def _generate(self, enc: Any, prompt: list[int], forced: list[int], budget: int, *, ngram: int,
+                  beam: int = 1) -> Hypothesis:
         tok = self._tok
         res = self._model.model.generate(
-            enc, [prompt], beam_size=1, max_length=min(448 - len(prompt), budget) + len(prompt),
+            enc, [prompt], beam_size=beam, max_length=min(448 - len(prompt), budget) + len(prompt),
             return_scores=True, return_no_speech_prob=True, suppress_blank=not forced,
             suppress_tokens=self._suppress, no_repeat_ngram_size=ngram,
         )[0]
@@ -386,7 +402,7 @@ class StreamingRecognizer:
             return True
         if utt.silence >= self._pad and utt.speculative is None and utt.voiced >= self._min_voiced:
             audio, n = self._trimmed(utt)
-            utt.speculative = (n, self._decode(utt, audio))
+            utt.speculative = (n, self._decode(utt, audio, final=True))
         elif (utt.silence == 0 and len(utt.windows) >= self._first_partial
               and len(utt.windows) - utt.decoded_windows >= self._partial_windows):
             out.append(self._partial(utt))
@@ -403,17 +419,17 @@ class StreamingRecognizer:
         text = " ".join(x for x in (utt.agreement.text, tentative) if x)
         return Partial(utt.index, text, utt.agreement.text, round(latency, 1))
 
-    def _decode(self, utt: _Utterance, audio: np.ndarray) -> Hypothesis:
+    def _decode(self, utt: _Utterance, audio: np.ndarray, *, final: bool = False) -> Hypothesis:
         """Decode freely; if that contradicts committed words, decode again forced to continue them.
 
         Free decoding ends cleanly where the speech ends; forcing a prefix that already covers all the
         audio tempts Whisper to repeat itself, so the prefix is only the fallback.
         """
-        hyp = self.decoder.decode(audio)
+        hyp = self.decoder.decode(audio, final=final)
         words, committed = hyp.continuation.split(), utt.agreement.committed
         if agreed_prefix(words, committed) == len(committed):
             return Hypothesis(" ".join(words[len(committed) :]), hyp.avg_logprob, hyp.no_speech_prob)
-        return self.decoder.decode(audio, utt.agreement.text)
+        return self.decoder.decode(audio, utt.agreement.text, final=final)
 
     def _trimmed(self, utt: _Utterance) -> tuple[np.ndarray, int]:
         n = min(len(utt.windows), utt.last_voiced_windows + self._pad)
@@ -426,7 +442,7 @@ class StreamingRecognizer:
         if utt.speculative is not None and utt.speculative[0] == n:
             hyp = utt.speculative[1]
         else:
-            hyp = self._decode(utt, audio)
+            hyp = self._decode(utt, audio, final=True)
         text = " ".join(x for x in (utt.agreement.text, hyp.continuation) if x).strip()
         if not text or (hyp.no_speech_prob > 0.6 and hyp.avg_logprob < -1.0 and not utt.agreement.committed):
             return None

@@ -53,17 +53,10 @@ QUESTIONS = [
     "How far do I stay back from a downed wire?",
     "Where do I hook my lanyard in the bucket?",
 ]
-# trade words in sentences written for this benchmark only (the vocabulary was not tuned on them)
-TRADE = [
-    "The recloser on the tap tripped twice and locked out.",
-    "Swap the blown lightning arrester on the crossarm.",
-    "Use the hot stick to open the fuse cutout.",
-    "The pad mount has a cracked bushing and an oil stain.",
-    "Set the outriggers before you raise the boom.",
-    "The triplex pulled out of the weatherhead in the storm.",
-    "Check the sight gauge on the pole pig.",
-    "Test for absence of voltage before you hang the grounds.",
-]
+# trade words in sentences written for this benchmark only: nothing (vocabulary, decoding, correction) was tuned on
+# them; tuning used tests/data/speech/trade_dev.txt
+TRADE = [line.strip() for line in (REPO / "tests" / "data" / "speech" / "trade_heldout.txt").read_text().splitlines()
+         if line.strip() and not line.startswith("#")]
 
 
 def _clip(folder: Path, text: str, i: int) -> tuple[Path, float]:
@@ -150,14 +143,18 @@ def _barge_in(folder: Path, runs: int = 10) -> list[float]:
 
 
 def _asr(folder: Path) -> dict[str, float]:
+    """A final result as the recogniser makes it (beam search, trade words put back) with the lexicon's
+    vocabulary and without it; and the former final (greedy, biased prompt only) for comparison."""
+    vocabulary = tuple(Lexicon.load().vocabulary())
     plain = WhisperDecoder(SpeechConfig())
-    biased = WhisperDecoder(SpeechConfig(vocabulary=tuple(Lexicon.load().vocabulary())))
-    errs: dict[str, list[float]] = {"plain": [], "biased": []}
+    biased = WhisperDecoder(SpeechConfig(vocabulary=vocabulary))
+    errs: dict[str, list[float]] = {"plain": [], "biased": [], "greedy_biased": []}
     for i, text in enumerate(TRADE):
         audio = load16k(synth(text, folder / f"t{i}.wav"))
-        errs["plain"].append(wer(text, plain.decode(audio).continuation))
-        errs["biased"].append(wer(text, biased.decode(audio).continuation))
-    return {k: round(statistics.mean(v), 3) for k, v in errs.items()}
+        errs["plain"].append(wer(text, plain.decode(audio, final=True).continuation))
+        errs["biased"].append(wer(text, biased.decode(audio, final=True).continuation))
+        errs["greedy_biased"].append(wer(text, biased.decode(audio).continuation))
+    return {k: round(statistics.mean(v), 3) for k, v in errs.items()} | {"utterances": len(TRADE)}
 
 
 def _busy() -> subprocess.Popen[bytes]:
@@ -217,6 +214,7 @@ def main() -> None:
                   "asr_wer_trade_terms": "<=0.15"},
         "barge_in_p95_ms": pct(barge, 95), "barge_in_p50_ms": pct(barge, 50),
         "asr_wer_trade_terms": asr["biased"], "asr_wer_trade_terms_without_biasing": asr["plain"],
+        "asr_wer_trade_terms_former_greedy": asr["greedy_biased"], "asr_trade_utterances": asr["utterances"],
         "agent_rss_mb_without_models": round(fp["rss_without"], 1),
         "agent_rss_mb_with_models": round(fp["rss_with"], 1),
         "cold_start_s": round(fp["cold_start_s"], 2),
@@ -233,5 +231,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 2 and sys.argv[1] == "--footprint":
         footprint()
+    elif len(sys.argv) == 2 and sys.argv[1] == "--asr-only":  # the recognition figures alone
+        print(json.dumps({"benchmark": "voice_loop", "only": "asr", **_asr(Path(tempfile.mkdtemp()))}))
     else:
         main()

@@ -35,7 +35,7 @@ class CountingDecoder:
     def __init__(self) -> None:
         self.calls = 0
 
-    def decode(self, audio: np.ndarray, prefix: str = "") -> Hypothesis:
+    def decode(self, audio: np.ndarray, prefix: str = "", *, final: bool = False) -> Hypothesis:
         self.calls += 1
         n = int(len(audio) / SAMPLE_RATE / 0.25)
         words = WORDS[:n]
