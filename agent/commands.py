@@ -12,9 +12,15 @@ from collections.abc import Mapping
 REPEAT = r"(repeat( that| the step)?|say (that|it) again|again|come again|what was that)"
 
 
+# Words around a command that do not change it: recognition adds "the" to "next step", people say "okay, next".
+_FILLER = re.compile(r"^(?:(?:the|uh|um|er|okay|ok|alright|so|please)\s+)+|\s+please$")
+
+
 def short(text: str, max_words: int) -> str | None:
-    """The utterance lower-cased, letters only, or None when it is empty or longer than ``max_words``."""
-    t = re.sub(r"[^a-z' ]", " ", text.lower()).strip()
+    """The utterance lower-cased, letters only, without filler around it, or None when it is empty or longer
+    than ``max_words``."""
+    t = " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
+    t = _FILLER.sub("", t).strip()
     return t if t and len(t.split()) <= max_words else None
 
 

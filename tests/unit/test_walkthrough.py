@@ -41,6 +41,7 @@ def test_a_warning_is_read_before_the_step_it_guards() -> None:
 @pytest.mark.parametrize(("text", "move"), [("done", "done"), ("Done.", "done"), ("next step", "next"),
                                              ("go back", "back"), ("say that again", "repeat"),
                                              ("stop the walk-through", "stop"),
+                                             ("The next step.", "next"), ("okay, done", "done"),
                                              ("done with the meter, what now", None)])
 def test_moves_are_short_commands(text: str, move: str | None) -> None:
     assert walkthrough.move(text) == move
