@@ -5,7 +5,9 @@ dispatch_day.py``, one seed per run, several seeds).
 For each day: plan it; at 10:30 insert an outage and re-plan with a disruption budget; at 12:00 a technician
 drops out and the day is re-planned again. Reported per step: time to plan, jobs assigned and left out, jobs
 moved (and how many of them were forced by the drop-out), the outage placed, and every hard rule checked by the
-independent evaluator (``linecrew.server.planner.check``). The reference, in the same run: the former live
+independent evaluator (``linecrew.server.planner.check``). Also the first plan three ways (``solvers``): OR-Tools
+started from PyVRP's routes (live dispatch's default), OR-Tools alone, and PyVRP alone on the lighter day it can
+express. The reference, in the same run: the former live
 dispatch's model (no crews, breaks, overtime, drive limits, certificates, riding together or earliest starts)
 on the same day, judged by the same evaluator against the day's real rules.
 
@@ -78,6 +80,33 @@ def run_day(seed: int, limit: float, budget: int, rules: bool = True) -> dict[st
     return {"seed": seed, **steps}
 
 
+def solvers_compared(seed: int, limit: float) -> dict[str, object]:
+    """The first plan of the day three ways, same limit: OR-Tools started from PyVRP's routes (what live dispatch
+    does), OR-Tools alone, and PyVRP alone on the rules it can express (no crews, breaks, riders, drive limits or
+    pins — so it is judged against that lighter day)."""
+    import linecrew.server.planner.dispatch as dispatch
+    from linecrew.server.planner.vrptw_pyvrp import solve_day_pyvrp
+
+    techs, jobs = day(seed)
+    out: dict[str, object] = {"seed": seed}
+    for name, share in (("combined", dispatch.PYVRP_SHARE), ("ortools_alone", 0.0)):
+        saved, dispatch.PYVRP_SHARE = dispatch.PYVRP_SHARE, share
+        try:
+            plan = plan_dispatch(techs, jobs, time_limit_s=limit, day=DAY)
+        finally:
+            dispatch.PYVRP_SHARE = saved
+        out[name] = {"assigned": len(plan.technician_of()), "travel": plan.travel,
+                     "violations": len(violations(plan, techs, jobs, day=DAY))}
+    light_t, light_j = without_rules(techs, jobs)
+    light_j = [replace(j, pinned_to=None) for j in light_j]
+    for name, solve in (("pyvrp_light_day", lambda: solve_day_pyvrp(light_t, light_j, day=DAY, time_limit_s=limit)),
+                        ("dispatch_light_day", lambda: plan_dispatch(light_t, light_j, time_limit_s=limit, day=DAY))):
+        plan = solve()
+        out[name] = {"assigned": len(plan.technician_of()), "travel": plan.travel,
+                     "violations_of_the_light_day": len(violations(plan, light_t, light_j, day=DAY))}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -90,6 +119,9 @@ def main() -> None:
         print(json.dumps(days[-1]), file=sys.stderr, flush=True)
         reference.append(run_day(seed, args.time_limit, args.budget, rules=False))
         print(json.dumps({"reference": reference[-1]}), file=sys.stderr, flush=True)
+
+    compared = [solvers_compared(seed, args.time_limit) for seed in range(1, args.seeds + 1)]
+    print(json.dumps({"solvers": compared}), file=sys.stderr, flush=True)
 
     def total(rows: list[dict[str, object]], key: str) -> int:
         return sum(int(r[s][key]) for r in rows for s in ("plan", "outage", "dropout"))  # type: ignore[index]
@@ -108,7 +140,7 @@ def main() -> None:
         "moved_max": max(int(d[s]["moved"]) for d in days for s in ("outage", "dropout")),  # type: ignore[index]
         "assigned_p50": statistics.median(int(d["plan"]["assigned"]) for d in days),  # type: ignore[index]
         "reference_assigned_p50": statistics.median(int(d["plan"]["assigned"]) for d in reference),  # type: ignore[index]
-        "days_detail": days, "reference_detail": reference}))
+        "solvers": compared, "days_detail": days, "reference_detail": reference}))
 
 
 if __name__ == "__main__":

@@ -111,10 +111,11 @@ def test_an_outage_replan_keeps_the_disruption_budget_and_says_what_moved_and_wh
     for m in plan.moved:
         assert m.reason and first.technician_of()[m.job_id] == m.from_technician
     _ok(plan, techs, later, now=now, previous=first, max_moves=3)
+    # everyone's day cut short at 11:00: the planned afternoon cannot stay where it was, so no plan keeps a
+    # budget of 0 — said so, rather than a plan that breaks it
+    short = [replace(t, shift=(t.shift[0], now + 30), overtime_max=0) for t in techs]
     with pytest.raises(InfeasiblePlanError, match="no plan moves at most 0 job"):
-        crowded = [*later, *(Job(f"OUT-{i}", (20, 20 + i), 240, (now, now + 30), frozenset({"lv"}), priority=1)
-                             for i in range(4))]
-        plan_dispatch(techs, crowded, previous=first, now=now, time_limit_s=2, day=DAY, max_moves=0)
+        plan_dispatch(short, later, previous=first, now=now, time_limit_s=2, day=DAY, max_moves=0)
 
 
 def test_every_assignment_says_why_and_every_left_out_job_the_cheapest_change() -> None:
@@ -205,3 +206,21 @@ def test_in_progress_work_must_stay_first() -> None:
     jobs = [j if j.id != "J3" else replace(j, in_progress_by="b") for j in jobs]
     found = violations(plan, techs, jobs, day=DAY)
     assert any("in progress by b but not first" in v for v in found), found
+
+
+def test_pyvrp_starts_the_search_with_routes_that_respect_who_may_do_what() -> None:
+    import linecrew.server.planner.dispatch as dispatch
+    from linecrew.server.planner.pyvrp_start import pyvrp_routes
+
+    techs = [_tech("a", 0, "lv,hv", breaks=(LUNCH,)), _tech("b", 20, "lv")]
+    jobs = [Job(f"j{i}", (i * 2.0, 3.0), 45, (8 * 60, 15 * 60), frozenset({"hv"}) if i % 3 == 0 else frozenset())
+            for i in range(9)]
+    model = dispatch._Model(dispatch.units_of(techs, DAY), jobs, None, dispatch.Euclidean(), 60, None)
+    routes = pyvrp_routes(model.problem, time_limit_s=1)
+    assert routes is not None and sorted(n for r in routes for n in r) == list(range(2, 11))
+    for v, route in enumerate(routes):
+        assert all(v in model.problem.allowed_vehicles[n] for n in route), "an hv job only on a's route"
+    crews = replace(model.problem, synchronized=[[2, 3]])
+    assert pyvrp_routes(crews, time_limit_s=1) is None, "crews are OR-Tools' to place"
+    plan = plan_dispatch(techs, jobs, time_limit_s=2, day=DAY)
+    _ok(plan, techs, jobs)
