@@ -305,8 +305,11 @@ def plan_dispatch(techs: list[Technician], jobs: list[Job], *, previous: Dispatc
 PYVRP_SHARE = 0.4
 
 
-def _search(p: RoutingProblem, time_limit_s: float) -> RoutingSolution:
-    """OR-Tools with every rule, started from PyVRP's routes for what PyVRP can model when it finds them."""
+def _search(p: RoutingProblem, time_limit_s: float, previous: list[list[int]] | None = None) -> RoutingSolution:
+    """OR-Tools with every rule. A fresh plan starts from PyVRP's routes for what PyVRP can model; a re-plan
+    starts from the previous plan's routes (what still fits), which keeps it close to that plan."""
+    if previous is not None:
+        return solve_routing(p, time_limit_s=time_limit_s, initial=previous)  # falls back when they do not fit
     if PYVRP_SHARE > 0:
         from linecrew.server.planner.pyvrp_start import pyvrp_routes
 
@@ -413,6 +416,7 @@ class _Model:
             max_travel=max_travel, synchronized=sync, alternatives=alternatives, moves=moves_,
             max_moves=max_moves, first_solution="SAVINGS")
         self.sync = sync
+        self.previous_routes = self._previous_routes(previous, job_nodes, allowed, first) if previous else None
 
     def solve(self, time_limit_s: float) -> RoutingSolution:
         """With a disruption budget, first the day with every planned job kept on its technician (only new work
@@ -437,18 +441,53 @@ class _Model:
             return RoutingSolution(False, kept.routes, {}, kept.unassigned, 0)
         return solve_routing(p, time_limit_s=time_limit_s * 0.5, initial=kept.routes)
 
+    def _previous_routes(self, previous: DispatchPlan, job_nodes: dict[str, list[int]],
+                         allowed: dict[int, list[int]], first: dict[int, int]) -> list[list[int]]:
+        """The previous plan as routes of this model's lead (or team) nodes, work in progress first."""
+        k = len(self.units)
+        by_tech = previous.by_technician()
+        seen: set[int] = set(first.values())
+        routes = []
+        for v, u in enumerate(self.units):
+            route = [first[v]] if v in first else []
+            for a in by_tech.get(u.lead.id, []):
+                if a.role != "lead":
+                    continue
+                node = next((n for n in job_nodes.get(a.job_id, []) if self.nodes[n - k][1] in ("lead", "team")
+                             and v in allowed[n] and n not in seen), None)
+                if node is not None:
+                    route.append(node)
+                    seen.add(node)
+            routes.append(self._what_fits(v, route))
+        return routes
+
+    def _what_fits(self, v: int, route: list[int]) -> list[int]:
+        """The stops of ``route`` that still fit in order — windows, the shift's end — dropping the rest (an
+        estimate: breaks and crews are the search's to fit)."""
+        p = self.problem
+        now, here, kept = p.vehicle_windows[v][0] if p.vehicle_windows else 0, v, []
+        end = p.vehicle_windows[v][1] if p.vehicle_windows else 10**9
+        for node in route:
+            start = max(now + p.travel[here][node], p.windows[node][0])
+            if node not in self.first_node.values() and (
+                    start > p.windows[node][1] or start + p.service[node] + p.travel[node][v] > end):
+                continue
+            kept.append(node)
+            now, here = start + p.service[node], node
+        return kept
+
     def _solve(self, p: RoutingProblem, time_limit_s: float) -> RoutingSolution:
         """Without crews: one search. With crews, in three stages, because the router's moves shift one node at a
         time and a crew's nodes must move together: (1) each crew job as its lead alone, which times it; (2) every
         crew member's node pinned to that minute, each on its own; (3) the full model with synchronised crews,
         started from stage 2's routes less any crew left incomplete."""
         if not p.synchronized:
-            return _search(p, time_limit_s)
+            return _search(p, time_limit_s, self.previous_routes)
         others = {n for group in p.synchronized for n in group[1:]}
         leads_only = replace(p, synchronized=[], allowed_vehicles={
             n: ([] if n in others else vs) for n, vs in p.allowed_vehicles.items()},
             drop_penalty=[0 if n in others else pen for n, pen in enumerate(p.drop_penalty or [])])
-        first = _search(leads_only, time_limit_s * 0.35)
+        first = _search(leads_only, time_limit_s * 0.35, self.previous_routes)
         windows, allowed = list(p.windows), dict(p.allowed_vehicles)
         penalties = list(p.drop_penalty or [])
         for group in p.synchronized:

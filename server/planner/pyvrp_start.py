@@ -6,7 +6,8 @@ the day. So it solves what it can of a :class:`~linecrew.server.planner.routing.
 service times, each vehicle's window (its breaks taken out of the end, so they still fit), overtime at a cost,
 the vehicles each job allows (one routing profile per vehicle, other jobs out of reach), optional jobs at their
 penalty and alternatives as mutually exclusive groups. OR-Tools then starts from those routes with every rule;
-when it cannot take them (a break or drive limit they break), it starts on its own, as before.
+when it cannot take them (a break or drive limit they break), it starts on its own, as before. Used for a fresh
+plan of the day; a re-plan starts OR-Tools on its own, which keeps close to the previous plan.
 """
 
 from __future__ import annotations
