@@ -279,6 +279,16 @@ def plan_dispatch(techs: list[Technician], jobs: list[Job], *, previous: Dispatc
         raise InfeasiblePlanError("no feasible plan: " + "; ".join(conflicts), conflicts)
     units = units_of(techs, day)
     todo = [j for j in jobs if j.id not in hopeless]
+    budget: int | None = max_moves
+    if max_moves is not None and previous is not None:
+        # a planned job nobody can do any more is a move too (its technician is still here)
+        here = {t.id for t in techs if t.available}
+        lost = [jid for jid, tid in previous.technician_of().items() if jid in hopeless and tid in here]
+        if len(lost) > max_moves:
+            raise InfeasiblePlanError(
+                f"no plan moves at most {max_moves} job(s): {len(lost)} planned job(s) can no longer be done "
+                f"({', '.join(sorted(lost))})", [f"the disruption budget of {max_moves} move(s) cannot be kept"])
+        max_moves -= len(lost)
     if not units or not todo:
         plan = DispatchPlan([], dict(hopeless) | {j.id: "no technician available" for j in todo}, 0.0,
                             time.perf_counter() - t0)
@@ -287,8 +297,8 @@ def plan_dispatch(techs: list[Technician], jobs: list[Job], *, previous: Dispatc
         sol = model.solve(time_limit_s)
         if not sol.found and max_moves is not None:
             raise InfeasiblePlanError(
-                f"no plan moves at most {max_moves} job(s): more planned jobs than that no longer fit their "
-                "technician's day", [f"the disruption budget of {max_moves} move(s) cannot be kept"])
+                f"no plan moves at most {budget} job(s): more planned jobs than that no longer fit their "
+                "technician's day", [f"the disruption budget of {budget} move(s) cannot be kept"])
         plan = model.plan(sol, hopeless)
         plan.runtime_s = time.perf_counter() - t0
     if isinstance(travel, Fallback):
