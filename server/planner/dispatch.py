@@ -171,10 +171,6 @@ class Unit:
         return [t for t in self.members if needs <= self.skills[t.id]]
 
 
-def travel_minutes(a: tuple[float, float], b: tuple[float, float], speed: float) -> int:
-    return Euclidean(speed).minute(a, b)
-
-
 def units_of(techs: list[Technician], day: dt.date) -> list[Unit]:
     """Available technicians grouped by who rides with whom (either side may name the other)."""
     avail = {t.id: t for t in techs if t.available}
