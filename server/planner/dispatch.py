@@ -420,8 +420,7 @@ class _Model:
             vehicle_windows=[(u.shift[0], u.latest_end) for u in units], first_node=first, soft_start=soft_start,
             previous_vehicle=previous_vehicle, change_penalty=change_penalty * 10, breaks=breaks, soft_end=soft_end,
             max_travel=max_travel, synchronized=sync, alternatives=alternatives, moves=moves_,
-            max_moves=max_moves, first_solution="SAVINGS")
-        self.sync = sync
+            max_moves=max_moves)
         self.previous_routes = self._previous_routes(previous, job_nodes, allowed, first) if previous else None
 
     def solve(self, time_limit_s: float) -> RoutingSolution:

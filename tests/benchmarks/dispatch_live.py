@@ -62,8 +62,8 @@ def run_day(seed: int, limit: float, budget: int, rules: bool = True) -> dict[st
 
     first = step("plan", techs, jobs, real_techs, real_jobs)
     outage = Job("OUTAGE", (20.0, 20.0), 90, (OUTAGE_AT, 16 * 60), frozenset({"lv"}), priority=1, title="outage")
-    js2 = [*progress(techs, jobs, first, OUTAGE_AT), outage]
-    rjs2 = [*progress(real_techs, real_jobs, first, OUTAGE_AT), outage]
+    js2 = [*progress(jobs, first, OUTAGE_AT), outage]
+    rjs2 = [*progress(real_jobs, first, OUTAGE_AT), outage]
     second = step("outage", techs, js2, real_techs, rjs2, previous=first, now=OUTAGE_AT, max_moves=budget)
     steps["outage"]["outage_assigned"] = "OUTAGE" in second.technician_of()  # type: ignore[index]
     pinned = {j.pinned_to for j in jobs}
@@ -71,9 +71,9 @@ def run_day(seed: int, limit: float, budget: int, rules: bool = True) -> dict[st
                 and t.id not in pinned)
     ts3 = [replace(t, available=t.id != gone) for t in techs]
     rts3 = [replace(t, available=t.id != gone) for t in real_techs]
-    js3 = progress(techs, js2, second, DROPOUT_AT)
+    js3 = progress(js2, second, DROPOUT_AT)
     js3 = [replace(j, in_progress_by=None) if j.in_progress_by == gone else j for j in js3]
-    rjs3 = progress(real_techs, rjs2, second, DROPOUT_AT)
+    rjs3 = progress(rjs2, second, DROPOUT_AT)
     rjs3 = [replace(j, in_progress_by=None) if j.in_progress_by == gone else j for j in rjs3]
     step("dropout", ts3, js3, rts3, rjs3, previous=second, now=DROPOUT_AT, max_moves=budget)
     steps["dropout"]["technician"] = gone  # type: ignore[index]

@@ -46,7 +46,7 @@ def day(seed: int = 1, *, jobs: int = 60, technicians: int = 12, area: float = 4
     return techs, out
 
 
-def progress(techs: list[Technician], jobs: list[Job], plan: DispatchPlan, now: int) -> list[Job]:
+def progress(jobs: list[Job], plan: DispatchPlan, now: int) -> list[Job]:
     """The day at ``now``: jobs finished by then are gone, jobs started are in progress by their lead."""
     started = {a.job_id: a for a in plan.assignments if a.role == "lead" and a.start <= now}
     out = []

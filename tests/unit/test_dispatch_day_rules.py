@@ -103,7 +103,7 @@ def test_an_outage_replan_keeps_the_disruption_budget_and_says_what_moved_and_wh
     techs, jobs = day(4, jobs=18, technicians=5)
     first = plan_dispatch(techs, jobs, time_limit_s=3, day=DAY)
     now = 10 * 60 + 30
-    later = [*progress(techs, jobs, first, now),
+    later = [*progress(jobs, first, now),
              Job("OUTAGE", (20, 20), 90, (now, 16 * 60), frozenset({"lv"}), priority=1)]
     plan = plan_dispatch(techs, later, previous=first, now=now, time_limit_s=3, day=DAY, max_moves=3)
     assert "OUTAGE" in plan.technician_of()
