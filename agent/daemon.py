@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from linecrew.agent.announce import Announcer
+from linecrew.agent.answering import Answerer
 from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.config import AgentConfig
 from linecrew.agent.errors import AudioError, NotEnrolledError
@@ -71,7 +72,8 @@ def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
                                gpu_layers=cfg.llm_gpu_layers))
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
                      config=AssistantConfig(intent_mode=cfg.intent_mode, answer_mode=cfg.answer_mode,
-                                            answer_budget_ms=cfg.answer_budget_ms))
+                                            answer_budget_ms=cfg.answer_budget_ms),
+                     answerer=Answerer(kb, encoder_dir=cfg.embedding_model))
 
 
 def _update_agent(cfg: AgentConfig, store: AgentStore, sync: DeviceSync) -> UpdateAgent | None:

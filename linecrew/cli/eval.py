@@ -65,6 +65,7 @@ def eval_calibrate(config_path: Path | None, data_dir: Path | None, cases_file: 
 
     cfg = _agent_config(config_path, data_dir=data_dir)
     with tempfile.TemporaryDirectory(prefix="linecrew-calibrate-") as tmp:
-        model = calibrate(Answerer(scratch_knowledge(cfg, Path(tmp))), load_cases(cases_file, split=split))
+        model = calibrate(Answerer(scratch_knowledge(cfg, Path(tmp)), encoder_dir=cfg.embedding_model),
+                          load_cases(cases_file, split=split))
     model.save(out_file)
     click.echo(json.dumps({"threshold": model.threshold, "fitted_on": model.fitted_on, "curve": model.curve}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from linecrew.agent.answering import Answerer
 from linecrew.agent.assistant import Assistant, AssistantConfig
 from linecrew.agent.config import AgentConfig
 from linecrew.agent.knowledge import SAMPLE_KB, USER, KnowledgeBase
@@ -44,4 +45,5 @@ def scratch_assistant(cfg: AgentConfig, folder: Path) -> Assistant:
                              gpu_layers=cfg.llm_gpu_layers))
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
                      config=AssistantConfig(intent_mode=cfg.intent_mode, answer_mode=cfg.answer_mode,
-                                            answer_budget_ms=cfg.answer_budget_ms))
+                                            answer_budget_ms=cfg.answer_budget_ms),
+                     answerer=Answerer(kb, encoder_dir=cfg.embedding_model))

