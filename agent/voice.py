@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 from linecrew.agent.audio import AudioChunk
 from linecrew.agent.config import AgentConfig
+from linecrew.agent.domain_lm import domain_sentences
 from linecrew.agent.errors import AudioError
+from linecrew.agent.intents import LABELLED
+from linecrew.agent.knowledge import SAMPLE_KB
 from linecrew.agent.lexicon import Lexicon
 from linecrew.agent.speech import Final, Idle, Partial, SpeechConfig, StreamingRecognizer
 from linecrew.agent.store import AgentStore
@@ -21,10 +24,16 @@ from linecrew.shared.protocol import new_id
 
 
 def speech_config(cfg: AgentConfig) -> SpeechConfig:
+    """Recognition as configured; with ``asr_vocabulary`` the lexicon biases the decoder and the trade's own
+    sentences (procedures, lexicon, labelled utterances) choose among its best hypotheses."""
+    lexicon = Lexicon.for_device(cfg.data_dir)
+    biased = cfg.asr_vocabulary
     return SpeechConfig(model_path=cfg.asr_model, compute_type=cfg.asr_compute_type, threads=cfg.threads,
                         language=cfg.asr_language, vad_threshold=cfg.vad_threshold,
                         end_silence_ms=cfg.end_silence_ms, partial_every_s=cfg.partial_every_s,
-                        vocabulary=tuple(Lexicon.for_device(cfg.data_dir).vocabulary()) if cfg.asr_vocabulary else ())
+                        vocabulary=tuple(lexicon.vocabulary()) if biased else (),
+                        domain_text=tuple(domain_sentences(cfg.knowledge_dir or SAMPLE_KB, lexicon, LABELLED))
+                        if biased else ())
 
 
 @dataclass(frozen=True)

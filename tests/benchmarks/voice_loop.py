@@ -9,7 +9,9 @@ Same run, 2 threads, default models (faster-whisper tiny.en int8, SmolLM2-135M f
 * the reference: the former pipeline (one final per utterance, the model writing a free answer, no speech):
   end of speech to the whole answer text;
 * ``barge_in_p95_ms``: talking over an answer to the last sample written;
-* ``asr_wer_trade_terms``: trade-heavy utterances (none used for tuning), with and without vocabulary biasing;
+* ``asr_wer_trade_terms``: trade-heavy utterances (none used for tuning) as the agent recognises them (lexicon
+  prompt, corrections, the trade language model choosing among the beam's hypotheses), beside the same without
+  the language model, without any biasing, and the former greedy final;
 * footprint of a resident agent process: RSS without models and with them, cold start to ready.
 
 Last stdout line: one JSON object. With too few samples it says so.
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,12 +36,12 @@ import numpy as np  # noqa: E402
 
 from linecrew.agent.assistant import Assistant, AssistantConfig  # noqa: E402
 from linecrew.agent.audio import file_chunks  # noqa: E402
+from linecrew.agent.config import AgentConfig  # noqa: E402
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase  # noqa: E402
-from linecrew.agent.lexicon import Lexicon  # noqa: E402
 from linecrew.agent.speech import SAMPLE_RATE, Final, SpeechConfig, StreamingRecognizer, WhisperDecoder  # noqa: E402
 from linecrew.agent.store import AgentStore  # noqa: E402
 from linecrew.agent.tts import Speaker, WavSink, espeak_synth  # noqa: E402
-from linecrew.agent.voice import Turn, VoiceSession  # noqa: E402
+from linecrew.agent.voice import Turn, VoiceSession, speech_config  # noqa: E402
 from linecrew.shared.llm import LlmConfig, LocalLLM  # noqa: E402
 from tests.helpers.speech import load16k, synth, wer, write_wav  # noqa: E402
 from tests.helpers.stats import pct  # noqa: E402
@@ -142,17 +145,25 @@ def _barge_in(folder: Path, runs: int = 10) -> list[float]:
     return out
 
 
+def _product_speech() -> SpeechConfig:
+    """Recognition as the agent configures it by default (lexicon prompt, corrections, trade language model)."""
+    return speech_config(AgentConfig(data_dir=Path(tempfile.mkdtemp())))
+
+
 def _asr(folder: Path) -> dict[str, float]:
-    """A final result as the recogniser makes it (beam search, trade words put back) with the lexicon's
-    vocabulary and without it; and the former final (greedy, biased prompt only) for comparison."""
-    vocabulary = tuple(Lexicon.load().vocabulary())
+    """A final result as the recogniser makes it (beam search, trade words put back, the trade language model
+    choosing among the beam's hypotheses) with the lexicon and without it; the final before the language model
+    (beam search and corrections only); and the former greedy final, for comparison."""
+    product = _product_speech()
     plain = WhisperDecoder(SpeechConfig())
-    biased = WhisperDecoder(SpeechConfig(vocabulary=vocabulary))
-    errs: dict[str, list[float]] = {"plain": [], "biased": [], "greedy_biased": []}
+    biased = WhisperDecoder(product)
+    without_lm = WhisperDecoder(replace(product, domain_text=()))
+    errs: dict[str, list[float]] = {"plain": [], "biased": [], "without_lm": [], "greedy_biased": []}
     for i, text in enumerate(TRADE):
         audio = load16k(synth(text, folder / f"t{i}.wav"))
         errs["plain"].append(wer(text, plain.decode(audio, final=True).continuation))
         errs["biased"].append(wer(text, biased.decode(audio, final=True).continuation))
+        errs["without_lm"].append(wer(text, without_lm.decode(audio, final=True).continuation))
         errs["greedy_biased"].append(wer(text, biased.decode(audio).continuation))
     return {k: round(statistics.mean(v), 3) for k, v in errs.items()} | {"utterances": len(TRADE)}
 
@@ -175,7 +186,7 @@ def footprint() -> None:
     llm = LocalLLM(LlmConfig())
     assistant = Assistant(store, llm, kb)
     assistant.warm_up()
-    decoder = WhisperDecoder(SpeechConfig(vocabulary=tuple(Lexicon.load().vocabulary())))
+    decoder = WhisperDecoder(_product_speech())
     decoder.warm_up()
     llm.complete("<|im_start|>user\nOK<|im_end|>\n<|im_start|>assistant\n", max_tokens=2)
     ready = time.perf_counter() - t0
@@ -191,7 +202,7 @@ def footprint() -> None:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="linecrew-bench-voice-"))
     clips = [_clip(tmp, q, i) for i, q in enumerate(QUESTIONS)]
-    decoder = WhisperDecoder(SpeechConfig(vocabulary=tuple(Lexicon.load().vocabulary())))
+    decoder = WhisperDecoder(_product_speech())
     decoder.warm_up()
     idle = _grounded_loop(tmp / "idle", clips, decoder)
     busy_proc = _busy()
@@ -214,6 +225,7 @@ def main() -> None:
                   "asr_wer_trade_terms": "<=0.15"},
         "barge_in_p95_ms": pct(barge, 95), "barge_in_p50_ms": pct(barge, 50),
         "asr_wer_trade_terms": asr["biased"], "asr_wer_trade_terms_without_biasing": asr["plain"],
+        "asr_wer_trade_terms_without_language_model": asr["without_lm"],
         "asr_wer_trade_terms_former_greedy": asr["greedy_biased"], "asr_trade_utterances": asr["utterances"],
         "agent_rss_mb_without_models": round(fp["rss_without"], 1),
         "agent_rss_mb_with_models": round(fp["rss_with"], 1),

@@ -208,3 +208,26 @@ def test_the_trade_lexicon_biases_recognition_and_never_makes_it_worse(tmp_path:
         errors["plain"] += wer(text, plain.decode(audio).continuation)
         errors["biased"] += wer(text, biased.decode(audio).continuation)
     assert errors["biased"] <= errors["plain"] + 0.05, errors
+
+
+def test_the_trade_language_model_picks_fewer_word_errors_from_the_beam(tmp_path: Path) -> None:
+    """On the dev set (the utterances the weight was chosen on; the benchmark reports the held-out set) the
+    agent's recogniser, whose language model chooses among the beam's hypotheses, makes clearly fewer word
+    errors than the same recogniser taking the beam's first (measured 0.168 -> 0.115)."""
+    from dataclasses import replace
+
+    from linecrew.agent.config import AgentConfig
+    from linecrew.agent.speech import WhisperDecoder
+    from linecrew.agent.voice import speech_config
+
+    product = speech_config(AgentConfig(data_dir=tmp_path / "agent"))
+    assert product.domain_text, "the agent recognises with the trade language model by default"
+    with_lm, without = WhisperDecoder(product), WhisperDecoder(replace(product, domain_text=()))
+    lines = [ln.strip() for ln in (REPO / "tests/data/speech/trade_dev.txt").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    errors = {"with": 0.0, "without": 0.0}
+    for i, text in enumerate(lines):
+        audio = load16k(synth(text, tmp_path / f"d{i}.wav"))
+        errors["with"] += wer(text, with_lm.decode(audio, final=True).continuation) / len(lines)
+        errors["without"] += wer(text, without.decode(audio, final=True).continuation) / len(lines)
+    assert errors["with"] <= errors["without"] - 0.03, errors

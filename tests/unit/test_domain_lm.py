@@ -1,0 +1,42 @@
+"""The trade language model: the trade's way of saying things scores above what tiny.en mishears."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from linecrew.agent.domain_lm import DomainLanguageModel, domain_sentences
+from linecrew.agent.intents import LABELLED
+from linecrew.agent.knowledge import SAMPLE_KB
+from linecrew.agent.lexicon import Lexicon
+
+
+def _model() -> DomainLanguageModel:
+    return DomainLanguageModel(domain_sentences(SAMPLE_KB, Lexicon.load(), LABELLED))
+
+
+def test_trade_words_in_place_score_above_everyday_mishearings() -> None:
+    lm = _model()
+    for said, heard in [("grab the hot stick from the bucket", "grab the hot stick from the market"),
+                        ("the bushing on the pad mount is cracked", "the washing on the pad mount is cracked"),
+                        ("set the outriggers before you raise the boom",
+                         "set the outriggers before you rain the boom")]:
+        assert lm.log_prob(said) > lm.log_prob(heard), (said, heard)
+
+
+def test_scores_are_finite_for_words_never_seen() -> None:
+    lm = _model()
+    assert lm.log_prob("zorblax quuxified the flibber") > -200
+    assert lm.log_prob("") < 0  # even nothing has a probability below one (start and end)
+
+
+def test_only_the_tune_split_of_labelled_utterances_is_used(tmp_path: Path) -> None:
+    labelled = tmp_path / "intents.jsonl"
+    labelled.write_text("\n".join(json.dumps(r) for r in [
+        {"text": "tune sentence about the recloser", "intent": "log_note", "split": "tune"},
+        {"text": "heldout sentence about the cutout", "intent": "log_note", "split": "heldout"}]) + "\n")
+    found = domain_sentences(tmp_path, Lexicon(terms=(("pole pig", "pole-mounted transformer"),),
+                                               words=("recloser",)), labelled)
+    assert "tune sentence about the recloser" in found
+    assert not any("heldout" in s for s in found)
+    assert {"pole pig", "pole-mounted transformer", "recloser"} <= set(found)
