@@ -7,6 +7,7 @@ finalised, and the error is reported after the results it did produce.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -47,8 +48,28 @@ class Turn:
     kind: str = "turn"
 
 
+_PRONOUN = r"(?:i|we|you|he|she|it|they|my|your|our|his|her|their|its)"
+_AUX = r"(?:is|are|was|were|do|does|did|can|could|should|would|will|shall|may|must|has|have|goes|go|comes|come)"
+_ASKED = re.compile(
+    rf"^(?:{_AUX}\s+(?:i|we|you|he|she|it|they|this|that|these|those|there|the|a|an|my|our|your)\b"
+    rf"|(?:what|how|where|when|why|who|which)(?:'s|'re)?(?:\s+(?!{_PRONOUN}\b)[\w'-]+){{0,2}}\s+{_AUX}\b"
+    rf"|how (?:long|far|many|much|often|close|big|high|low)\b|(?:what|who|which|how)'s\b)", re.I)
+
+
+def asked(text: str) -> bool:
+    """The last sentence is a question: it ends with "?" or has a question's form ("which clamp goes on
+    first", "what is the rating for class 2"; Whisper tiny often drops the mark, and the trade language model
+    may choose a hypothesis without it). "ask not what your country can do" is not: a pronoun right after the
+    question word makes it a clause inside a statement."""
+    t = text.strip()
+    if t.endswith("?"):
+        return True
+    last = re.split(r"(?<=[.!?,;])\s+", t)[-1].strip(" ,")  # the last sentence or clause
+    return bool(_ASKED.match(last))
+
+
 class TurnTaker:
-    """Finals into turns. A turn ends at once on a question ("...?") or a short voice command; after a
+    """Finals into turns. A turn ends at once on a question (``asked``) or a short voice command; after a
     statement it waits ``gap_s`` of silence for more, so "The can's leaking. Can I put it back in service?"
     is one question, not a remark and a question."""
 
@@ -60,7 +81,7 @@ class TurnTaker:
         if isinstance(ev, Final):
             self._pending.append(ev)
             t = ev.text.strip()
-            if t.endswith("?") or voice_command(t) is not None:
+            if asked(t) or voice_command(t) is not None:
                 return self.flush()
         elif isinstance(ev, Idle) and self._pending and ev.audio_s - self._pending[-1].end_s >= self.gap_s:
             return self.flush()

@@ -12,7 +12,7 @@ import pytest
 
 from linecrew.agent.speech import Final, Idle, Partial
 from linecrew.agent.tts import Speaker, VoiceSettings, WavSink, sentences, voice_command
-from linecrew.agent.voice import TurnTaker
+from linecrew.agent.voice import TurnTaker, asked
 
 
 def _final(i: int, text: str, start: float, end: float) -> Final:
@@ -36,6 +36,24 @@ def test_a_question_ends_the_turn_at_once_and_a_statement_after_the_gap() -> Non
     assert t.feed(Idle(3.6)) is None
     turn = t.feed(Idle(4.1))
     assert turn is not None and turn.text == "We're on site."
+
+
+@pytest.mark.parametrize(("text", "question"), [
+    ("What is the maximum use voltage for class 2", True),  # the recogniser dropped the mark
+    ("Which clamp goes on first when I hang the grounds.", True),
+    ("Can I put it back in service", True),
+    ("How far do I stay back from a downed wire.", True),
+    ("Install the grounds, what do I do first", True),
+    ("The can's leaking.", False),
+    ("We're on site.", False),
+    ("What a mess.", False),
+    ("ask not what your country can do for you", False),  # a clause inside a statement (JFK, one turn)
+    ("Done.", False),
+])
+def test_a_question_is_known_by_its_form_as_well_as_its_mark(text: str, question: bool) -> None:
+    assert asked(text) is question
+    t = TurnTaker(gap_s=1.0)
+    assert (t.feed(_final(1, text, 0.0, 1.5)) is not None) is question
 
 
 def test_a_voice_command_is_its_own_turn() -> None:
