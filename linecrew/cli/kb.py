@@ -80,7 +80,7 @@ def kb_search(config_path: Path | None, data_dir: Path | None, query: str, limit
     base = _kb(config_path, data_dir)
     sections = base.search(query, limit=limit)
     cfg = _agent_config(config_path, data_dir=data_dir)
-    g = Answerer(base, encoder_dir=cfg.embedding_model).answer(query)
+    g = Answerer(base, encoder_dir=cfg.embedding_model, cache_dir=cfg.data_dir).answer(query)
     out: dict[str, Any] = {"sections": [{"citation": p.citation, "title": p.title, "heading": p.heading,
                                          "score": round(p.score, 3)} for p in sections],
            "answer": None if g.abstained else g.answer, "citations": g.citations, "confidence": round(g.confidence, 3)}

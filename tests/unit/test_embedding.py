@@ -48,3 +48,26 @@ def test_corrupt_weights_are_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(KnowledgeError, match="cannot be loaded"):
         embedding.Encoder(tmp_path).encode(["anything"])
+
+
+class _Counting:
+    version = "fake@1"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.ones((len(texts), 384), dtype=np.float32) / np.sqrt(384)
+
+
+def test_unit_vectors_are_kept_on_disk_per_model_and_texts(tmp_path: Path) -> None:
+    enc = _Counting()
+    first = embedding.encode_units(enc, ["a", "b"], tmp_path)  # type: ignore[arg-type]
+    again = embedding.encode_units(enc, ["a", "b"], tmp_path)  # type: ignore[arg-type]
+    assert enc.calls == 1 and np.array_equal(first, again)
+    embedding.encode_units(enc, ["a", "b", "c"], tmp_path)  # type: ignore[arg-type]  # the base changed
+    assert enc.calls == 2 and len(list(tmp_path.glob("unit-vectors-*.npy"))) == 1
+    (next(tmp_path.glob("unit-vectors-*.npy"))).write_bytes(b"torn")  # a damaged file is encoded again
+    assert embedding.encode_units(enc, ["a", "b", "c"], tmp_path).shape == (3, 384)  # type: ignore[arg-type]
+    assert enc.calls == 3 and not list(tmp_path.glob("*.tmp"))
