@@ -158,15 +158,16 @@ def _voice_and_assistant(srv: Server, store: AgentStore, folder: Path, tour: Tou
     from linecrew.agent.audio import file_chunks
     from linecrew.agent.daemon import build_assistant
     from linecrew.agent.speech import Final, StreamingRecognizer
-    from linecrew.agent.voice import VoiceSession
+    from linecrew.agent.voice import VoiceSession, speech_config
 
     cfg = AgentConfig(data_dir=store.folder)
     assistant = build_assistant(cfg, store)
+    assistant.warm_up()  # as the resident agent does at start: the first answer does not pay for loading
     wav = folder / "question.wav"
     question = "How do I check the oil level on a pole mounted transformer?"
     if shutil.which("espeak-ng"):
         subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), question], check=True, capture_output=True)
-        session = VoiceSession(StreamingRecognizer(), store=store)
+        session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=store)  # as the agent hears
         finals = [e for e in session.events(file_chunks(wav, realtime=True)) if isinstance(e, Final)]
         question = " ".join(f.text for f in finals) or question
         latency: list[float] = session.summary()["final_latency_ms"]  # type: ignore[assignment]
