@@ -155,7 +155,9 @@ def _voice_thread(cfg: AgentConfig, service: DeviceService, stop: threading.Even
                 key = ptt.Key()
                 ptt.evdev_key(str(cfg.ptt_device), cfg.ptt_key, key)
                 chunks = ptt.gate_key(chunks, key)
-            session = VoiceSession(StreamingRecognizer(speech_config(cfg)), store=service.store)
+            procedures = [u.text for u in service.assistant.kb.units()]  # the user's manuals among them
+            session = VoiceSession(StreamingRecognizer(speech_config(cfg, procedures=procedures)),
+                                   store=service.store)
             loop = VoiceLoop(session, service.assistant.ask, speaker=service.speaker, background_speech=True,
                              wake_phrase=cfg.wake_phrase if cfg.listen == "wake" else None,
                              gap_s=cfg.turn_gap_ms / 1000, on_event=service.heard)

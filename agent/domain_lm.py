@@ -58,12 +58,16 @@ class DomainLanguageModel:
         return sum(self._score(g[-1], tuple(g[:-1])) for g in ngrams(padded, self.order))
 
 
-def domain_sentences(knowledge_dir: Path, lexicon: Lexicon, labelled: Path | None = None) -> list[str]:
-    """What the trade says: every line of the procedures (Markdown), the lexicon's phrases and words, and the
-    labelled utterances of the tune split (the held-out split stays out of everything)."""
-    out: list[str] = []
-    for f in sorted(knowledge_dir.glob("*.md")):
-        out += [s for s in _SENTENCE.split(f.read_text(encoding="utf-8")) if s.strip()]
+def folder_texts(knowledge_dir: Path) -> list[str]:
+    """The procedures of a Markdown folder (the bundled sample base), for a recogniser with no device store."""
+    return [f.read_text(encoding="utf-8") for f in sorted(knowledge_dir.glob("*.md"))]
+
+
+def domain_sentences(procedures: Iterable[str], lexicon: Lexicon, labelled: Path | None = None) -> list[str]:
+    """What the trade says: every sentence of the procedures (the device's units, the user's manuals among
+    them), the lexicon's phrases and words, and the labelled utterances of the tune split (the held-out split
+    stays out of everything)."""
+    out = [s for text in procedures for s in _SENTENCE.split(text) if s.strip()]
     for field, proc in lexicon.terms:
         out += [field, proc]
     out += list(lexicon.words)

@@ -8,12 +8,12 @@ finalised, and the error is reported after the results it did produce.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from linecrew.agent.audio import AudioChunk
 from linecrew.agent.config import AgentConfig
-from linecrew.agent.domain_lm import domain_sentences
+from linecrew.agent.domain_lm import domain_sentences, folder_texts
 from linecrew.agent.errors import AudioError
 from linecrew.agent.intents import LABELLED
 from linecrew.agent.knowledge import SAMPLE_KB
@@ -24,17 +24,19 @@ from linecrew.agent.tts import voice_command
 from linecrew.shared.protocol import new_id
 
 
-def speech_config(cfg: AgentConfig) -> SpeechConfig:
+def speech_config(cfg: AgentConfig, *, procedures: Sequence[str] | None = None) -> SpeechConfig:
     """Recognition as configured; with ``asr_vocabulary`` the lexicon biases the decoder and the trade's own
-    sentences (procedures, lexicon, labelled utterances) choose among its best hypotheses."""
+    sentences (procedures, lexicon, labelled utterances) choose among its best hypotheses. ``procedures``: the
+    device's knowledge base units (the user's manuals among them); default: the procedures folder."""
     lexicon = Lexicon.for_device(cfg.data_dir)
     biased = cfg.asr_vocabulary
+    if procedures is None:
+        procedures = folder_texts(cfg.knowledge_dir or SAMPLE_KB)
     return SpeechConfig(model_path=cfg.asr_model, compute_type=cfg.asr_compute_type, threads=cfg.threads,
                         language=cfg.asr_language, vad_threshold=cfg.vad_threshold,
                         end_silence_ms=cfg.end_silence_ms, partial_every_s=cfg.partial_every_s,
                         vocabulary=tuple(lexicon.vocabulary()) if biased else (),
-                        domain_text=tuple(domain_sentences(cfg.knowledge_dir or SAMPLE_KB, lexicon, LABELLED))
-                        if biased else ())
+                        domain_text=tuple(domain_sentences(procedures, lexicon, LABELLED)) if biased else ())
 
 
 @dataclass(frozen=True)

@@ -146,8 +146,15 @@ def _barge_in(folder: Path, runs: int = 10) -> list[float]:
 
 
 def _product_speech() -> SpeechConfig:
-    """Recognition as the agent configures it by default (lexicon prompt, corrections, trade language model)."""
-    return speech_config(AgentConfig(data_dir=Path(tempfile.mkdtemp())))
+    """Recognition as the resident agent configures it by default (lexicon prompt, corrections, the trade
+    language model over its knowledge base's units)."""
+    folder = Path(tempfile.mkdtemp())
+    store = AgentStore(folder / "dev", device_id="bench-speech")
+    kb = KnowledgeBase(store.db)
+    kb.ensure_indexed(SAMPLE_KB)
+    procedures = [u.text for u in kb.units()]
+    store.close()
+    return speech_config(AgentConfig(data_dir=folder), procedures=procedures)
 
 
 def _asr(folder: Path) -> dict[str, float]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from linecrew.agent.domain_lm import DomainLanguageModel, domain_sentences
+from linecrew.agent.domain_lm import DomainLanguageModel, domain_sentences, folder_texts
 from linecrew.agent.intents import LABELLED
 from linecrew.agent.knowledge import SAMPLE_KB
 from linecrew.agent.lexicon import Lexicon
 
 
 def _model() -> DomainLanguageModel:
-    return DomainLanguageModel(domain_sentences(SAMPLE_KB, Lexicon.load(), LABELLED))
+    return DomainLanguageModel(domain_sentences(folder_texts(SAMPLE_KB), Lexicon.load(), LABELLED))
 
 
 def test_trade_words_in_place_score_above_everyday_mishearings() -> None:
@@ -30,13 +30,13 @@ def test_scores_are_finite_for_words_never_seen() -> None:
     assert lm.log_prob("") < 0  # even nothing has a probability below one (start and end)
 
 
-def test_only_the_tune_split_of_labelled_utterances_is_used(tmp_path: Path) -> None:
+def test_procedures_lexicon_and_only_the_tune_split_of_labelled_utterances_are_used(tmp_path: Path) -> None:
     labelled = tmp_path / "intents.jsonl"
     labelled.write_text("\n".join(json.dumps(r) for r in [
         {"text": "tune sentence about the recloser", "intent": "log_note", "split": "tune"},
         {"text": "heldout sentence about the cutout", "intent": "log_note", "split": "heldout"}]) + "\n")
-    found = domain_sentences(tmp_path, Lexicon(terms=(("pole pig", "pole-mounted transformer"),),
-                                               words=("recloser",)), labelled)
+    lexicon = Lexicon(terms=(("pole pig", "pole-mounted transformer"),), words=("recloser",))
+    found = domain_sentences(["Open the cutout. Test for voltage."], lexicon, labelled)
     assert "tune sentence about the recloser" in found
     assert not any("heldout" in s for s in found)
-    assert {"pole pig", "pole-mounted transformer", "recloser"} <= set(found)
+    assert {"pole pig", "pole-mounted transformer", "recloser", "Open the cutout.", "Test for voltage."} <= set(found)
