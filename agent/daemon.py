@@ -155,8 +155,7 @@ def _voice_thread(cfg: AgentConfig, service: DeviceService, stop: threading.Even
                 key = ptt.Key()
                 ptt.evdev_key(str(cfg.ptt_device), cfg.ptt_key, key)
                 chunks = ptt.gate_key(chunks, key)
-            procedures = [u.text for u in service.assistant.kb.units()]  # the user's manuals among them
-            session = VoiceSession(StreamingRecognizer(speech_config(cfg, procedures=procedures)),
+            session = VoiceSession(StreamingRecognizer(speech_config(cfg, kb=service.assistant.kb)),
                                    store=service.store)
             loop = VoiceLoop(session, service.assistant.ask, speaker=service.speaker, background_speech=True,
                              wake_phrase=cfg.wake_phrase if cfg.listen == "wake" else None,

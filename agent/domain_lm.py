@@ -40,7 +40,6 @@ class DomainLanguageModel:
 
         tokenised = [w for w in (words(s) for s in sentences) if w]
         self.order = order
-        self.sentences = len(tokenised)
         self._lm: Any = KneserNeyInterpolated(order)
         train, vocab = padded_everygram_pipeline(order, tokenised)
         self._lm.fit(train, vocab)

@@ -8,7 +8,7 @@ finalised, and the error is reported after the results it did produce.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from linecrew.agent.audio import AudioChunk
@@ -16,7 +16,7 @@ from linecrew.agent.config import AgentConfig
 from linecrew.agent.domain_lm import domain_sentences, folder_texts
 from linecrew.agent.errors import AudioError
 from linecrew.agent.intents import LABELLED
-from linecrew.agent.knowledge import SAMPLE_KB
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.lexicon import Lexicon
 from linecrew.agent.speech import Final, Idle, Partial, SpeechConfig, StreamingRecognizer
 from linecrew.agent.store import AgentStore
@@ -24,14 +24,13 @@ from linecrew.agent.tts import voice_command
 from linecrew.shared.protocol import new_id
 
 
-def speech_config(cfg: AgentConfig, *, procedures: Sequence[str] | None = None) -> SpeechConfig:
+def speech_config(cfg: AgentConfig, *, kb: KnowledgeBase | None = None) -> SpeechConfig:
     """Recognition as configured; with ``asr_vocabulary`` the lexicon biases the decoder and the trade's own
-    sentences (procedures, lexicon, labelled utterances) choose among its best hypotheses. ``procedures``: the
-    device's knowledge base units (the user's manuals among them); default: the procedures folder."""
+    sentences (procedures, lexicon, labelled utterances) choose among its best hypotheses. ``kb``: the device's
+    knowledge base (its units, the user's manuals among them); without one, the procedures folder."""
     lexicon = Lexicon.for_device(cfg.data_dir)
     biased = cfg.asr_vocabulary
-    if procedures is None:
-        procedures = folder_texts(cfg.knowledge_dir or SAMPLE_KB)
+    procedures = [u.text for u in kb.units()] if kb is not None else folder_texts(cfg.knowledge_dir or SAMPLE_KB)
     return SpeechConfig(model_path=cfg.asr_model, compute_type=cfg.asr_compute_type, threads=cfg.threads,
                         language=cfg.asr_language, vad_threshold=cfg.vad_threshold,
                         end_silence_ms=cfg.end_silence_ms, partial_every_s=cfg.partial_every_s,

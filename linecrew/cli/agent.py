@@ -340,8 +340,7 @@ def agent_talk(config_path: Path | None, data_dir: Path | None, audio_file: Path
     if mode == "push_to_talk" and not keys and not audio_file:
         mode = cfg.listen
     chunks = _gated(file_chunks(audio_file) if audio_file else mic_chunks(), cfg, mode, keys)
-    procedures = [u.text for u in assistant.kb.units()]  # the user's manuals among them
-    session = VoiceSession(StreamingRecognizer(speech_config(cfg, procedures=procedures)), store=store)
+    session = VoiceSession(StreamingRecognizer(speech_config(cfg, kb=assistant.kb)), store=store)
     ask = remote.ask if remote is not None else assistant.ask
     loop = VoiceLoop(session, ask, speaker=speaker, gap_s=cfg.turn_gap_ms / 1000, background_speech=speak,
                      wake_phrase=cfg.wake_phrase if mode == "wake" else None)

@@ -76,10 +76,11 @@ def kb_remove(config_path: Path | None, data_dir: Path | None, name: str) -> Non
 def kb_search(config_path: Path | None, data_dir: Path | None, query: str, limit: int, as_json: bool) -> None:
     """Rank sections for QUERY (trade words widened by the lexicon), and the answer the assistant would quote."""
     from linecrew.agent.answering import Answerer
+    from linecrew.agent.daemon import knowledge_base, open_store
 
-    base = _kb(config_path, data_dir)
-    sections = base.search(query, limit=limit)
     cfg = _agent_config(config_path, data_dir=data_dir)
+    base = knowledge_base(cfg, open_store(cfg))
+    sections = base.search(query, limit=limit)
     g = Answerer(base, encoder_dir=cfg.embedding_model, cache_dir=cfg.data_dir).answer(query)
     out: dict[str, Any] = {"sections": [{"citation": p.citation, "title": p.title, "heading": p.heading,
                                          "score": round(p.score, 3)} for p in sections],

@@ -167,8 +167,7 @@ def _voice_and_assistant(srv: Server, store: AgentStore, folder: Path, tour: Tou
     question = "How do I check the oil level on a pole mounted transformer?"
     if shutil.which("espeak-ng"):
         subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), question], check=True, capture_output=True)
-        procedures = [u.text for u in assistant.kb.units()]
-        session = VoiceSession(StreamingRecognizer(speech_config(cfg, procedures=procedures)), store=store)
+        session = VoiceSession(StreamingRecognizer(speech_config(cfg, kb=assistant.kb)), store=store)
         finals = [e for e in session.events(file_chunks(wav, realtime=True)) if isinstance(e, Final)]
         question = " ".join(f.text for f in finals) or question
         latency: list[float] = session.summary()["final_latency_ms"]  # type: ignore[assignment]

@@ -152,9 +152,9 @@ def _product_speech() -> SpeechConfig:
     store = AgentStore(folder / "dev", device_id="bench-speech")
     kb = KnowledgeBase(store.db)
     kb.ensure_indexed(SAMPLE_KB)
-    procedures = [u.text for u in kb.units()]
+    config = speech_config(AgentConfig(data_dir=folder), kb=kb)
     store.close()
-    return speech_config(AgentConfig(data_dir=folder), procedures=procedures)
+    return config
 
 
 def _asr(folder: Path) -> dict[str, float]:
