@@ -95,13 +95,16 @@ class Answerer:
         c = self.corpus
         expanded = self.kb.lexicon.expand(question)
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
-        q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None)
+        q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None,
+                              expand=self.kb.lexicon.expand)
         fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
         prefer = (focus.doc, focus.section) if focus and follow else None
         sel = grounding.select(q, c, fts, prefer, self.semantic(question))
         p = self.model.probability(sel.features)
-        return PartAnswer(question, sel.units, round(p, 3), p >= self.model.threshold and bool(sel.units),
-                          sel.features)
+        # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
+        # within a range of means the text is another row or case ("class 5", "a 75 kVA can")
+        answered = p >= self.model.threshold and bool(sel.units) and not grounding.figures_unsaid(question, sel.units)
+        return PartAnswer(question, sel.units, round(p, 3), answered, sel.features)
 
     def procedure(self, name: str) -> tuple[str, int] | None:
         """The section with steps whose title and heading best match ``name`` ("installing grounds", "lockout

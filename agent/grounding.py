@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,20 +136,26 @@ class Query:
     wants_steps: bool
     negated: bool = False
     wants_after: bool = False  # "what comes after X": the step that follows the one that matches
+    # the asked-for thing ("how much OIL"): per word, the terms that name it (its own, or the lexicon's)
+    focus: tuple[frozenset[str], ...] = ()
 
     @property
     def mass(self) -> float:
         return sum(self.weights.values()) or 1.0
 
 
-def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float] | None = None) -> Query:
-    """Weighted terms of the question; words the lexicon added weigh as much as the technician's own."""
+def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float] | None = None,
+            expand: Callable[[str], str] | None = None) -> Query:
+    """Weighted terms of the question; words the lexicon added weigh as much as the technician's own.
+    ``expand`` (the lexicon's) lets a field word in the asked-for thing ("what PPE ...") be named by the
+    procedure's words for it."""
     ts = dict.fromkeys(terms(expanded))
     weights = {t: corpus.idf(t) for t in ts}
     for t, w in (carry or {}).items():
         weights.setdefault(t, 0.5 * w)
     return Query(text, weights, bool(_WANTS_NUMBER.search(text)), bool(_WANTS_STEPS.search(text)),
-                 negated(text), bool(_AFTER.search(text)))
+                 negated(text), bool(_AFTER.search(text)), focus_of(text, expand))
+
 
 
 def split_parts(text: str) -> list[str]:
@@ -261,14 +267,22 @@ def _semantic_features(semantic: Sequence[float] | None, chosen: Sequence[int], 
             "semantic_chosen_max": round(max(float(semantic[i]) for i in chosen), 4)}
 
 
-_ASKS_TYPE = (
+_COUNT = r"(?:\d[\d.,/]*|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|fifty|a few)"
+_LENGTH = rf"\b{_COUNT}\s*(?:m|meters?|metres?|feet|ft|foot|centimeters?|cm|inches|in|mm)\b"
+_ASKS_TYPE = (  # a kind of answer the question asks for, and what any text giving it must contain
     (re.compile(r"^\s*who\b|\bwho (do|should|needs|has|takes|gets|fixes|removes|tells)\b", re.I),
      re.compile(r"\b(control center|dispatcher|worker|crew|supervisor|customer|electrician|engineer\w*|everyone|"
                 r"expert|emergency services|each|police|you)\b", re.I)),
-    (re.compile(r"\bhow (far|close)\b|\bdistance\b", re.I),
-     re.compile(r"\b\d[\d.,]*\s*(m|meters?|metres?|feet|ft|foot|centimeters?|inches)\b", re.I)),
-    (re.compile(r"\bhow (long|often)\b|\bhow many (minutes|hours|days|months)\b", re.I),
-     re.compile(r"\b(minutes?|hours?|days?|weeks?|months?|years?|seconds?|every|before|after|until|daily)\b", re.I)),
+    (re.compile(r"\bhow (far|close|deep|high|tall|wide|thick)\b|\bdistance\b|\bdepth\b|\bheight\b", re.I),
+     re.compile(_LENGTH, re.I)),
+    (re.compile(r"\bhow (long|often|soon)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b", re.I),
+     re.compile(rf"\b{_COUNT}\s*(seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\bevery\b|\bdaily\b|"
+                rf"\bat once\b|\bimmediately\b|\buntil\b|{_LENGTH}", re.I)),
+    (re.compile(r"\bhow much (does|do|did|will|would) .*\bcost\b|\bprice\b|\bcost of\b", re.I),
+     re.compile(r"\$|\b(dollars?|cost|price)\b", re.I)),
+    (re.compile(r"\bhow heavy\b|\bweigh(s|t)?\b", re.I),
+     re.compile(rf"\b{_COUNT}\s*(kg|kilograms?|lbs?|pounds?|tons?)\b", re.I)),
+    (re.compile(r"\bphone number\b|\bnumber (do|should) (i|we) call\b", re.I), re.compile(r"\d{3}")),
 )
 
 
@@ -276,23 +290,42 @@ _FOCUS = re.compile(
     r"\bhow (?:much|many)\s+(?P<a>[a-z][\w-]*(?:\s+[a-z][\w-]*)?)"
     r"|\bwhat(?:'s| is| are| was)?\s+(?:the |a |an |my |our )?(?P<b>[a-z][\w-]*(?:\s+[a-z][\w-]*){0,2}?)"
     r"\s+(?:of|for|on|in|does|do|is|are|should|at|to|when|that|we|i|you)\b", re.I)
+# words that say how the answer is shaped, not what it is about ("what ORDER do the clamps come off in")
+_GENERIC_FOCUS = frozenset(terms("order kind type sort way thing things part step steps procedure process "
+                                 "happens happen does do is are should can will would"))
 
 
 def focus_terms(question: str) -> list[str]:
     """The thing a question asks for ("how much OIL", "what's the DIELECTRIC TEST VOLTAGE for ..."): the words
     after the question word, up to the preposition or verb that starts the subject."""
     m = _FOCUS.search(question)
-    return terms(m.group("a") or m.group("b") or "") if m else []
+    phrase = (m.group("a") or m.group("b") or "") if m else ""
+    return [t for t in terms(phrase) if t not in _GENERIC_FOCUS]
+
+
+def focus_of(question: str, expand: Callable[[str], str] | None = None) -> tuple[frozenset[str], ...]:
+    """Per asked-for word, the terms that name it: its own and, with the lexicon, what the lexicon maps the
+    asked-for phrase to (the procedure says "arc-rated clothing" where the technician says "PPE")."""
+    own = focus_terms(question)
+    if not own:
+        return ()
+    alt: set[str] = set()
+    if expand is not None:
+        m = _FOCUS.search(question)
+        phrase = (m.group("a") or m.group("b") or "") if m else ""
+        alt = set(terms(expand(phrase))) - set(terms(phrase))
+    return tuple(frozenset({t, *alt}) for t in dict.fromkeys(own))
 
 
 def _focus_missing(q: Query, c: Corpus, chosen: Sequence[UnitRef]) -> float:
     """Share (idf mass) of the asked-for thing's words the chosen text and its heading never name."""
-    focus = [t for t in focus_terms(q.text) if t in q.weights]
+    focus = [names for names in q.focus if any(t in q.weights for t in names)]
     if not focus:
         return 0.0
     said = set().union(*(c.unit_terms[c.index[u]] | c.context[(u.doc, u.section)] for u in chosen))
-    mass = sum(q.weights[t] for t in focus) or 1.0
-    return round(sum(q.weights[t] for t in focus if t not in said) / mass, 4)
+    weight = [max(q.weights.get(t, 0.0) for t in names) for names in focus]
+    mass = sum(weight) or 1.0
+    return round(sum(w for names, w in zip(focus, weight, strict=True) if not names & said) / mass, 4)
 
 
 def _type_missing(question: str, chosen: Sequence[UnitRef]) -> float:
@@ -301,13 +334,44 @@ def _type_missing(question: str, chosen: Sequence[UnitRef]) -> float:
     return float(any(ask.search(question) and not has.search(text) for ask, has in _ASKS_TYPE))
 
 
-def _figures_missing(question: str, chosen: Sequence[UnitRef]) -> float:
-    """Share of the question's own figures ("a 500 kV line", "a 167 kVA can") the chosen text never names."""
-    asked = numbers(question)
+_RANGE = re.compile(r"(?:(?P<lo>\d[\d,.]*)\s*[a-z]*\s*(?:to|\u2013|-)\s*(?P<hi>\d[\d,.]*))"
+                    r"|(?:up to|below|under|at most)\s+(?P<max>\d[\d,.]*)"
+                    r"|(?:above|over|more than|at least)\s+(?P<min>\d[\d,.]*)", re.I)
+
+
+def _value(figure: str) -> float | None:
+    try:
+        return float(figure.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
+    """The question's own figures ("a 75 kVA can", "class 5 gloves", "a 500 kV line") the chosen text neither
+    names nor falls within a range of ("50 kV to 200 kV", "up to 50 kV"): a table row for another figure is not
+    the answer to this one."""
+    asked = sorted(w for w in words(question) if w[0].isdigit())
     if not asked:
-        return 0.0
-    said = set().union(*(numbers(u.text) for u in chosen)) if chosen else set()
-    return round(len(asked - said) / len(asked), 4)
+        return []
+    text = " ".join(u.text for u in chosen)
+    said = numbers(text)
+    ranges = []
+    for m in _RANGE.finditer(text):
+        lo, hi = m.group("lo") or ("0" if m.group("max") else m.group("min")), m.group("hi") or m.group("max")
+        ranges.append((_value(lo or "0") or 0.0, _value(hi) if hi else float("inf")))
+    unsaid = []
+    for figure in asked:
+        v = _value(figure)
+        if figure in said or (v is not None and any(lo <= v <= (hi or float("inf")) for lo, hi in ranges)):
+            continue
+        unsaid.append(figure)
+    return unsaid
+
+
+def _figures_missing(question: str, chosen: Sequence[UnitRef]) -> float:
+    """Share of the question's own figures the chosen text neither names nor covers with a range."""
+    asked = {w for w in words(question) if w[0].isdigit()}
+    return round(len(figures_unsaid(question, chosen)) / len(asked), 4) if asked else 0.0
 
 
 def _choose(q: Query, best: UnitRef, s_best: float, ctx_cov: float,

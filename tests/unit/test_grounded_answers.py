@@ -16,7 +16,7 @@ from linecrew.agent.documents import load
 from linecrew.agent.errors import DocumentError, KnowledgeError
 from linecrew.agent.evaluation import Case, judge
 from linecrew.agent.intents import classify
-from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase, UnitRef
 from linecrew.agent.lexicon import Lexicon
 from linecrew.agent.store import AgentStore
 from tests.helpers.manuals import STEPS, WRITERS
@@ -160,6 +160,55 @@ def test_an_attribute_no_procedure_states_about_named_equipment_is_not_answered(
     for: quoting the nearest row would put a wrong figure in the technician's ear."""
     r = assistant.ask(question)
     assert r.abstained and not grounding.numbers(r.answer)
+
+
+@pytest.mark.parametrize("question", ["what's the max use voltage for class 5 gloves?",
+                                      "which fuse link goes in a 75 kva transformer?",
+                                      "what's the minimum approach distance for a 500 kv line?"])
+def test_a_figure_the_procedure_does_not_have_is_never_answered_with_a_neighbouring_row(question: str,
+                                                                                       assistant: Assistant) -> None:
+    """The tables hold classes 00-4, 10-100 kVA and up to 350 kV: the nearest rows are not the answer."""
+    r = assistant.ask(question)
+    assert r.abstained and not grounding.numbers(r.answer)
+
+
+@pytest.mark.parametrize(("question", "figure"), [("how close can the boom get to a 115 kv line?", "4.6 meters"),
+                                                  ("what's the approach distance for a 25 kv line?", "3 meters")])
+def test_a_figure_inside_a_tables_range_is_answered_from_that_row(question: str, figure: str,
+                                                                  assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert r.grounded and figure in r.answer
+
+
+def test_figures_unsaid_reads_ranges_and_rows() -> None:
+    def unit(text: str) -> UnitRef:
+        return UnitRef("d.md", "T", "H", 1, 1, "row", None, 1, text)
+
+    assert grounding.figures_unsaid("what for 115 kv?", [unit("50 kV to 200 kV: 4.6 meters (15 feet)")]) == []
+    assert grounding.figures_unsaid("what for 25 kv?", [unit("up to 50 kV: 3 meters (10 feet)")]) == []
+    assert grounding.figures_unsaid("what for 500 kv?", [unit("200 kV to 350 kV: 6.1 meters")]) == ["500"]
+    assert grounding.figures_unsaid("class 5 gloves?", [unit("Class 4: Maximum use voltage: 36,000 V")]) == ["5"]
+    assert grounding.figures_unsaid("one lock for the crew?", [unit("Apply your own lock.")]) == []
+
+
+def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
+    lexicon = Lexicon.load()
+    names = grounding.focus_of("what PPE do I wear to swap a meter", lexicon.expand)
+    assert names and grounding.terms("arc-rated clothing")[0] in names[0]
+    assert grounding.focus_of("what order do the phase clamps come off in") == ()  # the answer's shape, not subject
+    assert [set(n) for n in grounding.focus_of("how much oil does a transformer hold")] == [{"oil"}]
+
+
+@pytest.mark.parametrize(("question", "text", "missing"), [
+    ("how much does a class 2 glove cost?", "Class 2: Maximum use voltage: 17,000 V", 1.0),
+    ("how deep should a ground rod be driven?", "Connect the ground-end clamp to a driven ground rod.", 1.0),
+    ("how deep do I dig to check for rot?", "Probe or excavate about 15 centimeters (6 inches).", 0.0),
+    ("how long do I wait after switching off the bank?", "Wait at least 5 minutes after disconnecting.", 0.0),
+    ("how long can a meter stay out of the socket?", "Inspect the socket jaws before a new meter goes in.", 1.0),
+])
+def test_a_question_asking_for_a_kind_of_answer_needs_text_of_that_kind(question: str, text: str,
+                                                                        missing: float) -> None:
+    assert grounding._type_missing(question, [UnitRef("d.md", "T", "H", 1, 1, "step", 1, 1, text)]) == missing
 
 
 @pytest.mark.parametrize("question", ["work's finished on the pad mount, what do we do before we re-energize?",
