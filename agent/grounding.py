@@ -347,11 +347,24 @@ def _value(figure: str) -> float | None:
         return None
 
 
+# a figure of a specification: a number with its unit ("75 kVA", "500 kV", "40 foot") or its kind ("class 5",
+# "form 2S"); a bare number ("12 Birch Lane", "pole 1234") is an address or a name, not a figure asked about
+_SPEC_FIGURE = re.compile(
+    r"\b(?:class|form|size|type|rated)\s+(?P<a>[0-9][a-z0-9]*(?:[.,/][0-9]+)*)"
+    r"|\b(?P<b>[0-9]+(?:[.,/][0-9]+)*)\s*(?:kv|kva|v|volts?|amps?|a|kw|hz|feet|foot|ft|m|meters?|metres?|cm|inches|mm|"
+    r"minutes?|hours?|days?|months?|years?|percent|%|t|awg|kcmil|mcm)\b", re.I)
+
+
+def spec_figures(text: str) -> list[str]:
+    """The figures of a specification a text names, normalised as ``numbers`` has them."""
+    return sorted({_norm_number(m.group("a") or m.group("b")) for m in _SPEC_FIGURE.finditer(text.lower())})
+
+
 def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
-    """The question's own figures ("a 75 kVA can", "class 5 gloves", "a 500 kV line") the chosen text neither
-    names nor falls within a range of ("50 kV to 200 kV", "up to 50 kV"): a table row for another figure is not
-    the answer to this one."""
-    asked = sorted(w for w in words(question) if w[0].isdigit())
+    """The figures of a specification the question names ("a 75 kVA can", "class 5 gloves", "a 500 kV line")
+    that the chosen text neither names nor falls within a range of ("50 kV to 200 kV", "up to 50 kV"): a table
+    row for another figure is not the answer to this one."""
+    asked = spec_figures(question)
     if not asked:
         return []
     text = " ".join(u.text for u in chosen)
@@ -370,8 +383,8 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
 
 
 def _figures_missing(question: str, chosen: Sequence[UnitRef]) -> float:
-    """Share of the question's own figures the chosen text neither names nor covers with a range."""
-    asked = {w for w in words(question) if w[0].isdigit()}
+    """Share of the question's figures of a specification the chosen text neither names nor covers."""
+    asked = spec_figures(question)
     return round(len(figures_unsaid(question, chosen)) / len(asked), 4) if asked else 0.0
 
 

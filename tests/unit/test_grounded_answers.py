@@ -189,6 +189,10 @@ def test_figures_unsaid_reads_ranges_and_rows() -> None:
     assert grounding.figures_unsaid("what for 500 kv?", [unit("200 kV to 350 kV: 6.1 meters")]) == ["500"]
     assert grounding.figures_unsaid("class 5 gloves?", [unit("Class 4: Maximum use voltage: 36,000 V")]) == ["5"]
     assert grounding.figures_unsaid("one lock for the crew?", [unit("Apply your own lock.")]) == []
+    # an address or a pole number is not a figure of a specification
+    assert grounding.figures_unsaid("check the oil at 12 Birch Lane", [unit("Read the sight gauge.")]) == []
+    assert grounding.figures_unsaid("pole 1234 leans, can I climb?", [unit("Do not climb a leaning pole.")]) == []
+    assert grounding.figures_unsaid("what form for a 2S meter", [unit("form 2S for standard 120/240 V")]) == []
 
 
 def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
