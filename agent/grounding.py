@@ -157,7 +157,6 @@ def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float]
                  negated(text), bool(_AFTER.search(text)), focus_of(text, expand))
 
 
-
 def split_parts(text: str) -> list[str]:
     """A multi-part question as its parts; a part too short to be a question stays with its neighbour."""
     raw = [p.strip(" ,.?") for p in _PART_SPLIT.split(text.strip()) if p and p.strip(" ,.?")]
@@ -296,12 +295,15 @@ _GENERIC_FOCUS = frozenset(terms("order kind type sort way thing things part ste
                                  "happens happen does do is are should can will would"))
 
 
+def _focus_phrase(question: str) -> str:
+    m = _FOCUS.search(question)
+    return (m.group("a") or m.group("b") or "") if m else ""
+
+
 def focus_terms(question: str) -> list[str]:
     """The thing a question asks for ("how much OIL", "what's the DIELECTRIC TEST VOLTAGE for ..."): the words
     after the question word, up to the preposition or verb that starts the subject."""
-    m = _FOCUS.search(question)
-    phrase = (m.group("a") or m.group("b") or "") if m else ""
-    return [t for t in terms(phrase) if t not in _GENERIC_FOCUS]
+    return [t for t in terms(_focus_phrase(question)) if t not in _GENERIC_FOCUS]
 
 
 def focus_of(question: str, expand: Callable[[str], str] | None = None) -> tuple[frozenset[str], ...]:
@@ -312,8 +314,7 @@ def focus_of(question: str, expand: Callable[[str], str] | None = None) -> tuple
         return ()
     alt: set[str] = set()
     if expand is not None:
-        m = _FOCUS.search(question)
-        phrase = (m.group("a") or m.group("b") or "") if m else ""
+        phrase = _focus_phrase(question)
         alt = set(terms(expand(phrase))) - set(terms(phrase))
     return tuple(frozenset({t, *alt}) for t in dict.fromkeys(own))
 
@@ -371,14 +372,13 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
     said = numbers(text)
     ranges = []
     for m in _RANGE.finditer(text):
-        lo, hi = m.group("lo") or ("0" if m.group("max") else m.group("min")), m.group("hi") or m.group("max")
-        ranges.append((_value(lo or "0") or 0.0, _value(hi) if hi else float("inf")))
+        lo, hi = (m["lo"], m["hi"]) if m["lo"] else ("0", m["max"]) if m["max"] else (m["min"], None)
+        ranges.append((_value(lo) or 0.0, (_value(hi) if hi else None) or math.inf))
     unsaid = []
     for figure in asked:
         v = _value(figure)
-        if figure in said or (v is not None and any(lo <= v <= (hi or float("inf")) for lo, hi in ranges)):
-            continue
-        unsaid.append(figure)
+        if figure not in said and not (v is not None and any(lo <= v <= hi for lo, hi in ranges)):
+            unsaid.append(figure)
     return unsaid
 
 
