@@ -252,7 +252,7 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "terms": float(len(q.weights)), "missed_mass": round(sum(missed) / q.mass, 4),
         "max_missed_idf": round(max(missed, default=0.0) / max(1e-9, math.log(c.n + 1)), 4),
         "rank_gap": round(s_best - second, 4),
-        "question_figures_missing": _figures_missing(q.text, chosen), "type_missing": _type_missing(q.text, chosen),
+        "question_figures_missing": _figures_missing(q.text, chosen), "type_missing": type_missing_of(q.text, chosen),
         **_semantic_features(semantic, [c.index[u] for u in chosen], bi),
         "focus_missing": _focus_missing(q, c, chosen),
     }
@@ -330,7 +330,7 @@ def _focus_missing(q: Query, c: Corpus, chosen: Sequence[UnitRef]) -> float:
     return round(sum(w for names, w in zip(focus, weight, strict=True) if not names & said) / mass, 4)
 
 
-def _type_missing(question: str, chosen: Sequence[UnitRef]) -> float:
+def type_missing_of(question: str, chosen: Sequence[UnitRef]) -> float:
     """1 when the question asks for a kind of thing (a person, a distance, a time) the chosen text has none of."""
     text = " ".join(u.text for u in chosen)
     return float(any(ask.search(question) and not has.search(text) for ask, has in _ASKS_TYPE))

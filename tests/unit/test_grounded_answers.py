@@ -212,7 +212,7 @@ def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
 ])
 def test_a_question_asking_for_a_kind_of_answer_needs_text_of_that_kind(question: str, text: str,
                                                                         missing: float) -> None:
-    assert grounding._type_missing(question, [UnitRef("d.md", "T", "H", 1, 1, "step", 1, 1, text)]) == missing
+    assert grounding.type_missing_of(question, [UnitRef("d.md", "T", "H", 1, 1, "step", 1, 1, text)]) == missing
 
 
 @pytest.mark.parametrize("question", ["work's finished on the pad mount, what do we do before we re-energize?",
