@@ -102,8 +102,8 @@ class Answerer:
         sel = grounding.select(q, c, fts, prefer, self.semantic(question))
         p = self.model.probability(sel.features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
-        # within a range of means the text is another row or case ("class 5", "a 75 kVA can")
-        answered = p >= self.model.threshold and bool(sel.units) and not grounding.figures_unsaid(question, sel.units)
+        # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")
+        answered = p >= self.model.threshold and bool(sel.units) and not sel.features["question_figures_missing"]
         return PartAnswer(question, sel.units, round(p, 3), answered, sel.features)
 
     def procedure(self, name: str) -> tuple[str, int] | None:
