@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from linecrew.shared.errors import CryptoError
-from linecrew.shared.fsutil import atomic_write
+from linecrew.shared.fsutil import create_exclusive
 
 _FORMAT = b"\x01"
 
@@ -52,16 +52,16 @@ class FieldCipher:
 def load_or_create_secret(path: Path, length: int, *, create: bool = True) -> bytes:
     """Read a secret file, refusing one readable by group or others; create it (0600) if asked."""
     path = Path(path)
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise CryptoError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
-        data = path.read_bytes()
-        if len(data) != length:
-            raise CryptoError(f"{path} holds {len(data)} bytes, expected {length}")
-        return data
-    if not create:
-        raise CryptoError(f"key file {path} is missing")
-    data = os.urandom(length)
-    atomic_write(path, data, mode=0o600)
+    if not path.exists():
+        if not create:
+            raise CryptoError(f"key file {path} is missing")
+        # two processes starting together (``agent run &`` and ``agent note``) must end with one key: the first
+        # to create the file wins and the other reads it (a key kept only in memory seals rows no one can open)
+        create_exclusive(path, os.urandom(length), mode=0o600)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise CryptoError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+    data = path.read_bytes()
+    if len(data) != length:
+        raise CryptoError(f"{path} holds {len(data)} bytes, expected {length}")
     return data

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from linecrew.shared.errors import CryptoError
-from linecrew.shared.fsutil import atomic_write
+from linecrew.shared.fsutil import create_exclusive
 
 SEALED_FIELDS: dict[str, tuple[str, ...]] = {
     "note": ("text",),
@@ -43,15 +43,14 @@ log = logging.getLogger(__name__)
 
 
 def load_or_create_seal_key(path: Path) -> X25519PrivateKey:
-    if path.exists():
-        try:
-            return X25519PrivateKey.from_private_bytes(path.read_bytes())
-        except ValueError as e:
-            raise CryptoError(f"{path} is not an X25519 private key") from e
-    key = X25519PrivateKey.generate()
-    atomic_write(path, key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                         serialization.NoEncryption()), mode=0o600)
-    return key
+    if not path.exists():  # created once: a second process starting together reads the first one's key
+        key = X25519PrivateKey.generate()
+        create_exclusive(path, key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                                 serialization.NoEncryption()), mode=0o600)
+    try:
+        return X25519PrivateKey.from_private_bytes(path.read_bytes())
+    except ValueError as e:
+        raise CryptoError(f"{path} is not an X25519 private key") from e
 
 
 def public_b64(key: X25519PrivateKey) -> str:

@@ -25,6 +25,28 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
+def create_exclusive(path: Path | str, data: bytes, *, mode: int = 0o644) -> bool:
+    """Write ``data`` to ``path`` only if no file is there, atomically and complete; ``False`` when another
+    process (or an earlier call) created it first, whose content then stands."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # fails if the name exists: the first writer wins, never half a file
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+    fsync_dir(path.parent)
+    return True
+
+
 def atomic_write_text(path: Path | str, text: str, *, mode: int = 0o644) -> None:
     atomic_write(path, text.encode(), mode=mode)
 

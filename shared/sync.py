@@ -30,7 +30,7 @@ from typing import Literal
 from linecrew.shared.crypto import FieldCipher
 from linecrew.shared.db import Database, Migration, executescript
 from linecrew.shared.e2e import Sealer
-from linecrew.shared.errors import OutboxFullError, ProtocolError, StorageError
+from linecrew.shared.errors import CryptoError, OutboxFullError, ProtocolError, StorageError
 from linecrew.shared.protocol import (
     Ack,
     Envelope,
@@ -258,28 +258,30 @@ class Outbox:
             (priority,),
         ).fetchall()
         freed = 0
-        now = time.time()
         for vid, vpeer, vstream, vseq, vtype, vsize in victims:
             if freed >= over:
                 break
-            tomb = encode(
-                make_envelope(
-                    "skip", Skip(reason="evicted: outbox full"), device_id=self.sender_id,
-                    stream=vstream, seq=vseq, now=now, id_=vid,
-                )
-            )
-            tomb = self._seal(tomb, vid)
-            conn.execute("UPDATE outbox SET type='skip', body=?, size=? WHERE id=?", (tomb, len(tomb), vid))
-            conn.execute(
-                "INSERT INTO dead_letters (id, peer, stream, seq, type, reason, at, body)"
-                " VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT (id) DO UPDATE SET reason=excluded.reason, at=excluded.at",
-                (vid, vpeer, vstream, vseq, vtype, "evicted: outbox full", now),
-            )
-            delta = vsize - len(tomb)
-            conn.execute("UPDATE outbox_usage SET bytes = bytes - ?", (delta,))
-            freed += delta
+            freed += vsize - self._bury(conn, vid, vpeer, vstream, vseq, vtype, vsize, "evicted: outbox full")[1]
         if freed < over:
             raise OutboxFullError(f"outbox full and only {freed} of {over} bytes could be evicted")
+
+    def _bury(self, conn: sqlite3.Connection, id_: str, peer: str, stream: str, seq: int, type_: str, size: int,
+              reason: str, body: bytes | None = None) -> tuple[bytes, int]:
+        """Replace a queued message by a tombstone (the receiver's stream stays gap-free) and record why in
+        ``dead_letters`` (with ``body`` where it is kept); returns the tombstone and its size at rest."""
+        now = time.time()
+        tomb = encode(make_envelope("skip", Skip(reason=reason), device_id=self.sender_id,
+                                    stream=stream, seq=seq, now=now, id_=id_))
+        sealed = self._seal(tomb, id_)
+        conn.execute("UPDATE outbox SET type='skip', body=?, size=? WHERE id=?", (sealed, len(sealed), id_))
+        conn.execute(
+            "INSERT INTO dead_letters (id, peer, stream, seq, type, reason, at, body) VALUES (?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (id) DO UPDATE SET reason=excluded.reason, at=excluded.at,"
+            " body=COALESCE(excluded.body, dead_letters.body)",
+            (id_, peer, stream, seq, type_, reason, now, body),
+        )
+        conn.execute("UPDATE outbox_usage SET bytes = bytes - ?", (size - len(sealed),))
+        return tomb, len(sealed)
 
     def pending(self, peer: str, *, limit: int, exclude: set[str] | None = None) -> list[Pending]:
         """Oldest-first per stream, higher-priority streams first; ``exclude`` skips ids in flight."""
@@ -298,10 +300,28 @@ class Outbox:
             offset += len(rows)
             for rid, stream, seq, body, expires in rows:
                 if rid not in exclude:
-                    out.append(Pending(rid, peer, stream, seq, self._open(body, rid), expires))
+                    try:
+                        opened: bytes | None = self._open(body, rid)
+                    except CryptoError as e:  # one unreadable row must not stall every message behind it
+                        opened = self._unreadable(rid, peer, stream, seq, body, e)
+                    if opened is None:  # acknowledged meanwhile
+                        continue
+                    out.append(Pending(rid, peer, stream, seq, opened, expires))
                     if len(out) >= limit:
                         break
         return out
+
+    def _unreadable(self, id_: str, peer: str, stream: str, seq: int, body: bytes,
+                    error: CryptoError) -> bytes | None:
+        """A row the field key cannot open (sealed with another key, or damaged on disk) goes to the receiver as
+        a tombstone and to ``dead_letters`` with its sealed body, so the stream behind it moves on."""
+        log.error("outbox message %s (%s #%d) cannot be opened: %s; sent as a tombstone", id_, stream, seq, error)
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT type, size FROM outbox WHERE id=?", (id_,)).fetchone()
+            if row is None:
+                return None
+            type_, size = row
+            return self._bury(conn, id_, peer, stream, seq, type_, size, f"unreadable at rest: {error}", body)[0]
 
     def acknowledge(self, peer: str, ids: Iterable[str], rejected: Iterable[Rejection] = ()) -> int:
         """Delete acknowledged messages; move rejected ones to ``dead_letters`` with the reason."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +49,21 @@ def test_the_readme_for_real_block_works_as_written(tmp_path: Path) -> None:
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + _block() + VERIFY
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINECREW_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    # its own process group: on a hang the server, agent and broker it started are stopped with it, not left
+    # holding the README's ports for every later run (the test's budget is pytest's 300 s)
+    proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=270)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        pytest.fail("the README block did not finish in 270 s:\n" + stdout[-3000:] + stderr[-3000:])
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert '"ready":true' in out.stdout
     assert "VERIFIED" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]

@@ -44,6 +44,30 @@ def test_key_file_is_private_and_loose_permissions_are_refused(tmp_path: Path) -
         load_or_create_secret(path, 32)
 
 
+def test_two_processes_creating_the_key_together_end_with_one_key(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``agent run &`` and ``agent note`` started together both found no key file: the second must read the
+    first one's key, not keep its own in memory (rows sealed with it could never be opened again)."""
+    path = tmp_path / "field.key"
+    first = load_or_create_secret(path, 32)
+    real_exists = Path.exists
+    # the other process looked before the first one's file appeared
+    monkeypatch.setattr(Path, "exists", lambda self: False if self == path else real_exists(self))
+    assert load_or_create_secret(path, 32) == first
+    monkeypatch.undo()
+    assert path.read_bytes() == first
+
+
+def test_the_seal_key_is_created_once_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from linecrew.shared.e2e import load_or_create_seal_key, public_b64
+
+    path = tmp_path / "seal.key"
+    first = public_b64(load_or_create_seal_key(path))
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self == path else real_exists(self))
+    assert public_b64(load_or_create_seal_key(path)) == first
+
+
 def test_config_precedence_defaults_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from linecrew.agent.config import AgentConfig
 

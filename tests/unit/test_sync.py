@@ -95,6 +95,23 @@ def test_full_outbox_evicts_lower_priority_into_skip_tombstones(tmp_path: Path) 
     assert seqs == list(range(1, 6))
 
 
+def test_a_row_the_key_cannot_open_goes_as_a_tombstone_and_the_rest_still_flow(tmp_path: Path) -> None:
+    """A row sealed with another key (two processes once raced to create it) or damaged on disk must not stall
+    the outbox: the receiver gets a tombstone in its slot, the sealed body is kept in dead letters."""
+    ob = _outbox(tmp_path)
+    ids = _events(ob, 3, "telemetry")
+    other = FieldCipher(b"z" * 32).encrypt(b'{"not": "readable here"}', ids[1].encode())
+    ob.db.conn.execute("UPDATE outbox SET body=? WHERE id=?", (other, ids[1]))
+    pend = [decode(p.body) for p in ob.pending("server", limit=100)]
+    assert [m.type for m in pend] == ["event", "skip", "event"]
+    assert [m.envelope.seq for m in pend] == [1, 2, 3]  # the stream stays gap-free
+    dead = ob.dead_letters()
+    assert [d["id"] for d in dead] == [ids[1]] and "unreadable" in str(dead[0]["reason"])
+    kept = ob.db.conn.execute("SELECT body FROM dead_letters WHERE id=?", (ids[1],)).fetchone()[0]
+    assert kept == other
+    assert [decode(p.body).type for p in ob.pending("server", limit=100)] == ["event", "skip", "event"]
+
+
 def _msgs(ob: Outbox) -> list[tuple[str, Message]]:
     return [("dev-1", decode(p.body)) for p in ob.pending("server", limit=1000)]
 
