@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
-    path = Path(path)
+def _complete_temp(path: Path, data: bytes, mode: int) -> str:
+    """``data`` written and synced to a temporary file beside ``path`` (its name returned)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -17,6 +17,16 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
+    path = Path(path)
+    tmp = _complete_temp(path, data, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -29,18 +39,11 @@ def create_exclusive(path: Path | str, data: bytes, *, mode: int = 0o644) -> boo
     """Write ``data`` to ``path`` only if no file is there, atomically and complete; ``False`` when another
     process (or an earlier call) created it first, whose content then stands."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _complete_temp(path, data, mode)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if the name exists: the first writer wins, never half a file
-        except FileExistsError:
-            return False
+        os.link(tmp, path)  # fails if the name exists: the first writer wins, never half a file
+    except FileExistsError:
+        return False
     finally:
         os.unlink(tmp)
     fsync_dir(path.parent)
