@@ -31,6 +31,9 @@ from linecrew.shared.fsutil import atomic_write
 log = logging.getLogger(__name__)
 
 SCREEN = Path(str(importlib.resources.files("linecrew.agent").joinpath("screen")))
+# the page's own files, with their types (the icon: browsers ask for one, and a 404 is an error on the page)
+_ASSETS = {"/screen.js": "text/javascript; charset=utf-8", "/screen.css": "text/css; charset=utf-8",
+           "/icon.svg": "image/svg+xml"}
 URL_FILE, TOKEN_FILE = "agent.url", "agent.token"
 MAX_BODY = 64 * 1024
 
@@ -168,9 +171,8 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path == "/":
                 self._send(200, _page(server.token), "text/html; charset=utf-8")
-            elif path in ("/screen.js", "/screen.css"):
-                ctype = "text/javascript" if path.endswith(".js") else "text/css"
-                self._send(200, (SCREEN / path[1:]).read_bytes(), f"{ctype}; charset=utf-8")
+            elif path in _ASSETS:
+                self._send(200, (SCREEN / path[1:]).read_bytes(), _ASSETS[path])
             elif path == "/api/state":
                 self._json(200, service.state())
             elif path == "/healthz":

@@ -50,6 +50,7 @@ def _open(browser: Any, url: str) -> Any:
     page = browser.new_page(viewport={"width": 800, "height": 1280})  # a rugged tablet, portrait
     page.errors, page.outside = [], []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)  # a 404, a CSP refusal
     page.on("request", lambda r: None if r.url.startswith(url) else page.outside.append(r.url))
     page.goto(url + "/")
     return page
