@@ -241,8 +241,10 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     section = [(x[0], c.units[x[2]]) for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) ==
                (best.doc, best.section)]
     chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
-    unknown = sum(w for t, w in q.weights.items() if not c.known(t)) / q.mass
-    said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)]
+    # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
+    in_range = set(spec_figures(q.text)) - set(figures_unsaid(q.text, chosen))
+    unknown = sum(w for t, w in q.weights.items() if not c.known(t) and t not in in_range) / q.mass
+    said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)] | in_range
     missed = [w for t, w in q.weights.items() if t not in said]
     features = {
         "coverage": round(min(1.5, f_best["coverage"]), 4), "unit_coverage": round(f_best["unit_coverage"], 4),

@@ -195,6 +195,19 @@ def test_figures_unsaid_reads_ranges_and_rows() -> None:
     assert grounding.figures_unsaid("what form for a 2S meter", [unit("form 2S for standard 120/240 V")]) == []
 
 
+def test_a_figure_inside_the_chosen_rows_range_counts_as_said_not_as_an_unknown_word() -> None:
+    rows = [UnitRef("b.md", "Bucket truck", "Minimum approach distance", 1, k, "row", None, k, text) for k, text in
+            enumerate(["up to 50 kV: 3 meters (10 feet)", "50 kV to 200 kV: 4.6 meters (15 feet)"], 1)]
+    corpus = grounding.Corpus(rows)
+
+    def features(question: str) -> dict[str, float]:
+        return grounding.select(grounding.analyse(question, question, corpus), corpus).features
+
+    inside, outside = features("minimum approach distance at 138 kv"), features("minimum approach distance at 765 kv")
+    assert inside["question_figures_missing"] == 0 and inside["missed_mass"] == 0 and inside["unknown_mass"] == 0
+    assert outside["question_figures_missing"] == 1 and outside["missed_mass"] > 0 and outside["unknown_mass"] > 0
+
+
 def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
     lexicon = Lexicon.load()
     names = grounding.focus_of("what PPE do I wear to swap a meter", lexicon.expand)
