@@ -242,7 +242,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
                (best.doc, best.section)]
     chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
-    in_range = set(spec_figures(q.text)) - set(figures_unsaid(q.text, chosen))
+    asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
+    in_range = asked - unsaid
     unknown = sum(w for t, w in q.weights.items() if not c.known(t) and t not in in_range) / q.mass
     said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)] | in_range
     missed = [w for t, w in q.weights.items() if t not in said]
@@ -254,7 +255,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "terms": float(len(q.weights)), "missed_mass": round(sum(missed) / q.mass, 4),
         "max_missed_idf": round(max(missed, default=0.0) / max(1e-9, math.log(c.n + 1)), 4),
         "rank_gap": round(s_best - second, 4),
-        "question_figures_missing": _figures_missing(q.text, chosen), "type_missing": type_missing_of(q.text, chosen),
+        "question_figures_missing": round(len(unsaid) / len(asked), 4) if asked else 0.0,
+        "type_missing": type_missing_of(q.text, chosen),
         **_semantic_features(semantic, [c.index[u] for u in chosen], bi),
         "focus_missing": _focus_missing(q, c, chosen),
     }
@@ -382,12 +384,6 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
         if figure not in said and not (v is not None and any(lo <= v <= hi for lo, hi in ranges)):
             unsaid.append(figure)
     return unsaid
-
-
-def _figures_missing(question: str, chosen: Sequence[UnitRef]) -> float:
-    """Share of the question's figures of a specification the chosen text neither names nor covers."""
-    asked = spec_figures(question)
-    return round(len(figures_unsaid(question, chosen)) / len(asked), 4) if asked else 0.0
 
 
 def _choose(q: Query, best: UnitRef, s_best: float, ctx_cov: float,
