@@ -21,6 +21,9 @@ from linecrew.agent.answerability import AnswerabilityModel
 from linecrew.agent.knowledge import KnowledgeBase, UnitRef
 
 ABSTAIN = "I have no procedure for that. Shall I ask an expert?"
+# how much of a "after/before <clause>" clause's weight one step's own words must hold to be the step it names
+# (chosen on the tune part: 0.6 and 0.8 select the same; the question's own best stands otherwise)
+ANCHOR_COVERAGE = 0.6
 _NEXT = re.compile(r"^\s*(and\s+|ok(ay)?,?\s+|so\s+)?(after that|then what|what'?s next|what now|next( step| one)?|"
                    r"and then|what comes next|what do i do next|then)\s*\??\s*$", re.I)
 _BACK = re.compile(r"^\s*(go back|back|previous( step)?|what was (the step )?before that|before that)\s*\??\s*$",
@@ -99,12 +102,30 @@ class Answerer:
                               expand=self.kb.lexicon.expand)
         fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
         prefer = (focus.doc, focus.section) if focus and follow else None
-        sel = grounding.select(q, c, fts, prefer, self.semantic(question))
+        seq = grounding.sequence_of(question)
+        anchor = self._anchor(seq[0]) if seq else None
+        sel = grounding.select(q, c, fts, prefer, self.semantic(question),
+                               anchor=(anchor, seq[1]) if anchor and seq else None)
         p = self.model.probability(sel.features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
         # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")
         answered = p >= self.model.threshold and bool(sel.units) and not sel.features["question_figures_missing"]
         return PartAnswer(question, sel.units, round(p, 3), answered, sel.features)
+
+    def _anchor(self, clause: str) -> UnitRef | None:
+        """The step ``clause`` names ("the new meter is in", "critical customers"), when one step's own words
+        hold most of its weight; None when the clause names no step that plainly."""
+        c = self.corpus
+        expanded = self.kb.lexicon.expand(clause)
+        q = grounding.analyse(clause, expanded, c)
+        if not q.weights:
+            return None
+        fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
+        step = grounding.select(q, c, fts, None, self.semantic(clause)).best
+        if step is None or step.kind != "step":
+            return None
+        own = c.unit_terms[c.index[step]]
+        return step if sum(w for t, w in q.weights.items() if t in own) / q.mass >= ANCHOR_COVERAGE else None
 
     def procedure(self, name: str) -> tuple[str, int] | None:
         """The section with steps whose title and heading best match ``name`` ("installing grounds", "lockout

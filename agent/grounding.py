@@ -43,6 +43,13 @@ _WANTS_STEPS = re.compile(
     r"what should (i|we) (do|check)|run me through)\b", re.I)
 _AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\b|\bafter (that|the|this) .* what\b",
                     re.I)
+# a question that names one step and asks for the one after it (or before it): "after critical customers what gets
+# restored", "once I've waited on the caps is it safe", "which customers come first after public hazards", "before
+# the locks come off what do we do"
+_SEQ_LEAD = re.compile(r"^(?:so |and |ok,? |we'?re done,? )?(?P<rel>after|once|before) (?P<clause>.+?),? "
+                       r"(?P<ask>(?:now )?(?:what|who|where|which|how|do|does|should|is|are|can)\b.*)$", re.I)
+_SEQ_TRAIL = re.compile(r"^(?P<ask>(?:what|who|which)\b.*?) (?P<rel>after|once) (?P<clause>.+)$", re.I)
+_CONDITION = re.compile(r"^(if|when)\b|[,:;] (if|when)\b", re.I)  # a rule for a situation: "If X, do Y"
 _PART_SPLIT = re.compile(
     r"\?\s+|;\s+|\s+(?:and also|also|plus)\s+|,?\s+and\s+(?=(?:what|how|when|where|which|who|why|do|does|is|are|"
     r"should|can|could|must|then|after)\b)", re.I)
@@ -157,6 +164,14 @@ def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float]
                  negated(text), bool(_AFTER.search(text)), focus_of(text, expand))
 
 
+def sequence_of(question: str) -> tuple[str, bool] | None:
+    """The words naming the step a question starts from, and whether it asks for the step before it (else the one
+    after), or None when it asks no such thing."""
+    q = question.strip(" ?.")
+    m = _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+    return (m["clause"], m["rel"].lower() == "before") if m else None
+
+
 def split_parts(text: str) -> list[str]:
     """A multi-part question as its parts; a part too short to be a question stays with its neighbour."""
     raw = [p.strip(" ,.?") for p in _PART_SPLIT.split(text.strip()) if p and p.strip(" ,.?")]
@@ -195,8 +210,8 @@ SEMANTIC_WEIGHT = 0.75
 def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
                   prefer: tuple[str, int] | None, semantic: float = 0.0) -> dict[str, float]:
     """How well unit ``i`` answers ``q``: idf-weighted coverage (its own words count fully, its section heading
-    and title 0.6), lexical section rank, the conversation's document, a figure asked for, density, negation;
-    ``heuristic`` combines them (weights chosen on the tune part)."""
+    and title 0.6), lexical section rank, the conversation's document, a figure asked for, density, negation, the
+    rule for a failure the question describes; ``heuristic`` combines them (weights chosen on the tune part)."""
     u = c.units[i]
     ut, ctx = c.unit_terms[i], c.context[(u.doc, u.section)]
     hit_u = sum(w for t, w in q.weights.items() if t in ut)
@@ -213,16 +228,22 @@ def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
         "number_ok": float(q.wants_number and has_num), "number_bad": float(q.wants_number and not has_num),
         "density": sum(1 for t in q.weights if t in ut) / max(4, len(ut)),
         "negation_match": float(q.negated == negated(u.text)), "semantic": semantic,
+        # a failure the question describes ("the lower controls won't bring it down") and the procedure's rule for
+        # that failure ("If the lower controls do not work, ...")
+        "failure_rule": float(q.negated and negated(u.text) and bool(_CONDITION.search(u.text))),
     }
     f["heuristic"] = (cov + 0.08 * f["fts_top"] + 0.04 * (f["fts_in"] - f["fts_top"]) + 0.06 * f["prefer_doc"]
                       + 0.04 * f["prefer_section"] + 0.08 * f["number_ok"] - 0.1 * f["number_bad"]
-                      + 0.05 * f["density"] + 0.03 * f["negation_match"] + SEMANTIC_WEIGHT * semantic)
+                      + 0.05 * f["density"] + 0.03 * f["negation_match"] + 0.1 * f["failure_rule"]
+                      + SEMANTIC_WEIGHT * semantic)
     return f
 
 
 def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
-           prefer: tuple[str, int] | None = None, semantic: Sequence[float] | None = None) -> Selection:
-    """The units that answer ``q``; ``fts_sections`` ranks sections (bm25), ``prefer`` is the conversation's."""
+           prefer: tuple[str, int] | None = None, semantic: Sequence[float] | None = None,
+           anchor: tuple[UnitRef, bool] | None = None) -> Selection:
+    """The units that answer ``q``; ``fts_sections`` ranks sections (bm25), ``prefer`` is the conversation's.
+    ``anchor`` (a step, and whether the step before it is asked for): the answer is that step and its neighbour."""
     if not c.units or not q.weights:
         return Selection((), dict.fromkeys(FEATURES, 0.0))
     top = {key: rank for rank, key in enumerate(fts_sections)}
@@ -236,11 +257,17 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         titled = [x for x in scored if c.units[x[2]].kind == "step" and x[1]["context_coverage"] >= 0.6]
         if titled and titled[0][0] >= s_best - 0.1:
             s_best, f_best, bi = titled[0]
+    neighbour = next_unit(c.units, anchor[0], back=anchor[1]) if anchor and anchor[0] in c.index else None
+    if anchor and neighbour is not None:
+        s_best, f_best, bi = next(x for x in scored if x[2] == c.index[anchor[0]])
     best = c.units[bi]
     second = next((x[0] for x in scored if x[2] != bi), 0.0)
     section = [(x[0], c.units[x[2]]) for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) ==
                (best.doc, best.section)]
-    chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
+    if neighbour is not None:
+        chosen = sorted([best, neighbour], key=lambda u: u.position)
+    else:
+        chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
     asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
     in_range = asked - unsaid

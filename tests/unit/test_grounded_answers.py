@@ -277,6 +277,35 @@ def test_a_follow_up_resolves_against_the_last_step(assistant: Assistant) -> Non
     assert assistant.ask("and after that?").abstained  # nothing to follow once the conversation is over
 
 
+@pytest.mark.parametrize(("question", "expected"), [
+    ("after critical customers what gets restored?", ("critical customers", False)),
+    ("once I've waited on the caps, is it safe to touch?", ("I've waited on the caps", False)),
+    ("which customers come first after public hazards", ("public hazards", False)),
+    ("before the locks come off, what do we do?", ("the locks come off", True)),
+    ("what am I looking for on the patrol", None),
+    ("how long after switching does a bank recharge?", None),
+])
+def test_a_question_naming_a_step_and_asking_for_its_neighbour_is_read(question: str,
+                                                                        expected: tuple[str, bool] | None) -> None:
+    assert grounding.sequence_of(question) == expected
+
+
+@pytest.mark.parametrize(("question", "steps", "said"), [
+    ("after critical customers, what gets restored?", (2, 3), "Feeder backbones"),
+    ("which customers come first after public hazards?", (1, 2), "Critical customers"),
+])
+def test_after_a_named_step_comes_that_step_and_the_next(question: str, steps: tuple[int, int], said: str,
+                                                          assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert r.grounded and said in r.answer
+    assert r.citations == [f"storm-damage-assessment.md#restoration-priority:step-{n}" for n in steps]
+
+
+def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assistant: Assistant) -> None:
+    r = assistant.ask("the bucket won't come down with the lower controls")
+    assert r.grounded and "emergency hydraulic pump" in r.answer
+
+
 def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant) -> None:
     assert "No job is set" in assistant.ask("what's the address of this job?").answer
     assistant.set_job(JobContext("J-42", "Transformer check", "12 Birch Lane"))
