@@ -197,9 +197,27 @@ class Selection:
 
 # (the best unit's lead over other documents and its raw ranking score were features too; cross-validation on the
 # tune part, 170 questions, found the model better without them)
+# The question's form: how a technician asks tells how likely the procedures hold the answer ("can I ...", "what
+# now", "the pole sounds hollow" ask for a rule). Fitted on the tune part's older questions and tried on its fresh
+# batches, and cross-validated on all of it. A form for figures ("how many", "what size") was measured too and left
+# out: it made the model abstain on answerable figure questions ("how long do I wait before touching a capacitor")
+# where the figure checks (figures_unsaid, type_missing) already judge the text itself.
+QUESTION_FORMS = {
+    "form_permission": re.compile(r"^(can|could|may|should|shall|do i (have|need) to|is it (ok|okay|safe|alright)|"
+                                  r"am i allowed|ok to)\b|\b(ok|okay|safe) to\b"),
+    "form_how": re.compile(r"^how (do|should|can) (i|we|you)\b"),
+    "form_what_now": re.compile(r"\bwhat (do|should) (i|we) do\b|\bwhat now\b|\bwhat next\b"),
+    "form_statement": re.compile(r"^(?!(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|"
+                                 r"would)\b)"),
+}
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
-            "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing")
+            "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS)
+
+
+def question_form(text: str) -> dict[str, float]:
+    low = text.lower().strip()
+    return {name: float(bool(form.search(low))) for name, form in QUESTION_FORMS.items()}
 
 
 # How much the sentence encoder's cosine (question vs unit with its heading) adds to a unit's score: chosen on
@@ -286,6 +304,7 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "type_missing": type_missing_of(q.text, chosen),
         **_semantic_features(semantic, [c.index[u] for u in chosen], bi),
         "focus_missing": _focus_missing(q, c, chosen),
+        **question_form(q.text),
     }
     return Selection(tuple(chosen), features)
 

@@ -306,6 +306,20 @@ def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assis
     assert r.grounded and "emergency hydraulic pump" in r.answer
 
 
+@pytest.mark.parametrize(("question", "forms"), [
+    ("Can I close the recloser without calling anyone?", {"form_permission"}),
+    ("is it safe to touch the can now", {"form_permission"}),
+    ("how many volts does the trip battery put out?", set()),
+    ("how do I sound a pole", {"form_how"}),
+    ("the jaws are burnt, what do I do?", {"form_what_now", "form_statement"}),
+    ("the pole sounds hollow when I hit it", {"form_statement"}),
+])
+def test_the_form_of_a_question_is_read_for_answerability(question: str, forms: set[str]) -> None:
+    form = grounding.question_form(question)
+    assert {name for name, on in form.items() if on} == forms
+    assert set(form) <= set(grounding.FEATURES)
+
+
 def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant) -> None:
     assert "No job is set" in assistant.ask("what's the address of this job?").answer
     assistant.set_job(JobContext("J-42", "Transformer check", "12 Birch Lane"))
