@@ -229,7 +229,8 @@ def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
                   prefer: tuple[str, int] | None, semantic: float = 0.0) -> dict[str, float]:
     """How well unit ``i`` answers ``q``: idf-weighted coverage (its own words count fully, its section heading
     and title 0.6), lexical section rank, the conversation's document, a figure asked for, density, negation, the
-    rule for a failure the question describes; ``heuristic`` combines them (weights chosen on the tune part)."""
+    rule for a failure the question describes, a scope sentence; ``heuristic`` combines them (weights chosen on the
+    tune part)."""
     u = c.units[i]
     ut, ctx = c.unit_terms[i], c.context[(u.doc, u.section)]
     hit_u = sum(w for t, w in q.weights.items() if t in ut)
@@ -249,11 +250,14 @@ def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
         # a failure the question describes ("the lower controls won't bring it down") and the procedure's rule for
         # that failure ("If the lower controls do not work, ...")
         "failure_rule": float(q.negated and negated(u.text) and bool(_CONDITION.search(u.text))),
+        # the text before a procedure's first heading says what it is for ("For a worker who is unconscious ...");
+        # it repeats the topic's words but tells no one what to do (tune part: 2 more selections right, none lost)
+        "scope": float(u.section == 0 and u.kind == "sentence"),
     }
     f["heuristic"] = (cov + 0.08 * f["fts_top"] + 0.04 * (f["fts_in"] - f["fts_top"]) + 0.06 * f["prefer_doc"]
                       + 0.04 * f["prefer_section"] + 0.08 * f["number_ok"] - 0.1 * f["number_bad"]
                       + 0.05 * f["density"] + 0.03 * f["negation_match"] + 0.1 * f["failure_rule"]
-                      + SEMANTIC_WEIGHT * semantic)
+                      - 0.2 * f["scope"] + SEMANTIC_WEIGHT * semantic)
     return f
 
 

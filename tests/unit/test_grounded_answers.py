@@ -320,6 +320,12 @@ def test_the_form_of_a_question_is_read_for_answerability(question: str, forms: 
     assert set(form) <= set(grounding.FEATURES)
 
 
+def test_a_procedures_scope_sentence_is_not_given_as_what_to_do(assistant: Assistant) -> None:
+    r = assistant.answerer.select("what do I hang on a pole that's no good")
+    assert r.units and all(u.section > 0 for u in r.units)
+    assert any('Tag the pole "Do not climb"' in u.text for u in r.units)
+
+
 def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant) -> None:
     assert "No job is set" in assistant.ask("what's the address of this job?").answer
     assistant.set_job(JobContext("J-42", "Transformer check", "12 Birch Lane"))
