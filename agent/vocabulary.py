@@ -4,8 +4,8 @@ Whisper tiny hears trade words it rarely saw as near-misses. Biasing the decoder
 :func:`linecrew.agent.speech.vocabulary_prompt`) fixes some; this pass fixes more: every run of one to
 ``len(phrase) + 1`` words whose letters are close to a vocabulary phrase's letters (RapidFuzz's normalised
 Indel similarity, spaces and hyphens ignored) is replaced by the phrase, best matches first, never two
-overlapping; a phrase already there (or inflected) claims its words, and a single everyday word (one token of
-Whisper's vocabulary, "reuse") must be closer still. The threshold (90) was chosen on
+overlapping; a phrase already there (or inflected: "re-closers", "locks out") claims its words, and a single
+everyday word (one token of Whisper's vocabulary, "reuse") must be closer still. The threshold (90) was chosen on
 ``tests/data/speech/trade_dev.txt`` (audio) and on the tune part of the labelled questions and intent
 utterances (text that must come back unchanged: none changes at 90).
 """
@@ -22,6 +22,14 @@ _LETTERS = re.compile(r"[^a-z0-9]")
 
 def _key(text: str) -> str:
     return _LETTERS.sub("", text.lower())
+
+
+_INFLECTION = re.compile(r"(?<=\w{3})(es|s|ed|ing)$")
+
+
+def _uninflected_key(text: str) -> str:
+    """The key with each word's inflection taken off: "locks out" -> "lockout", a verb form of "lockout"."""
+    return _key(" ".join(_INFLECTION.sub("", w) for w in text.lower().split()))
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ class VocabularyCorrector:
                 for p in self.phrases:
                     if abs(len(key) - len(p.key)) > max(2, len(p.key) // 3) or n > p.words + 1:
                         continue
-                    inflected = (key.startswith(p.key) or p.key.startswith(key)) and abs(len(key) - len(p.key)) <= 2
+                    near = (key.startswith(p.key) or p.key.startswith(key)) and abs(len(key) - len(p.key)) <= 2
+                    inflected = near or _uninflected_key(window) == p.key
                     resplit = ("-" in window and "-" not in p.text) or n > p.words >= 2
                     if key == p.key and window.strip(".,;:!?").lower() != p.text.lower() and resplit:
                         found.append((100.0, i, n, p))  # the phrase split or joined differently: "re-closer"

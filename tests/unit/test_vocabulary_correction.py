@@ -28,7 +28,8 @@ def test_near_misses_of_trade_words_are_put_back() -> None:
 def test_right_inflected_and_everyday_words_are_left_alone() -> None:
     c = _corrector()
     for text in ("Send me 3 crossarms and two lightning arresters.", "do I reuse the old connectors",
-                 "breaker is locked out", "can I energize the transformer?", "pushing the button", ""):
+                 "breaker is locked out", "the recloser locks out", "can I energize the transformer?",
+                 "pushing the button", ""):
         assert c.correct(text) == text
 
 
