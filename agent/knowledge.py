@@ -30,7 +30,7 @@ _STOP = set(
     "a an and are as at be by can do does for from how i if in is it me my of on or should the this to "
     "what when where which who why with you your we our there their then than that have has need get "
     "got its it's im i'm we're so just about any some would could will tell say said "
-    "they them those these they're".split()
+    "they them those these they're without".split()
 )
 # spoken-question filler: words a technician wraps a question in that say nothing about its subject
 _FILLER = set(
