@@ -215,8 +215,11 @@ FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "nu
             "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS)
 
 
+_LEAD_IN = re.compile(r"^(?:(?:and|so|but|ok|okay|well|then|alright|hey)\b[\s,]*)+")
+
+
 def question_form(text: str) -> dict[str, float]:
-    low = text.lower().strip()
+    low = _LEAD_IN.sub("", text.lower().strip())  # "and what if it blows again?" is a question, not a statement
     return {name: float(bool(form.search(low))) for name, form in QUESTION_FORMS.items()}
 
 

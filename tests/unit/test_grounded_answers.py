@@ -313,6 +313,8 @@ def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assis
     ("how do I sound a pole", {"form_how"}),
     ("the jaws are burnt, what do I do?", {"form_what_now", "form_statement"}),
     ("the pole sounds hollow when I hit it", {"form_statement"}),
+    ("and what if it blows again?", set()),
+    ("ok so can I close it now?", {"form_permission"}),
 ])
 def test_the_form_of_a_question_is_read_for_answerability(question: str, forms: set[str]) -> None:
     form = grounding.question_form(question)
