@@ -222,6 +222,9 @@ def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
     ("how deep do I dig to check for rot?", "Probe or excavate about 15 centimeters (6 inches).", 0.0),
     ("how long do I wait after switching off the bank?", "Wait at least 5 minutes after disconnecting.", 0.0),
     ("how long can a meter stay out of the socket?", "Inspect the socket jaws before a new meter goes in.", 1.0),
+    ("how many volts should a bank read after 5 minutes?", "Wait at least 5 minutes after disconnecting.", 1.0),
+    ("how many volts should I read leg to leg?", "Measure 240 V leg to leg.", 0.0),
+    ("what voltage should the trip battery show?", "At least 90 percent of rated voltage.", 0.0),
 ])
 def test_a_question_asking_for_a_kind_of_answer_needs_text_of_that_kind(question: str, text: str,
                                                                         missing: float) -> None:
