@@ -208,7 +208,10 @@ QUESTION_FORMS = {
     "form_how": re.compile(r"^how (do|should|can) (i|we|you)\b"),
     "form_what_now": re.compile(r"\bwhat (do|should) (i|we) do\b|\bwhat now\b|\bwhat next\b"),
     "form_statement": re.compile(r"^(?!(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|"
-                                 r"would)\b)"),
+                                 r"would)\b)(?=(\S+\s+){4})"),  # five words or more: a situation told
+    # a few words typed as for a search ("glove retest interval", "fuse link 25 kva")
+    "form_keywords": re.compile(r"^(?!(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|"
+                                r"would)\b)(?!(\S+\s+){4})"),
 }
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",

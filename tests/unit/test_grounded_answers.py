@@ -317,6 +317,8 @@ def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assis
     ("the jaws are burnt, what do I do?", {"form_what_now", "form_statement"}),
     ("the pole sounds hollow when I hit it", {"form_statement"}),
     ("and what if it blows again?", set()),
+    ("glove retest interval", {"form_keywords"}),
+    ("fuse link 25 kva", {"form_keywords"}),
     ("ok so can I close it now?", {"form_permission"}),
 ])
 def test_the_form_of_a_question_is_read_for_answerability(question: str, forms: set[str]) -> None:
