@@ -195,24 +195,23 @@ class Selection:
         return self.units[0] if self.units else None
 
 
-# (the best unit's lead over other documents and its raw ranking score were features too; cross-validation on the
-# tune part, 170 questions, found the model better without them)
 # The question's form: how a technician asks tells how likely the procedures hold the answer ("can I ...", "what
 # now", "the pole sounds hollow" ask for a rule). Fitted on the tune part's older questions and tried on its fresh
 # batches, and cross-validated on all of it. A form for figures ("how many", "what size") was measured too and left
 # out: it made the model abstain on answerable figure questions ("how long do I wait before touching a capacitor")
 # where the figure checks (figures_unsaid, type_missing) already judge the text itself.
+_ASKING = r"(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|would)"  # a question's start
 QUESTION_FORMS = {
     "form_permission": re.compile(r"^(can|could|may|should|shall|do i (have|need) to|is it (ok|okay|safe|alright)|"
                                   r"am i allowed|ok to)\b|\b(ok|okay|safe) to\b"),
     "form_how": re.compile(r"^how (do|should|can) (i|we|you)\b"),
     "form_what_now": re.compile(r"\bwhat (do|should) (i|we) do\b|\bwhat now\b|\bwhat next\b"),
-    "form_statement": re.compile(r"^(?!(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|"
-                                 r"would)\b)(?=(\S+\s+){4})"),  # five words or more: a situation told
+    "form_statement": re.compile(rf"^(?!{_ASKING}\b)(?=(\S+\s+){{4}})"),  # five words or more: a situation told
     # a few words typed as for a search ("glove retest interval", "fuse link 25 kva")
-    "form_keywords": re.compile(r"^(?!(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|"
-                                r"would)\b)(?!(\S+\s+){4})"),
+    "form_keywords": re.compile(rf"^(?!{_ASKING}\b)(?!(\S+\s+){{4}})"),
 }
+# (the best unit's lead over other documents and its raw ranking score were features too; cross-validation on the
+# tune part, 170 questions, found the model better without them)
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
             "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS)
