@@ -100,7 +100,7 @@ class Answerer:
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
         q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None,
                               expand=self.kb.lexicon.expand)
-        fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
+        fts = self._sections(expanded)
         prefer = (focus.doc, focus.section) if focus and follow else None
         seq = grounding.sequence_of(question)
         anchor = self._anchor(seq[0]) if seq else None
@@ -112,6 +112,10 @@ class Answerer:
         answered = p >= self.model.threshold and bool(sel.units) and not sel.features["question_figures_missing"]
         return PartAnswer(question, sel.units, round(p, 3), answered, sel.features)
 
+    def _sections(self, expanded: str) -> list[tuple[str, int]]:
+        """The three sections bm25 ranks first for a (lexicon-widened) question."""
+        return [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
+
     def _anchor(self, clause: str) -> UnitRef | None:
         """The step ``clause`` names ("the new meter is in", "critical customers"), when one step's own words
         hold most of its weight; None when the clause names no step that plainly."""
@@ -120,7 +124,7 @@ class Answerer:
         q = grounding.analyse(clause, expanded, c)
         if not q.weights:
             return None
-        fts = [(p.doc, p.section) for p in self.kb.search(expanded, limit=3)]
+        fts = self._sections(expanded)
         step = grounding.select(q, c, fts, None, self.semantic(clause)).best
         if step is None or step.kind != "step":
             return None

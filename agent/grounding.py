@@ -43,6 +43,8 @@ _WANTS_STEPS = re.compile(
     r"what should (i|we) (do|check)|run me through)\b", re.I)
 _AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\b|\bafter (that|the|this) .* what\b",
                     re.I)
+# (``_AFTER`` stays for the step after the question's own best match when the named step is not plain enough to
+# anchor on: without it the tune part loses a selection)
 # a question that names one step and asks for the one after it (or before it): "after critical customers what gets
 # restored", "once I've waited on the caps is it safe", "which customers come first after public hazards", "before
 # the locks come off what do we do"
