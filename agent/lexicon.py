@@ -7,6 +7,7 @@ a little ranking, never a missed match.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 import tomllib
@@ -50,15 +51,42 @@ class Lexicon:
         return cls.load(data_dir / USER_FILE) if data_dir else cls.load()
 
     def expand(self, text: str) -> str:
-        """The text with the procedure phrase appended for every field phrase it contains."""
+        """The text with the procedure phrase appended for every field phrase it contains; a phrase of several
+        words matches with its first word inflected ("comes off", "hooked up", "writing down") and its last made
+        plural ("meter bases")."""
         low = text.lower()
         extra = []
         for field, proc in self.terms:
-            if re.search(rf"(?<![\w-]){re.escape(field)}(?![\w-])", low):
+            pattern = _pattern(field)
+            if pattern.search(low):
                 extra.append(proc)
-                low = low.replace(field, " ")
+                low = pattern.sub(" ", low)
         return f"{text} {' '.join(extra)}" if extra else text
 
     def vocabulary(self, limit: int = 40) -> list[str]:
         """Trade words for speech recognition's prompt (``[vocabulary] words``; the user's file adds to them)."""
         return list(self.words[:limit])
+
+
+def _forms(word: str) -> list[str]:
+    """A word and its regular inflections: -s/-es, -ed, -ing (a final e dropped, a short word's consonant doubled)."""
+    if not word.isalpha() or len(word) < 2:
+        return [word]
+    stem = word[:-1] if word.endswith("e") else word
+    forms = [word, word + "s", word + "es", stem + "ed", stem + "ing"]
+    if len(word) <= 4 and word[-1] not in "aeiouwxy" and word[-2] in "aeiou" and word[-3:-2] not in ("a", "e", "i",
+                                                                                                      "o", "u"):
+        forms += [word + word[-1] + "ed", word + word[-1] + "ing"]  # put -> putting, jot -> jotted
+    return list(dict.fromkeys(forms))
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(field: str) -> re.Pattern[str]:
+    words = field.split(" ")
+    if len(words) < 2:
+        body = re.escape(field)
+    else:
+        first = "|".join(re.escape(f) for f in _forms(words[0]))
+        last = f"{re.escape(words[-1])}(?:s|es)?" if words[-1].isalpha() else re.escape(words[-1])
+        body = " ".join([f"(?:{first})", *(re.escape(w) for w in words[1:-1]), last])
+    return re.compile(rf"(?<![\w-]){body}(?![\w-])")

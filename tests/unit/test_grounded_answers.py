@@ -93,6 +93,23 @@ def test_the_lexicon_widens_field_words_and_a_user_file_extends_it(tmp_path: Pat
         Lexicon.for_device(tmp_path)
 
 
+@pytest.mark.parametrize(("said", "widened"), [
+    ("what do I hook up first", "connect"),
+    ("hooking up the neutral", "connect"),
+    ("he jotted down the counter", "record"),
+    ("putting on the grounds", "install"),
+    ("two meter bases were pulled", "meter socket"),
+])
+def test_a_lexicon_phrase_matches_its_verb_inflected_and_its_noun_plural(said: str, widened: str) -> None:
+    assert widened in Lexicon.load().expand(said)
+
+
+@pytest.mark.parametrize("said", ["the boom is sticking", "the lower controls", "the fuse dropped"])
+def test_a_single_lexicon_word_matches_only_as_written(said: str) -> None:
+    lex = Lexicon(terms=(("stick", "boom"), ("control", "control center"), ("drop", "service drop")))
+    assert lex.expand(said) == said
+
+
 # ------------------------------------------------------------------------------------------ checks
 @pytest.mark.parametrize(("sentence", "supported"), [
     ("Every worker applies their own lock; never lock for someone else.", True),
