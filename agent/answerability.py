@@ -5,8 +5,9 @@ idf mass the unit and its section cover, words the base has never seen, a figure
 asked-for thing or kind of answer missing from the text, the sentence encoder's cosines, the lead over the next
 unit). Fitted with scikit-learn on the tune part of the labelled set
 (label: the selected text holds every fact the answer must contain); the threshold minimises a cost where a
-wrong answer costs twice a needless abstention. Weights, threshold and the reliability curve ship as data
-(``agent/data/answerability.json``); ``linecrew eval calibrate`` refits them. Scoring is pure arithmetic.
+wrong answer costs twice a needless abstention (any abstention on a question a procedure covers). Weights,
+threshold and the reliability curve ship as data (``agent/data/answerability.json``); ``linecrew eval
+calibrate`` refits them. Scoring is pure arithmetic.
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ class AnswerabilityModel:
         path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
 
 
-def fit(rows: Sequence[dict[str, float]], labels: Sequence[int], *, note: dict[str, Any] | None = None
-        ) -> AnswerabilityModel:
-    """Fit weights and pick the cost-minimising threshold on the same (tune) rows."""
+def fit(rows: Sequence[dict[str, float]], labels: Sequence[int], *, answerable: Sequence[bool] | None = None,
+        note: dict[str, Any] | None = None) -> AnswerabilityModel:
+    """Fit weights and pick the cost-minimising threshold on the same (tune) rows. ``answerable``: whether a
+    procedure covers each row's question (default: the label); abstaining on a covered question costs a needless
+    abstention even where the selected text was the wrong one, as the technician asked something the procedures
+    answer and heard "no procedure"."""
     from sklearn.linear_model import LogisticRegression
 
     x = [[float(r.get(f, 0.0)) for f in FEATURES] for r in rows]
@@ -62,14 +66,17 @@ def fit(rows: Sequence[dict[str, float]], labels: Sequence[int], *, note: dict[s
     lr = LogisticRegression(C=0.3, max_iter=3000).fit(x, list(labels))
     model = AnswerabilityModel(tuple(float(c) for c in lr.coef_[0]), float(lr.intercept_[0]), 0.5, FEATURES)
     probs = [model.probability(r) for r in rows]
-    best = min((_cost(probs, labels, t), t) for t in [i / 100 for i in range(5, 96)])[1]
+    covered = [bool(a) for a in answerable] if answerable is not None else [bool(y) for y in labels]
+    best = min((cost(probs, labels, covered, t), t) for t in [i / 100 for i in range(5, 96)])[1]
     return AnswerabilityModel(model.coef, model.intercept, best, FEATURES, dict(note or {}),
                               tuple(reliability(probs, labels)))
 
 
-def _cost(probs: Sequence[float], labels: Sequence[int], t: float) -> float:
-    return sum(WRONG_ANSWER_COST if (p >= t and y == 0) else 1.0 if (p < t and y == 1) else 0.0
-               for p, y in zip(probs, labels, strict=True))
+def cost(probs: Sequence[float], labels: Sequence[int], covered: Sequence[bool], t: float) -> float:
+    """What answering at threshold ``t`` costs: a wrong answer (label 0) WRONG_ANSWER_COST, an abstention on a
+    question a procedure covers (``covered``) 1, anything else nothing."""
+    return sum(WRONG_ANSWER_COST if (p >= t and y == 0) else 1.0 if (p < t and c) else 0.0
+               for p, y, c in zip(probs, labels, covered, strict=True))
 
 
 def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 5) -> list[dict[str, Any]]:

@@ -181,14 +181,15 @@ def evaluate(assistant: Any, cases: Sequence[Case]) -> dict[str, Any]:
 def calibrate(answerer: Answerer, cases: Sequence[Case]) -> AnswerabilityModel:
     """Fit the answerability model on single-part procedure questions: label 1 when the selected units hold
     every fact (the answer would be right), 0 otherwise (wrong text, or no procedure covers it)."""
-    rows, labels = [], []
+    rows, labels, covered = [], [], []
     for c in cases:
         if c.answerable is None or len(grounding.split_parts(c.question)) != 1:
             continue
         part = answerer.select(c.question)
         rows.append(part.features)
         labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.units), c.facts)))
+        covered.append(bool(c.answerable))
     if len(set(labels)) < 2:
         raise KnowledgeError("calibration needs both answerable and uncovered questions")
-    return fit(rows, labels, note={"cases": len(rows), "positives": sum(labels)})
+    return fit(rows, labels, answerable=covered, note={"cases": len(rows), "positives": sum(labels)})
 

@@ -1,0 +1,30 @@
+"""The answer-or-abstain threshold: what a wrong answer and a needless abstention cost."""
+
+from __future__ import annotations
+
+import random
+
+from linecrew.agent.answerability import WRONG_ANSWER_COST, cost, fit
+
+
+def test_a_wrong_answer_costs_twice_a_needless_abstention() -> None:
+    assert cost([0.9], [0], [False], 0.5) == WRONG_ANSWER_COST == 2.0  # said something for an uncovered question
+    assert cost([0.9], [0], [True], 0.5) == WRONG_ANSWER_COST  # said the wrong text for a covered one
+    assert cost([0.9], [1], [True], 0.5) == 0.0
+    assert cost([0.1], [0], [False], 0.5) == 0.0  # abstained where no procedure covers it: right
+
+
+def test_abstaining_on_a_covered_question_is_needless_even_when_the_selected_text_was_wrong() -> None:
+    # the technician asked what a procedure answers and heard "no procedure": that costs, whatever was selected
+    assert cost([0.1], [1], [True], 0.5) == 1.0
+    assert cost([0.1], [0], [True], 0.5) == 1.0
+
+
+def test_fit_picks_a_threshold_between_the_classes_and_reports_its_curve() -> None:
+    rnd = random.Random(7)
+    rows = [{"coverage": rnd.uniform(0.6, 1.0)} for _ in range(40)] + [{"coverage": rnd.uniform(0.0, 0.4)}
+                                                                         for _ in range(40)]
+    labels = [1] * 40 + [0] * 40
+    model = fit(rows, labels, answerable=[True] * 40 + [False] * 40)
+    assert all(model.answers(r) for r in rows[:40]) and not any(model.answers(r) for r in rows[40:])
+    assert sum(b["n"] for b in model.curve) == 80
