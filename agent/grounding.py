@@ -344,6 +344,10 @@ _ASKS_TYPE = (  # a kind of answer the question asks for, and what any text givi
     (re.compile(r"\bhow heavy\b|\bweigh(s|t)?\b", re.I),
      re.compile(rf"\b{_COUNT}\s*(kg|kilograms?|lbs?|pounds?|tons?)\b", re.I)),
     (re.compile(r"\bphone number\b|\bnumber (do|should) (i|we) call\b", re.I), re.compile(r"\d{3}")),
+    # a size is a figure ("2/0 copper", "8T", "3 meters") or the rule to keep it ("the same size"); "new connectors,
+    # one at a time" says no size
+    (re.compile(r"\b(what|which) size\b|\bsize of\b|\bhow big\b", re.I),
+     re.compile(r"\d|\bsame size\b", re.I)),
     (re.compile(r"\bhow many (volts|amps|kv|kva)\b|\bwhat (voltage|amperage|current) (does|do|should|will)\b", re.I),
      re.compile(r"\d[\d,.]*\s*(v|volts?|kv|a|amps?|kva|percent|%)(?![a-z])", re.I)),
 )

@@ -242,6 +242,9 @@ def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
     ("how many volts should a bank read after 5 minutes?", "Wait at least 5 minutes after disconnecting.", 1.0),
     ("how many volts should I read leg to leg?", "Measure 240 V leg to leg.", 0.0),
     ("what voltage should the trip battery show?", "At least 90 percent of rated voltage.", 0.0),
+    ("what size connectors go on the hot legs?", "Connect the two hot legs, one at a time, with new connectors.", 1.0),
+    ("what size copper for the grounds?", "The minimum grounding cable size is 2/0 copper.", 0.0),
+    ("what size link goes back in?", "Replace the fuse link with one of the same size and type.", 0.0),
 ])
 def test_a_question_asking_for_a_kind_of_answer_needs_text_of_that_kind(question: str, text: str,
                                                                         missing: float) -> None:
