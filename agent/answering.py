@@ -104,8 +104,11 @@ class Answerer:
         prefer = (focus.doc, focus.section) if focus and follow else None
         seq = grounding.sequence_of(question)
         anchor = self._anchor(seq[0]) if seq else None
+        # the question's own words rank the units; the lexicon-widened question (the procedures' words for the
+        # field's) is what the answerability features compare with the chosen text
         sel = grounding.select(q, c, fts, prefer, self.semantic(question),
-                               anchor=(anchor, seq[1]) if anchor and seq else None)
+                               anchor=(anchor, seq[1]) if anchor and seq else None,
+                               judged=self.semantic(expanded) if expanded != question else None)
         p = self.model.probability(sel.features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
         # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")

@@ -270,9 +270,10 @@ def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
 
 def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
            prefer: tuple[str, int] | None = None, semantic: Sequence[float] | None = None,
-           anchor: tuple[UnitRef, bool] | None = None) -> Selection:
+           anchor: tuple[UnitRef, bool] | None = None, judged: Sequence[float] | None = None) -> Selection:
     """The units that answer ``q``; ``fts_sections`` ranks sections (bm25), ``prefer`` is the conversation's.
-    ``anchor`` (a step, and whether the step before it is asked for): the answer is that step and its neighbour."""
+    ``anchor`` (a step, and whether the step before it is asked for): the answer is that step and its neighbour.
+    ``judged``: the cosines the answerability features read (default ``semantic``, which ranks)."""
     if not c.units or not q.weights:
         return Selection((), dict.fromkeys(FEATURES, 0.0))
     top = {key: rank for rank, key in enumerate(fts_sections)}
@@ -313,7 +314,7 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "rank_gap": round(s_best - second, 4),
         "question_figures_missing": round(len(unsaid) / len(asked), 4) if asked else 0.0,
         "type_missing": type_missing_of(q.text, chosen),
-        **_semantic_features(semantic, [c.index[u] for u in chosen], bi),
+        **_semantic_features(judged if judged is not None else semantic, [c.index[u] for u in chosen], bi),
         "focus_missing": _focus_missing(q, c, chosen),
         **question_form(q.text),
     }

@@ -225,6 +225,17 @@ def test_a_figure_inside_the_chosen_rows_range_counts_as_said_not_as_an_unknown_
     assert outside["question_figures_missing"] == 1 and outside["missed_mass"] > 0 and outside["unknown_mass"] > 0
 
 
+def test_the_question_as_said_ranks_and_the_widened_question_is_what_answerability_compares() -> None:
+    units = [UnitRef("t.md", "Transformer", "Oil", 1, k, "step", k, k, text) for k, text in
+             enumerate(["Read the sight gauge.", "Report the leak size."], 1)]
+    corpus = grounding.Corpus(units)
+    q = grounding.analyse("is the pig leaking", "is the pig leaking transformer leak oil", corpus)
+    sel = grounding.select(q, corpus, semantic=[0.2, 0.6], judged=[0.3, 0.9])
+    assert sel.best == units[1]  # ranked by the cosines of the question as said ...
+    assert sel.features["semantic_best"] == 0.9 and sel.features["semantic_max"] == 0.9  # ... judged by the widened
+    assert grounding.select(q, corpus, semantic=[0.2, 0.6]).features["semantic_best"] == 0.6
+
+
 def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
     lexicon = Lexicon.load()
     names = grounding.focus_of("what PPE do I wear to swap a meter", lexicon.expand)
