@@ -50,6 +50,10 @@ _AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\
 # the locks come off what do we do"
 _SEQ_LEAD = re.compile(r"^(?:so |and |ok,? |we'?re done,? )?(?P<rel>after|once|before) (?P<clause>.+?),? "
                        r"(?P<ask>(?:now )?(?:what|who|where|which|how|do|does|should|is|are|can)\b.*)$", re.I)
+# the same, where a question word starts the ask: "after the new meter IS in WHAT do I check" names the step by
+# "the new meter is in", not by "the new meter"
+_SEQ_LEAD_WH = re.compile(r"^(?:so |and |ok,? |we'?re done,? )?(?P<rel>after|once|before) (?P<clause>.+?),? "
+                          r"(?P<ask>(?:now )?(?:what|who|where|which|how)\b.*)$", re.I)
 _SEQ_TRAIL = re.compile(r"^(?P<ask>(?:what|who|which)\b.*?) (?P<rel>after|once) (?P<clause>.+)$", re.I)
 _CONDITION = re.compile(r"^(if|when)\b|[,:;] (if|when)\b", re.I)  # a rule for a situation: "If X, do Y"
 _PART_SPLIT = re.compile(
@@ -79,8 +83,19 @@ def _norm_number(w: str) -> str:
     return w.replace(",", "") if re.fullmatch(r"\d[\d,]*(\.\d+)?", w) else w
 
 
+# spoken contractions said in full: split at the apostrophe they leave fragments ("don", "isn", "ve") that no
+# procedure has, which weigh as much as the rarest word
+_CONTRACTIONS = ((re.compile(r"\bwon't\b"), "will not"), (re.compile(r"\bcan't\b"), "can not"),
+                 (re.compile(r"\bain't\b"), "is not"), (re.compile(r"n't\b"), " not"), (re.compile(r"'ve\b"), " have"),
+                 (re.compile(r"'ll\b"), " will"), (re.compile(r"'re\b"), " are"), (re.compile(r"'d\b"), " would"),
+                 (re.compile(r"\bi'm\b"), "i am"))
+
+
 def words(text: str) -> list[str]:
-    return [_norm_number(w) for w in _WORD.findall(text.lower().replace("\u2013", " - "))]
+    low = text.lower().replace("\u2013", " - ").replace("\u2019", "'")
+    for pattern, full in _CONTRACTIONS:
+        low = pattern.sub(full, low)
+    return [_norm_number(w) for w in _WORD.findall(low)]
 
 
 def terms(text: str) -> list[str]:
@@ -170,7 +185,7 @@ def sequence_of(question: str) -> tuple[str, bool] | None:
     """The words naming the step a question starts from, and whether it asks for the step before it (else the one
     after), or None when it asks no such thing."""
     q = question.strip(" ?.")
-    m = _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+    m = _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
     return (m["clause"], m["rel"].lower() == "before") if m else None
 
 

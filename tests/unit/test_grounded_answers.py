@@ -225,6 +225,13 @@ def test_a_figure_inside_the_chosen_rows_range_counts_as_said_not_as_an_unknown_
     assert outside["question_figures_missing"] == 1 and outside["missed_mass"] > 0 and outside["unknown_mass"] > 0
 
 
+def test_spoken_contractions_leave_no_fragments_among_a_questions_terms() -> None:
+    said = grounding.terms("I've waited, the lower controls don't work and it won't come down, we're stuck")
+    assert not {"ve", "don", "won", "re"} & set(said)
+    assert said.count("not") == 2  # "don't" and "won't" say "not" as the procedures do ("Do not ...")
+    assert grounding.terms("we\u2019re done") == grounding.terms("we're done") == grounding.terms("we are done")
+
+
 def test_the_question_as_said_ranks_and_the_widened_question_is_what_answerability_compares() -> None:
     units = [UnitRef("t.md", "Transformer", "Oil", 1, k, "step", k, k, text) for k, text in
              enumerate(["Read the sight gauge.", "Report the leak size."], 1)]
@@ -316,6 +323,7 @@ def test_a_follow_up_resolves_against_the_last_step(assistant: Assistant) -> Non
     ("once I've waited on the caps, is it safe to touch?", ("I've waited on the caps", False)),
     ("which customers come first after public hazards", ("public hazards", False)),
     ("before the locks come off, what do we do?", ("the locks come off", True)),
+    ("after the new meter is in what do I check", ("the new meter is in", False)),  # "is" is not the question
     ("what am I looking for on the patrol", None),
     ("how long after switching does a bank recharge?", None),
 ])
