@@ -68,15 +68,17 @@ class Lexicon:
         return list(self.words[:limit])
 
 
+_SHORT_CVC = re.compile(r"[^aeiou]*[aeiou][^aeiouwxy]")  # one vowel before a final consonant: put, jot, stop
+
+
 def _forms(word: str) -> list[str]:
     """A word and its regular inflections: -s/-es, -ed, -ing (a final e dropped, a short word's consonant doubled)."""
     if not word.isalpha() or len(word) < 2:
         return [word]
     stem = word[:-1] if word.endswith("e") else word
     forms = [word, word + "s", word + "es", stem + "ed", stem + "ing"]
-    if len(word) <= 4 and word[-1] not in "aeiouwxy" and word[-2] in "aeiou" and word[-3:-2] not in ("a", "e", "i",
-                                                                                                      "o", "u"):
-        forms += [word + word[-1] + "ed", word + word[-1] + "ing"]  # put -> putting, jot -> jotted
+    if len(word) <= 4 and _SHORT_CVC.fullmatch(word):  # put -> putting, jot -> jotted
+        forms += [word + word[-1] + "ed", word + word[-1] + "ing"]
     return list(dict.fromkeys(forms))
 
 
