@@ -23,7 +23,9 @@ def _poison(device_id: str, reused_id: str) -> list[tuple[str, bytes]]:
     def telemetry(value: str, seq: int, stream: str = "poison") -> bytes:
         body = encode(make_envelope("telemetry", {"metrics": {"cpu_temp_c": 1.0}}, device_id=device_id,
                                     stream=stream, seq=seq))
-        return body.replace(b"1.0", value.encode())
+        marker = b'"cpu_temp_c":1.0'  # only the metric: the timestamp may hold "1.0" too
+        assert body.count(marker) == 1, body
+        return body.replace(marker, b'"cpu_temp_c":' + value.encode())
 
     reused = make_envelope("note", {"text": "again"}, device_id=device_id, stream="other", seq=1)
     reused_raw = encode(reused).replace(reused.id.encode(), reused_id.encode())
