@@ -48,12 +48,11 @@ _AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\
 # a question that names one step and asks for the one after it (or before it): "after critical customers what gets
 # restored", "once I've waited on the caps is it safe", "which customers come first after public hazards", "before
 # the locks come off what do we do"
-_SEQ_LEAD = re.compile(r"^(?:so |and |ok,? |we'?re done,? )?(?P<rel>after|once|before) (?P<clause>.+?),? "
-                       r"(?P<ask>(?:now )?(?:what|who|where|which|how|do|does|should|is|are|can)\b.*)$", re.I)
+_SEQ_LEAD_PART = r"^(?:so |and |ok,? |we'?re done,? )?(?P<rel>after|once|before) (?P<clause>.+?),? (?P<ask>(?:now )?(?:"
+_SEQ_LEAD = re.compile(_SEQ_LEAD_PART + r"what|who|where|which|how|do|does|should|is|are|can)\b.*)$", re.I)
 # the same, where a question word starts the ask: "after the new meter IS in WHAT do I check" names the step by
 # "the new meter is in", not by "the new meter"
-_SEQ_LEAD_WH = re.compile(r"^(?:so |and |ok,? |we'?re done,? )?(?P<rel>after|once|before) (?P<clause>.+?),? "
-                          r"(?P<ask>(?:now )?(?:what|who|where|which|how)\b.*)$", re.I)
+_SEQ_LEAD_WH = re.compile(_SEQ_LEAD_PART + r"what|who|where|which|how)\b.*)$", re.I)
 _SEQ_TRAIL = re.compile(r"^(?P<ask>(?:what|who|which)\b.*?) (?P<rel>after|once) (?P<clause>.+)$", re.I)
 _CONDITION = re.compile(r"^(if|when)\b|[,:;] (if|when)\b", re.I)  # a rule for a situation: "If X, do Y"
 _PART_SPLIT = re.compile(
