@@ -8,10 +8,12 @@ listener is for the server's own loopback connection. A supervisor thread restar
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -291,7 +293,29 @@ def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[byte
     return False
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a listener started soon after (tests, local runs). Taken below the kernel's
+    ephemeral range: a port the kernel hands out itself can go, before the listener binds it, to any outgoing
+    connection as its local port ("Address already in use" when mosquitto starts). Never the same port twice in
+    one process."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        port = rnd.randrange(10000, max(10001, low))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # nothing free below the range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
