@@ -43,6 +43,13 @@ _WANTS_STEPS = re.compile(
     r"what should (i|we) (do|check)|run me through)\b", re.I)
 _AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\b|\bafter (that|the|this) .* what\b",
                     re.I)
+# a question for the first (or last) thing to do in a situation: "what do I do first", "what's the first thing",
+# "what am I writing down first", "first steps", "where do I start"; the situation names the procedure, the question
+# its first step, which shares few of its words ("which clamp goes on first" compares two things: not this)
+_FIRST = re.compile(r"\bwhat(?:'?s| is)? (?:the )?(?P<first>first) (?:thing|step)s?\b|"
+                    r"\bwhat (?:do|should|am|are) (?:i|we) (?:\w+ ){0,2}(?:(?P<first2>first)|last)\b|"
+                    r"\b(?P<first3>first) steps?\b|\bwhere do (?:i|we) (?P<start>start|begin)\b|"
+                    r"\bwhat(?:'?s| is)? (?:the )?(?:last|final) (?:thing|step)\b", re.I)
 # (``_AFTER`` stays for the step after the question's own best match when the named step is not plain enough to
 # anchor on: without it the tune part loses a selection)
 # a question that names one step and asks for the one after it (or before it): "after critical customers what gets
@@ -161,6 +168,7 @@ class Query:
     wants_after: bool = False  # "what comes after X": the step that follows the one that matches
     # the asked-for thing ("how much OIL"): per word, the terms that name it (its own, or the lexicon's)
     focus: tuple[frozenset[str], ...] = ()
+    wants_end: str = ""  # "first" / "last": the first or last step of the procedure the question is about
 
     @property
     def mass(self) -> float:
@@ -177,7 +185,16 @@ def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float]
     for t, w in (carry or {}).items():
         weights.setdefault(t, 0.5 * w)
     return Query(text, weights, bool(_WANTS_NUMBER.search(text)), bool(_WANTS_STEPS.search(text)),
-                 negated(text), bool(_AFTER.search(text)), focus_of(text, expand))
+                 negated(text), bool(_AFTER.search(text)), focus_of(text, expand), wants_end=end_of(text))
+
+
+def end_of(question: str) -> str:
+    """"first" when a question asks for the first thing to do ("what do I do first"), "last" for the last, else
+    ""."""
+    m = _FIRST.search(question)
+    if not m:
+        return ""
+    return "first" if any(m[g] for g in ("first", "first2", "first3", "start")) else "last"
 
 
 def sequence_of(question: str) -> tuple[str, bool] | None:
@@ -477,7 +494,9 @@ def _choose(q: Query, best: UnitRef, s_best: float, ctx_cov: float,
         keep = keep or [u for _, u in section if u.kind in ("step", "item")][:1]
     if q.wants_after and best.kind == "step":
         keep = [u for u in steps if u.position > best.position][:1] or keep
-    chosen = sorted([best, *keep], key=lambda u: u.position)
+    if q.wants_end and best.kind == "step" and steps:  # the step asked for, said with the best match
+        keep = [steps[0] if q.wants_end == "first" else steps[-1], *keep]
+    chosen = sorted(dict.fromkeys(u for u in (best, *keep)), key=lambda u: u.position)
     if best.kind == "step":
         chosen = [w for w in warnings if w not in chosen] + chosen
     return chosen

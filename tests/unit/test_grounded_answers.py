@@ -343,6 +343,26 @@ def test_after_a_named_step_comes_that_step_and_the_next(question: str, steps: t
     assert r.citations == [f"storm-damage-assessment.md#restoration-priority:step-{n}" for n in steps]
 
 
+@pytest.mark.parametrize(("question", "end"), [
+    ("the breaker's open, what do I do first?", "first"),
+    ("what's the first thing when a crew member is down", "first"),
+    ("what are we checking first on a dropped service", "first"),
+    ("storm patrol first steps", "first"),
+    ("where do we start on a capacitor bank", "first"),
+    ("what's the last step before we leave", "last"),
+    ("which clamp goes on first", ""),  # two things compared: not the first step of anything
+    ("who do I call first", ""),
+])
+def test_a_question_for_the_first_or_last_thing_to_do_is_read(question: str, end: str) -> None:
+    assert grounding.end_of(question) == end
+
+
+def test_the_first_thing_to_do_is_the_procedures_first_step(assistant: Assistant) -> None:
+    r = assistant.ask("the recloser on our feeder tripped, what's the first thing I do?")
+    assert r.grounded and "Read the counter and the target flags" in r.answer
+    assert r.citations[0] == "breaker-check.md#when-a-breaker-or-recloser-has-tripped:step-1"
+
+
 def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assistant: Assistant) -> None:
     r = assistant.ask("the bucket won't come down with the lower controls")
     assert r.grounded and "emergency hydraulic pump" in r.answer
