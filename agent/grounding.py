@@ -391,7 +391,7 @@ _FOCUS = re.compile(
     r"|\bwhat(?:'s| is| are| was)?\s+(?:the |a |an |my |our )?(?P<b>[a-z][\w-]*(?:\s+[a-z][\w-]*){0,2}?)"
     r"\s+(?:of|for|on|in|does|do|is|are|should|at|to|when|that|we|i|you)\b", re.I)
 # words that say how the answer is shaped, not what it is about ("what ORDER do the clamps come off in")
-_GENERIC_FOCUS = frozenset(terms("order kind type sort way thing things part step steps procedure process "
+_GENERIC_FOCUS = frozenset(terms("order kind type sort way thing things part step steps procedure process first last next left "
                                  "happens happen does do is are should can will would"))
 
 

@@ -248,6 +248,8 @@ def test_the_asked_for_thing_may_be_named_in_the_procedures_words() -> None:
     names = grounding.focus_of("what PPE do I wear to swap a meter", lexicon.expand)
     assert names and grounding.terms("arc-rated clothing")[0] in names[0]
     assert grounding.focus_of("what order do the phase clamps come off in") == ()  # the answer's shape, not subject
+    assert grounding.focus_of("what's the first thing on a tripped recloser") == ()  # where in the order, not what
+    assert grounding.focus_of("how do I bleed off what's left in the capacitors") == ()
     assert [set(n) for n in grounding.focus_of("how much oil does a transformer hold")] == [{"oil"}]
 
 
