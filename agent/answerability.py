@@ -1,9 +1,10 @@
 """Answerability: the calibrated chance that the selected procedure text answers the question.
 
 A logistic regression over the selection's features (``grounding.FEATURES``: how much of the question's
-idf mass the unit and its section cover, words the base has never seen, a figure asked for but absent, the
-asked-for thing or kind of answer missing from the text, the sentence encoder's cosines, the lead over the next
-unit). Fitted with scikit-learn on the tune part of the labelled set
+idf mass the unit and its section cover, and how much they leave unsaid even in other words (the encoder's
+nearest word), words the base has never seen, a figure asked for but absent, the asked-for thing or kind of
+answer missing from the text, the sentence encoder's cosines, the lead over the next unit). Fitted with
+scikit-learn on the tune part of the labelled set
 (label: the selected text holds every fact the answer must contain); the threshold minimises a cost where a
 wrong answer costs twice a needless abstention (any abstention on a question a procedure covers). Weights,
 threshold and the reliability curve ship as data (``agent/data/answerability.json``); ``linecrew eval

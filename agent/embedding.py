@@ -104,13 +104,14 @@ class Encoder:
         return (v / max(float(np.linalg.norm(v)), _EPS)).astype(np.float32)
 
 
-def encode_units(encoder: Encoder, texts: list[str], cache_dir: Path | None) -> np.ndarray:
-    """The vectors of a knowledge base's units, kept on disk per (model, texts) so a fresh process (a CLI call
-    without the resident agent) does not encode the whole base again; written atomically, older files removed."""
+def encode_units(encoder: Encoder, texts: list[str], cache_dir: Path | None, kind: str = "unit") -> np.ndarray:
+    """The vectors of a knowledge base's units (or of another ``kind`` of its texts: its words), kept on disk per
+    (model, texts) so a fresh process (a CLI call without the resident agent) does not encode the whole base again;
+    written atomically, older files of the same kind removed."""
     if cache_dir is None:
         return encoder.encode(texts)
     key = hashlib.sha256("\0".join([encoder.version, *texts]).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"unit-vectors-{key}.npy"
+    path = Path(cache_dir) / f"{kind}-vectors-{key}.npy"
     try:
         cached = np.load(path)
         if cached.shape == (len(texts), 384):
@@ -127,7 +128,7 @@ def encode_units(encoder: Encoder, texts: list[str], cache_dir: Path | None) -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        for old in Path(cache_dir).glob("unit-vectors-*.npy"):
+        for old in Path(cache_dir).glob(f"{kind}-vectors-*.npy"):
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError:  # a full or read-only disk only costs the next process the encoding

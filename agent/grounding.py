@@ -247,7 +247,8 @@ QUESTION_FORMS = {
 # tune part, 170 questions, found the model better without them)
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
-            "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS)
+            "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS,
+            "soft_missed")
 
 
 _LEAD_IN = re.compile(r"^(?:(?:and|so|but|ok|okay|well|then|alright|hey)\b[\s,]*)+")
@@ -391,8 +392,8 @@ _FOCUS = re.compile(
     r"|\bwhat(?:'s| is| are| was)?\s+(?:the |a |an |my |our )?(?P<b>[a-z][\w-]*(?:\s+[a-z][\w-]*){0,2}?)"
     r"\s+(?:of|for|on|in|does|do|is|are|should|at|to|when|that|we|i|you)\b", re.I)
 # words that say how the answer is shaped, not what it is about ("what ORDER do the clamps come off in")
-_GENERIC_FOCUS = frozenset(terms("order kind type sort way thing things part step steps procedure process first last next left "
-                                 "happens happen does do is are should can will would"))
+_GENERIC_FOCUS = frozenset(terms("order kind type sort way thing things part step steps procedure process "
+                                 "first last next left happens happen does do is are should can will would"))
 
 
 def _focus_phrase(question: str) -> str:

@@ -71,6 +71,10 @@ def test_unit_vectors_are_kept_on_disk_per_model_and_texts(tmp_path: Path) -> No
     (next(tmp_path.glob("unit-vectors-*.npy"))).write_bytes(b"torn")  # a damaged file is encoded again
     assert embedding.encode_units(enc, ["a", "b", "c"], tmp_path).shape == (3, 384)  # type: ignore[arg-type]
     assert enc.calls == 3 and not list(tmp_path.glob("*.tmp"))
+    embedding.encode_units(enc, ["a", "b"], tmp_path, kind="word")  # type: ignore[arg-type]  # another kind
+    assert enc.calls == 4 and len(list(tmp_path.glob("unit-vectors-*.npy"))) == 1  # keeps the units' file
+    embedding.encode_units(enc, ["a", "b", "c"], tmp_path)  # type: ignore[arg-type]
+    assert enc.calls == 4
 
 
 def test_a_full_cache_still_answers_every_text_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -365,6 +365,16 @@ def test_the_first_thing_to_do_is_the_procedures_first_step(assistant: Assistant
     assert r.citations[0] == "breaker-check.md#when-a-breaker-or-recloser-has-tripped:step-1"
 
 
+def test_a_word_the_text_says_in_other_words_is_missed_less_than_one_it_does_not_cover(assistant: Assistant) -> None:
+    a = assistant.answerer
+    kept = a.select("how should the gloves be kept")  # the text says "store"
+    assert kept.units and "glove bag" in grounding.compose(kept.units)
+    assert 0.0 < kept.features["soft_missed"] < kept.features["missed_mass"]
+    splice = a.select("how do I splice a broken neutral messenger")  # no procedure says how
+    assert splice.features["soft_missed"] > kept.features["soft_missed"]
+    assert a.select("store gloves in a glove bag").features["soft_missed"] == 0.0  # nothing missed
+
+
 def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assistant: Assistant) -> None:
     r = assistant.ask("the bucket won't come down with the lower controls")
     assert r.grounded and "emergency hydraulic pump" in r.answer
