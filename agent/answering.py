@@ -81,8 +81,7 @@ class Answerer:
         self._corpus: grounding.Corpus | None = None
         self._corpus_of: list[UnitRef] | None = None
         self._vectors: np.ndarray | None = None
-        self._words: dict[str, int] = {}
-        self._word_vectors: np.ndarray | None = None
+        self._word_index: tuple[dict[str, int], np.ndarray] | None = None  # the base's words and their vectors
 
     @property
     def corpus(self) -> grounding.Corpus:
@@ -94,8 +93,8 @@ class Answerer:
             # every word the base says, encoded once (and kept on disk): what ``_soft_missed`` compares with
             vocab = list(dict.fromkeys(w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")
                                        if grounding.terms(w)))
-            self._words = {w: i for i, w in enumerate(vocab)}
-            self._word_vectors = embedding.encode_units(self.encoder, vocab, self.cache_dir, kind="word")
+            self._word_index = ({w: i for i, w in enumerate(vocab)},  # one assignment: a reader sees both or neither
+                                embedding.encode_units(self.encoder, vocab, self.cache_dir, kind="word"))
         return self._corpus
 
     def semantic(self, question: str) -> list[float]:
@@ -144,10 +143,11 @@ class Answerer:
                 missed[w] = q.weights[t[0]]
         if not missed:
             return 0.0
-        own = [self._words[w] for w in dict.fromkeys(grounding.words(said_text)) if w in self._words]
-        if not own or self._word_vectors is None:
+        index = self._word_index
+        own = [index[0][w] for w in dict.fromkeys(grounding.words(said_text)) if w in index[0]] if index else []
+        if not own or index is None:
             return round(sum(missed.values()) / q.mass, 4)
-        near = (self.encoder.encode(list(missed)) @ self._word_vectors[own].T).max(axis=1)
+        near = (self.encoder.encode(list(missed)) @ index[1][own].T).max(axis=1)
         said_by = np.clip((near - SOFT_FROM) / (SOFT_TO - SOFT_FROM), 0.0, 1.0)
         return round(float(sum(w * (1.0 - c) for w, c in zip(missed.values(), said_by, strict=True)) / q.mass), 4)
 
