@@ -46,10 +46,10 @@ _AFTER = re.compile(r"\b(what|which)( step)? (comes|goes|is) (after|next after)\
 # a question for the first (or last) thing to do in a situation: "what do I do first", "what's the first thing",
 # "what am I writing down first", "first steps", "where do I start"; the situation names the procedure, the question
 # its first step, which shares few of its words ("which clamp goes on first" compares two things: not this)
-_FIRST = re.compile(r"\bwhat(?:'?s| is)? (?:the )?(?P<first>first) (?:thing|step)s?\b|"
-                    r"\bwhat (?:do|should|am|are) (?:i|we) (?:\w+ ){0,2}(?:(?P<first2>first)|last)\b|"
-                    r"\b(?P<first3>first) steps?\b|\bwhere do (?:i|we) (?P<start>start|begin)\b|"
-                    r"\bwhat(?:'?s| is)? (?:the )?(?:last|final) (?:thing|step)\b", re.I)
+_WHAT_DO_I = r"\bwhat (?:do|should|am|are) (?:i|we) (?:\w+ ){0,2}"  # "what do I", "what am I writing down"
+_FIRST = re.compile(rf"\bwhat(?:'?s| is)? (?:the )?first (?:thing|step)s?\b|{_WHAT_DO_I}first\b|\bfirst steps?\b|"
+                    r"\bwhere do (?:i|we) (?:start|begin)\b", re.I)
+_LAST = re.compile(rf"\bwhat(?:'?s| is)? (?:the )?(?:last|final) (?:thing|step)\b|{_WHAT_DO_I}last\b", re.I)
 # (``_AFTER`` stays for the step after the question's own best match when the named step is not plain enough to
 # anchor on: without it the tune part loses a selection)
 # a question that names one step and asks for the one after it (or before it): "after critical customers what gets
@@ -191,10 +191,7 @@ def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float]
 def end_of(question: str) -> str:
     """"first" when a question asks for the first thing to do ("what do I do first"), "last" for the last, else
     ""."""
-    m = _FIRST.search(question)
-    if not m:
-        return ""
-    return "first" if any(m[g] for g in ("first", "first2", "first3", "start")) else "last"
+    return "first" if _FIRST.search(question) else "last" if _LAST.search(question) else ""
 
 
 def sequence_of(question: str) -> tuple[str, bool] | None:
@@ -248,7 +245,7 @@ QUESTION_FORMS = {
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
             "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS,
-            "soft_missed")
+            "soft_missed")  # (``soft_missed`` needs the sentence encoder's word vectors: ``answering`` adds it)
 
 
 _LEAD_IN = re.compile(r"^(?:(?:and|so|but|ok|okay|well|then|alright|hey)\b[\s,]*)+")
