@@ -149,6 +149,9 @@ class Corpus:
                 df[t] = df.get(t, 0) + 1
         self.n = len(self.unit_terms) + len(self.context)
         self.df = df
+        self.tables: dict[tuple[str, int], list[UnitRef]] = {}  # each section's table rows, in order
+        for u in sorted((u for u in self.units if u.kind == "row"), key=lambda u: u.position):
+            self.tables.setdefault((u.doc, u.section), []).append(u)
 
     def idf(self, term: str) -> float:
         return math.log((self.n + 1) / (self.df.get(term, 0) + 0.5))
@@ -260,10 +263,12 @@ def question_form(text: str) -> dict[str, float]:
 # the tune part (selection holding the facts, single-part questions: 0 -> 76 of 89, 0.75 -> 80, 1.5 -> 79; chosen
 # again on 305: 0.5 / 0.75 / 1.0 / 1.25 -> 271 / 274 / 276 / 276 on average over the other ranking weights).
 SEMANTIC_WEIGHT = 1.0
+FIGURE_HELD_WEIGHT = 0.3
 
 
 def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
-                  prefer: tuple[str, int] | None, semantic: float = 0.0) -> dict[str, float]:
+                  prefer: tuple[str, int] | None, semantic: float = 0.0,
+                  held: frozenset[int] = frozenset()) -> dict[str, float]:
     """How well unit ``i`` answers ``q``: idf-weighted coverage (its own words count fully, its section heading
     and title 0.6), lexical section rank, the conversation's document, a figure asked for, density, negation, the
     rule for a failure the question describes, a scope sentence; ``heuristic`` combines them (weights chosen on the
@@ -290,11 +295,13 @@ def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
         # the text before a procedure's first heading says what it is for ("For a worker who is unconscious ...");
         # it repeats the topic's words but tells no one what to do (tune part: 2 more selections right, none lost)
         "scope": float(u.section == 0 and u.kind == "sentence"),
+        # a table row whose span holds the figure the question names ("gloves for a 7.2 kV line": Class 1)
+        "figure_held": float(i in held),
     }
     f["heuristic"] = (cov + 0.08 * f["fts_top"] + 0.04 * (f["fts_in"] - f["fts_top"]) + 0.06 * f["prefer_doc"]
                       + 0.04 * f["prefer_section"] + 0.08 * f["number_ok"] - 0.1 * f["number_bad"]
                       + 0.05 * f["density"] + 0.03 * f["negation_match"] + 0.1 * f["failure_rule"]
-                      - 0.2 * f["scope"] + SEMANTIC_WEIGHT * semantic)
+                      - 0.2 * f["scope"] + FIGURE_HELD_WEIGHT * f["figure_held"] + SEMANTIC_WEIGHT * semantic)
     return f
 
 
@@ -307,9 +314,10 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     if not c.units or not q.weights:
         return Selection((), dict.fromkeys(FEATURES, 0.0))
     top = {key: rank for rank, key in enumerate(fts_sections)}
+    held = frozenset(c.index[u] for rows in c.tables.values() for u in covering_rows(q.text, rows))
     scored = []
     for i in range(len(c.units)):
-        f = unit_features(q, c, i, top, prefer, float(semantic[i]) if semantic is not None else 0.0)
+        f = unit_features(q, c, i, top, prefer, float(semantic[i]) if semantic is not None else 0.0, held)
         scored.append((f["heuristic"], f, i))
     scored.sort(key=lambda x: -x[0])
     s_best, f_best, bi = scored[0]
@@ -326,6 +334,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
                (best.doc, best.section)]
     if neighbour is not None:
         chosen = sorted([best, neighbour], key=lambda u: u.position)
+    elif best.kind == "row" and (rows := covering_rows(q.text, c.tables.get((best.doc, best.section), []))):
+        chosen = rows  # the row a figure asked for falls in, not its neighbours ("69 kV": the 50-200 kV row)
     else:
         chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
@@ -459,23 +469,112 @@ def spec_figures(text: str) -> list[str]:
     return sorted({_norm_number(m.group("a") or m.group("b")) for m in _SPEC_FIGURE.finditer(text.lower())})
 
 
+# a figure's unit: the quantity it measures and the factor to that quantity's base unit, so "12 kV" compares with
+# "17,000 V" and "6 inches" with "15 centimeters"
+_UNITS: dict[str, tuple[str, float]] = {
+    **dict.fromkeys(("v", "volt", "volts"), ("V", 1.0)), "kv": ("V", 1e3),
+    "va": ("VA", 1.0), "kva": ("VA", 1e3), "mva": ("VA", 1e6), **dict.fromkeys(("a", "amp", "amps"), ("A", 1.0)),
+    **dict.fromkeys(("m", "meter", "meters", "metre", "metres"), ("m", 1.0)), "cm": ("m", 0.01), "mm": ("m", 0.001),
+    **dict.fromkeys(("ft", "foot", "feet"), ("m", 0.3048)), **dict.fromkeys(("inch", "inches"), ("m", 0.0254)),
+    **dict.fromkeys(("minute", "minutes"), ("s", 60.0)), **dict.fromkeys(("hour", "hours"), ("s", 3600.0)),
+    **dict.fromkeys(("day", "days"), ("s", 86400.0)), **dict.fromkeys(("month", "months"), ("s", 2.63e6)),
+    **dict.fromkeys(("year", "years"), ("s", 3.156e7)),
+}
+_NUM = r"\d[\d,]*(?:\.\d+)?"
+_UNIT = r"(?:" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True)) + r")\b"
+_QUANTITY = re.compile(rf"(?P<n>{_NUM})\s*(?P<u>{_UNIT})", re.I)
+# a span a row states: "50 kV to 200 kV", "up to 50 kV", "above 120 percent" (the first figure may leave its unit
+# to the second)
+_SPAN = re.compile(rf"(?P<lo>{_NUM})\s*(?P<lu>{_UNIT})?\s*(?:to|\u2013|-)\s*(?P<hi>{_NUM})\s*(?P<hu>{_UNIT})"
+                   rf"|(?:up to|below|under|at most)\s+(?P<max>{_NUM})\s*(?P<mu>{_UNIT})"
+                   rf"|(?:above|over|more than|at least)\s+(?P<min>{_NUM})\s*(?P<nu>{_UNIT})", re.I)
+_MAXIMUM = re.compile(r"\bmaximum\b|\bmax\b", re.I)
+
+
+def _base(number: str, unit: str) -> tuple[str, float] | None:
+    v, (dim, factor) = _value(number), _UNITS[unit.lower()]
+    return None if v is None else (dim, v * factor)
+
+
+def quantities(text: str) -> list[tuple[str, str, float]]:
+    """The figures with a unit a text names: (the figure as ``numbers`` has it, the quantity, its base value)."""
+    out = []
+    for m in _QUANTITY.finditer(text):
+        b = _base(m["n"], m["u"])
+        if b is not None:
+            out.append((_norm_number(m["n"]), *b))
+    return out
+
+
+def spans(unit: UnitRef) -> list[tuple[str, float, float]]:
+    """The values of each quantity a table row stands for, in base units: the span it states ("50 kV to 200 kV",
+    "up to 50 kV"), or, where the row gives a maximum ("Class 2: Maximum use voltage: 17,000 V"), up to it."""
+    out: list[tuple[str, float, float]] = []
+    for m in _SPAN.finditer(unit.text):
+        if m["hi"]:
+            hi = _base(m["hi"], m["hu"])
+            lo = _base(m["lo"], m["lu"] or m["hu"])
+            if hi and lo and lo[0] == hi[0]:
+                out.append((hi[0], lo[1], hi[1]))
+        elif m["max"] and (b := _base(m["max"], m["mu"])):
+            out.append((b[0], 0.0, b[1]))
+        elif m["min"] and (b := _base(m["min"], m["nu"])):
+            out.append((b[0], b[1], math.inf))
+    if not out and unit.kind == "row" and _MAXIMUM.search(f"{unit.heading} {unit.text}"):
+        out = [(dim, 0.0, top) for _, dim, top in quantities(unit.text)]
+    return out
+
+
+def _holds(held: Sequence[tuple[str, float, float]], asked: Sequence[tuple[str, float]]) -> bool:
+    return any(d == dim for d, _, _ in held for dim, _ in asked) and all(
+        lo <= v <= hi for dim, v in asked for d, lo, hi in held if d == dim)
+
+
+def covering_rows(question: str, rows: Sequence[UnitRef]) -> list[UnitRef]:
+    """The rows of one table whose spans hold every figure with a unit the question names ("the approach distance
+    at 69 kV" -> the 50-200 kV row); of rows that each give a maximum, the one the question names ("class 0 gloves
+    on 480 V") or else the smallest that suffices ("gloves for 12 kV" -> Class 2); [] when no row holds it."""
+    with_unit = quantities(question)
+    if not with_unit:
+        return []
+    asked = [(d, v) for _, d, v in with_unit]
+    held = [r for r in rows if _holds(spans(r), asked)]
+    others = set(spec_figures(question)) - {fig for fig, _, _ in with_unit}
+    named = [r for r in held if others & numbers(r.text)]
+    if named or len(held) < 2:
+        return named or held
+    if all(not _SPAN.search(r.text) for r in held):  # maxima: the least one that suffices
+        dim = asked[0][0]
+        return [min(held, key=lambda r: min(hi for d, _, hi in spans(r) if d == dim))]
+    return held
+
+
 def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
     """The figures of a specification the question names ("a 75 kVA can", "class 5 gloves", "a 500 kV line")
-    that the chosen text neither names nor falls within a range of ("50 kV to 200 kV", "up to 50 kV"): a table
-    row for another figure is not the answer to this one."""
+    that the chosen text neither names nor falls within a span of ("50 kV to 200 kV", "up to 50 kV", a row's
+    maximum; units compared: 12 kV is 12,000 V): a table row for another figure is not the answer to this one."""
     asked = spec_figures(question)
     if not asked:
         return []
     text = " ".join(u.text for u in chosen)
     said = numbers(text)
-    ranges = []
+    with_unit = {fig: (dim, v) for fig, dim, v in quantities(question)}
+    held = [s for u in chosen for s in spans(u)]
+    ranges = []  # figures without a unit ("class 5") against spans as written
     for m in _RANGE.finditer(text):
         lo, hi = (m["lo"], m["hi"]) if m["lo"] else ("0", m["max"]) if m["max"] else (m["min"], None)
         ranges.append((_value(lo) or 0.0, (_value(hi) if hi else None) or math.inf))
     unsaid = []
     for figure in asked:
+        if figure in said:
+            continue
+        if figure in with_unit and any(d == with_unit[figure][0] for d, _, _ in held):
+            dim, base = with_unit[figure]
+            if not any(d == dim and lo <= base <= hi for d, lo, hi in held):
+                unsaid.append(figure)
+            continue
         v = _value(figure)
-        if figure not in said and not (v is not None and any(lo <= v <= hi for lo, hi in ranges)):
+        if not (v is not None and any(lo <= v <= hi for lo, hi in ranges)):
             unsaid.append(figure)
     return unsaid
 

@@ -212,6 +212,43 @@ def test_figures_unsaid_reads_ranges_and_rows() -> None:
     assert grounding.figures_unsaid("what form for a 2S meter", [unit("form 2S for standard 120/240 V")]) == []
 
 
+@pytest.mark.parametrize(("question", "row"), [("what class glove for 12 kv?", "Class 2:"),
+                                               ("gloves for a 7.2 kV line", "Class 1:"),
+                                               ("what class glove for 480 volts?", "Class 00:"),
+                                               ("can I wear class 0 gloves on 480 V?", "Class 0:"),
+                                               ("how far do I keep the boom from a 69 kV line?", "50 kV to 200 kV:")])
+def test_a_figure_in_a_tables_span_is_answered_with_that_one_row(question: str, row: str,
+                                                                 assistant: Assistant) -> None:
+    """A row that gives a maximum holds every figure up to it: the least class that suffices is the answer (12 kV
+    is 12,000 V: Class 2, 17,000 V), one the question names is checked against its own maximum."""
+    r = assistant.ask(question)
+    assert r.grounded and row in r.answer
+    assert len(r.citations) == 1 and ":row-" in r.citations[0]
+
+
+def test_units_are_compared_in_one_base_and_a_maximum_holds_what_lies_below_it() -> None:
+    def row(text: str, heading: str = "H") -> UnitRef:
+        return UnitRef("d.md", "T", heading, 1, 1, "row", None, 1, text)
+
+    assert grounding.quantities("a 12 kV line, 6 inches deep") == [("12", "V", 12000.0), ("6", "m", 6 * 0.0254)]
+    assert grounding.spans(row("Class 2: Maximum use voltage: 17,000 V")) == [("V", 0.0, 17000.0)]
+    assert grounding.spans(row("Class 2: 17,000 V", heading="Glove classes (maximum use voltage)")) == [
+        ("V", 0.0, 17000.0)]
+    assert grounding.spans(row("50 kV to 200 kV: 4.6 meters")) == [("V", 50000.0, 200000.0)]
+    assert grounding.spans(row("10 kVA: Fuse link: 2T")) == []  # a value, not a span: only that figure matches
+    table = [row(f"Class {c}: Maximum use voltage: {v}") for c, v in (("0", "1,000 V"), ("1", "7,500 V"),
+                                                                     ("2", "17,000 V"))]
+    assert grounding.covering_rows("gloves for 12 kV", table) == [table[2]]
+    assert grounding.covering_rows("gloves for 900 V", table) == [table[0]]
+    assert grounding.covering_rows("class 1 gloves on 480 V", table) == [table[1]]
+    assert grounding.covering_rows("gloves for 40 kV", table) == []
+    assert grounding.figures_unsaid("gloves for 12 kv?", [table[2]]) == []
+    assert grounding.figures_unsaid("gloves for 40 kv?", [table[2]]) == ["40"]
+    # a figure in another unit is not held by a span of volts ("25 V" is not "up to 50 kV"'s 25)
+    assert grounding.figures_unsaid("what for 25 kv?", [row("up to 50 kV: 3 meters")]) == []
+    assert grounding.figures_unsaid("what for 60000 kv?", [row("up to 50 kV: 3 meters")]) == ["60000"]
+
+
 def test_a_figure_inside_the_chosen_rows_range_counts_as_said_not_as_an_unknown_word() -> None:
     rows = [UnitRef("b.md", "Bucket truck", "Minimum approach distance", 1, k, "row", None, k, text) for k, text in
             enumerate(["up to 50 kV: 3 meters (10 feet)", "50 kV to 200 kV: 4.6 meters (15 feet)"], 1)]
