@@ -482,7 +482,8 @@ _UNITS: dict[str, tuple[str, float]] = {
 }
 _NUM = r"\d[\d,]*(?:\.\d+)?"
 _UNIT = r"(?:" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True)) + r")\b"
-_QUANTITY = re.compile(rf"(?P<n>{_NUM})\s*(?P<u>{_UNIT})", re.I)
+# "17,000 V", or a table's cell under a header that names the unit ("Maximum use voltage (kV): 17")
+_QUANTITY = re.compile(rf"(?P<n>{_NUM})\s*(?P<u>{_UNIT})|\((?P<hu>{_UNIT})\)\s*:\s*(?P<hn>{_NUM})(?![\w.,])", re.I)
 # a span a row states: "50 kV to 200 kV", "up to 50 kV", "above 120 percent" (the first figure may leave its unit
 # to the second)
 _SPAN = re.compile(rf"(?P<lo>{_NUM})\s*(?P<lu>{_UNIT})?\s*(?:to|\u2013|-)\s*(?P<hi>{_NUM})\s*(?P<hu>{_UNIT})"
@@ -500,9 +501,10 @@ def quantities(text: str) -> list[tuple[str, str, float]]:
     """The figures with a unit a text names: (the figure as ``numbers`` has it, the quantity, its base value)."""
     out = []
     for m in _QUANTITY.finditer(text):
-        b = _base(m["n"], m["u"])
+        number, unit = (m["n"], m["u"]) if m["n"] else (m["hn"], m["hu"])
+        b = _base(number, unit)
         if b is not None:
-            out.append((_norm_number(m["n"]), *b))
+            out.append((_norm_number(number), *b))
     return out
 
 

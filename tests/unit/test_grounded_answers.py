@@ -226,6 +226,20 @@ def test_a_figure_in_a_tables_span_is_answered_with_that_one_row(question: str, 
     assert len(r.citations) == 1 and ":row-" in r.citations[0]
 
 
+def test_a_users_table_with_the_unit_in_its_header_answers_a_figure_from_the_row_that_holds_it(
+        assistant: Assistant, tmp_path: Path) -> None:
+    page = tmp_path / "blankets.html"
+    page.write_text("<html><body><h1>Insulating blankets</h1><h2>Blanket classes</h2><table>"
+                    "<tr><th>Blanket class</th><th>Maximum use voltage (kV)</th></tr>"
+                    + "".join(f"<tr><td>Class {c}</td><td>{v}</td></tr>" for c, v in (("A", "5"), ("B", "17"),
+                                                                                      ("C", "26.5")))
+                    + "</table></body></html>", encoding="utf-8")
+    assistant.kb.add_paths([page])
+    r = assistant.ask("which blanket class do I need for a 12 kV line?")
+    assert r.grounded and "Class B" in r.answer and "Class A" not in r.answer and "Class C" not in r.answer
+    assert assistant.ask("which blanket class do I need for a 69 kV line?").abstained
+
+
 def test_units_are_compared_in_one_base_and_a_maximum_holds_what_lies_below_it() -> None:
     def row(text: str, heading: str = "H") -> UnitRef:
         return UnitRef("d.md", "T", heading, 1, 1, "row", None, 1, text)
@@ -242,6 +256,10 @@ def test_units_are_compared_in_one_base_and_a_maximum_holds_what_lies_below_it()
     assert grounding.covering_rows("gloves for 900 V", table) == [table[0]]
     assert grounding.covering_rows("class 1 gloves on 480 V", table) == [table[1]]
     assert grounding.covering_rows("gloves for 40 kV", table) == []
+    # the unit in the column's header, as a user's own table may have it
+    kv = [row(f"Class {c}: Max use voltage (kV): {v}") for c, v in (("1", "7.5"), ("2", "17"))]
+    assert grounding.quantities(kv[1].text) == [("17", "V", 17000.0)]
+    assert grounding.covering_rows("gloves for 12000 volts", kv) == [kv[1]]
     assert grounding.figures_unsaid("gloves for 12 kv?", [table[2]]) == []
     assert grounding.figures_unsaid("gloves for 40 kv?", [table[2]]) == ["40"]
     # a figure in another unit is not held by a span of volts ("25 V" is not "up to 50 kV"'s 25)
