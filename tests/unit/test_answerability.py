@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
+import re
+from pathlib import Path
 
-from linecrew.agent.answerability import WRONG_ANSWER_COST, cost, fit
+from linecrew.agent.answerability import SHIPPED, WRONG_ANSWER_COST, cost, fit
 
 
 def test_a_wrong_answer_costs_twice_a_needless_abstention() -> None:
@@ -28,3 +31,20 @@ def test_fit_picks_a_threshold_between_the_classes_and_reports_its_curve() -> No
     model = fit(rows, labels, answerable=[True] * 40 + [False] * 40)
     assert all(model.answers(r) for r in rows[:40]) and not any(model.answers(r) for r in rows[40:])
     assert sum(b["n"] for b in model.curve) == 80
+
+
+def test_the_labelled_sets_held_out_part_shares_no_question_with_the_part_that_tunes() -> None:
+    """A held-out question said word for word in the tune part would report tuning as generalisation."""
+    def read(path: Path) -> list[dict[str, str]]:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    rows = read(Path(__file__).resolve().parents[1] / "data" / "assistant" / "qa.jsonl")
+    rows += [{"question": r["text"], "split": r["split"]} for r in read(SHIPPED.parent / "intents.jsonl")]
+
+    def said(r: dict[str, str]) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", r["question"].lower()))
+
+    tune = {said(r) for r in rows if r["split"] == "tune"}
+    assert not {said(r) for r in rows if r["split"] == "heldout"} & tune
+    ids = [r["id"] for r in rows if "id" in r]
+    assert len(set(ids)) == len(ids)
