@@ -59,9 +59,14 @@ def load_cases(path: Path, *, split: str | None = None) -> list[Case]:
             continue
         try:
             r = json.loads(line)
-            c = Case(str(r.get("question") or r["text"]), str(r.get("intent") or "procedure_question"),
-                     r.get("answerable"), tuple(r.get("facts") or ()), r.get("source"), str(r.get("split", "")),
-                     str(r.get("id", n)))
+            facts = r.get("facts", r.get("must_contain")) or ()
+            answerable = r.get("answerable")
+            if answerable is not None and not isinstance(answerable, bool):
+                raise TypeError(f"answerable must be true, false or absent, not {answerable!r}")
+            c = Case(str(r.get("question") or r["text"]),
+                     str(r.get("intent") or r.get("expected_intent") or "procedure_question"), answerable,
+                     (facts,) if isinstance(facts, str) else tuple(map(str, facts)), r.get("source"),
+                     str(r.get("split", "")), str(r.get("id", n)))
         except (ValueError, KeyError, TypeError) as e:
             raise KnowledgeError(f"{path}:{n}: not a case ({e})") from e
         if split is None or c.split == split:

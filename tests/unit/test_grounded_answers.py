@@ -14,7 +14,7 @@ from linecrew.agent import grounding
 from linecrew.agent.assistant import Assistant, JobContext, request_stats
 from linecrew.agent.documents import load
 from linecrew.agent.errors import DocumentError, KnowledgeError
-from linecrew.agent.evaluation import Case, judge
+from linecrew.agent.evaluation import Case, judge, load_cases
 from linecrew.agent.intents import classify
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase, UnitRef
 from linecrew.agent.lexicon import Lexicon
@@ -133,6 +133,20 @@ def test_the_judge_finds_a_contradiction_in_a_free_answer_and_none_in_the_quote(
     good = judge(assistant.kb, case, assistant.ask(case.question).answer, False, [])
     assert bad["contradiction"] and not bad["correct"]
     assert good["correct"] and not good["contradiction"]
+
+
+def test_a_labelled_set_reads_a_single_fact_whole_and_refuses_an_answerable_flag_it_cannot_read(
+        tmp_path: Path) -> None:
+    good = tmp_path / "qa.jsonl"
+    good.write_text('{"question": "tag?", "facts": "your name, date", "answerable": true}\n'
+                    '{"text": "job done", "expected_intent": "job_status"}\n', encoding="utf-8")
+    tag, done = load_cases(good)
+    assert tag.facts == ("your name, date",) and tag.answerable is True  # one fact, not 15 letters
+    assert done.intent == "job_status" and done.answerable is None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "tag?", "answerable": "no"}\n', encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"bad\.jsonl:1"):
+        load_cases(bad)
 
 
 # ------------------------------------------------------------------------------------------ answers
