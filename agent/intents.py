@@ -30,6 +30,7 @@ from typing import Any
 INTENTS = ("procedure_question", "log_note", "job_status", "parts_request", "safety_emergency",
            "escalate_to_expert", "other")
 ACTIONS = frozenset({"log_note", "job_status", "parts_request"})
+WEAK = 0.3  # below this the classifier's pick for a question is a guess ("is there a note about the dog": 0.06)
 LABELLED = Path(str(importlib.resources.files("linecrew.agent").joinpath("data", "intents.jsonl")))
 
 _NUM = {"a couple of": 2, "a pair of": 2, "a dozen": 12,
@@ -42,12 +43,14 @@ _NUM_RE = (r"(a couple of|a pair of|a dozen|\d+|an|a|one|two|three|four|five|six
 _HARD_EMERGENCY = re.compile(
     r"\b(unconscious|not breathing|isn'?t breathing|can'?t breathe|collapsed|electrocut\w*|got (a )?shock(ed)?|"
     r"been shocked|got shocked|man down|(fell|fallen) (from|off|out)|is hurt|are hurt|got hurt|injured|bleeding|"
-    r"ambulance|911|on fire|caught fire|exploded|explosion|fire at|arc flash|is burned|got burned|not moving)\b",
+    r"ambulance|911|on fire|caught fire|exploded|explosion|fire at|arc flash|is burned|got burned|not moving|"
+    r"(pinned|trapped|crushed) (under|by|between|in))\b",
     re.I)
 _SAFETY = re.compile(
-    r"\b(fire|smoke|injur\w*|hurt|bleed\w*|unconscious|not breathing|can'?t breathe|collapsed|electrocut\w*|"
-    r"shocked|got a shock|arc flash|burn(ed|t|s)?|emergency|911|man down|live wire|wire(s)? (is |are )?down|"
-    r"downed (live )?(wire|line|conductor)s?|explosion|exploded)\b", re.I)
+    r"\b(fire|smok\w*|injur\w*|hurt|bleed\w*|unconscious|not breathing|can'?t breathe|collapsed|electrocut\w*|"
+    r"shocked|got a shock|arc flash|burn(ed|t|s|ing)?|emergency|911|man down|live (wire|line|conductor)s?|"
+    r"wire(s)? (is |are )?down|downed (live )?(wire|line|conductor)s?|explosion|exploded|(hit|struck) by|crushed|"
+    r"pinned|trapped|fell|fallen)\b", re.I)
 _ESCALATE = re.compile(
     r"\b(talk|speak) (to|with) (an? )?(expert|engineer|supervisor|specialist|human|person)|"
     r"\b(connect|put) me (through )?(to|with)|\bescalate\b|\bsecond opinion\b|"
@@ -72,9 +75,11 @@ _SHORT = re.compile(rf"\b(?:out of|short of|short on|low on)\s+((?:[a-z0-9][a-z0
                     rf"(?:need|bring|send|want)\s+(?:me\s+)?{_NUM_RE}\b", re.I)
 _QUESTION = re.compile(
     r"\?\s*$|^\s*(and\s+)?(how|what|what's|whats|where|when|why|which|who|whose|is it|is that|is this|are|should|"
-    r"shall|do|does|did|must|may|tell me|explain|walk me through|need to know)\b|"
+    r"shall|do|does|did|must|may|tell me|explain|walk me through|need to know|is there|are there|was there|"
+    r"is (the|my|our|this|that|he|she|it|everyone|anyone|anybody)|has (the|anyone|anybody|he|she|it)|"
+    r"have (we|you|they|i))\b|"
     r"^\s*(can|could) (i|we|it|he|she|they|this|that|the|my)\b|"
-    r"[,;.]\s*(and\s+)?(how|what|where|when|why|which|should|can|could|do|does|is|are|who)\b", re.I)
+    r"[,;.]\s*(and\s+|or\s+)?(how|what|where|when|why|which|should|can|could|do|does|is|are|who)\b", re.I)
 _PROCEDURE = re.compile(r"\b(procedure|steps?|check|inspect\w*|test\w*|replac\w*|lockout|tagout|loto|"
                         r"ground\w*|verify|measure)\b", re.I)
 
@@ -196,6 +201,9 @@ def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
         slots = slots_for(name, t)
         if slots is None:
             continue  # an action without what it needs is not that action
+        if question and name != "procedure_question" and p < WEAK:
+            # asked, and nothing else fits well: a question, answered from a procedure or honestly not
+            return Intent("procedure_question", round(scores.get("procedure_question", 0.0), 3), {})
         return Intent(name, round(p, 3), slots)
     return Intent("other", 0.5, source="guard")
 

@@ -343,7 +343,10 @@ def test_a_question_asking_for_a_kind_of_answer_needs_text_of_that_kind(question
 @pytest.mark.parametrize("question", ["work's finished on the pad mount, what do we do before we re-energize?",
                                       "recloser locked out, can I close it back in?",
                                       "we're on site, what's the first step for lockout?",
-                                      "we need to re-fuse the cutout, what size link for a 50?"])
+                                      "we need to re-fuse the cutout, what size link for a 50?",
+                                      # asked without a question mark, as speech recognition may write it
+                                      "is there a note about the dog at this address",
+                                      "has anyone logged the blown cutout on pole 12"])
 def test_a_question_is_never_turned_into_an_action(question: str, assistant: Assistant) -> None:
     r = assistant.ask(question)
     pending = assistant.store.get("pending_action")
@@ -363,6 +366,13 @@ def test_a_hazard_inside_a_question_is_a_question(question: str, assistant: Assi
     r = assistant.ask(question)
     assert r.intent == "procedure_question"  # not an emergency, not an action
     assert r.route != "escalated" or r.abstained  # only a hazard no procedure covers goes to a person at once
+
+
+@pytest.mark.parametrize("said", ["there's a live line lying on the sidewalk", "a tree fell on the line and it's burning",
+                                  "Dave got hit by the boom", "the groundman is pinned under the outrigger"])
+def test_a_hazard_told_in_other_words_is_still_an_emergency(said: str) -> None:
+    """The emergency guard asks only that a hazard be named; "burning", "a live line", "hit by" name one."""
+    assert classify(said).name == "safety_emergency"
 
 
 def test_a_person_hurt_still_escalates_at_once_even_asked_as_a_question(assistant: Assistant) -> None:
