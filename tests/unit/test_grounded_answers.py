@@ -368,8 +368,9 @@ def test_a_hazard_inside_a_question_is_a_question(question: str, assistant: Assi
     assert r.route != "escalated" or r.abstained  # only a hazard no procedure covers goes to a person at once
 
 
-@pytest.mark.parametrize("said", ["there's a live line lying on the sidewalk", "a tree fell on the line and it's burning",
-                                  "Dave got hit by the boom", "the groundman is pinned under the outrigger"])
+@pytest.mark.parametrize("said", ["there's a live line lying on the sidewalk",
+                                  "a tree fell on the line and it's burning", "Dave got hit by the boom",
+                                  "the groundman is pinned under the outrigger"])
 def test_a_hazard_told_in_other_words_is_still_an_emergency(said: str) -> None:
     """The emergency guard asks only that a hazard be named; "burning", "a live line", "hit by" name one."""
     assert classify(said).name == "safety_emergency"
