@@ -205,12 +205,16 @@ def sequence_of(question: str) -> tuple[str, bool] | None:
     return (m["clause"], m["rel"].lower() == "before") if m else None
 
 
+_ASKS = re.compile(r"(?:what|how|who|where|which|when|why)\b", re.I)
+
+
 def split_parts(text: str) -> list[str]:
     """A multi-part question as its parts; a part too short to be a question stays with its neighbour."""
     raw = [p.strip(" ,.?") for p in _PART_SPLIT.split(text.strip()) if p and p.strip(" ,.?")]
     parts: list[str] = []
     for p in raw:
-        if parts and len(terms(p)) < 2:
+        asked = bool(_ASKS.match(p)) and bool(terms(p))  # "what do I short them with": short, still a question
+        if parts and len(terms(p)) < 2 and not asked:
             parts[-1] = f"{parts[-1]} {p}"
         else:
             parts.append(p)

@@ -494,6 +494,11 @@ def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant
 def test_a_multi_part_question_answers_each_part(assistant: Assistant) -> None:
     r = assistant.ask("what's the max voltage for class 1 gloves and how often do they get retested?")
     assert "7,500 V" in r.answer and "every 6 months" in r.answer
+    # a short second part is still a question of its own, and "them" leans on the first part's procedure
+    assert grounding.split_parts("how long before I can touch the caps and what do I short them with") == [
+        "how long before I can touch the caps", "what do I short them with"]
+    r = assistant.ask("how long before I can touch the caps and what do I short them with")
+    assert "at least 5 minutes" in r.answer and "grounding stick" in r.answer and not r.abstained
 
 
 def test_resolved_means_answered_from_a_procedure_not_abstained_or_escalated(assistant: Assistant) -> None:
