@@ -33,6 +33,7 @@ _NEXT = re.compile(r"^\s*(and\s+|ok(ay)?,?\s+|so\s+)?(after that|then what|what'
                    r"and then|what comes next|what do i do next|then)\s*\??\s*$", re.I)
 _BACK = re.compile(r"^\s*(go back|back|previous( step)?|what was (the step )?before that|before that)\s*\??\s*$",
                    re.I)
+_BARE = frozenset(grounding.terms("again repeat say read tell me once more what was is the step"))  # no topic
 _FOLLOW = re.compile(r"^\s*(and\s+)?(what if|what about|and if|if it'?s|if so|how about|and how|and what|"
                      r"is that|does that|what does that)\b", re.I)
 
@@ -125,6 +126,8 @@ class Answerer:
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
         # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")
         answered = p >= self.model.threshold and bool(sel.units) and not features["question_figures_missing"]
+        if q.step_number:  # "step 3 of lockout": that step of the procedure named, never another's text
+            answered = sel.numbered
         return PartAnswer(question, sel.units, round(p, 3), answered, features)
 
     def _soft_missed(self, q: grounding.Query, expanded: str, units: Sequence[UnitRef]) -> float:
@@ -225,7 +228,18 @@ class Answerer:
                         Focus(last.doc, last.section, last.position, weights))
 
     def _step(self, question: str, focus: Focus | None) -> Grounded | None:
-        """ "And after that?" / "go back": the next or previous unit of the section in focus."""
+        """ "And after that?" / "go back": the next or previous unit of the section in focus; "what's step 5?"
+        (a step number and nothing else): that step of it."""
+        number = grounding.step_number_of(question)
+        if number and focus is not None and not set(grounding.terms(grounding.without_step_number(question))) - _BARE:
+            units = self.kb.section_units(focus.doc, focus.section)
+            step = next((u for u in units if u.kind == "step" and u.number == number), None)
+            if step is None:
+                steps = sum(1 for u in units if u.kind == "step")
+                title = f"{units[0].title} - {units[0].heading}" if units else focus.doc
+                return Grounded(f"{title} has {steps} steps; there is no step {number}.", (), 1.0, False, (), focus)
+            return Grounded(grounding.compose([step]), (step,), 1.0, False, (),
+                            Focus(step.doc, step.section, step.position, focus.weights))
         if not (_NEXT.match(question) or _BACK.match(question)):
             return None
         if focus is None:  # "and after that?" with nothing before it: there is nothing to follow

@@ -150,6 +150,10 @@ class Corpus:
         self.n = len(self.unit_terms) + len(self.context)
         self.df = df
         self.tables: dict[tuple[str, int], list[UnitRef]] = {}  # each section's table rows, in order
+        self.steps: dict[tuple[str, int], dict[int, UnitRef]] = {}  # each section's steps by number
+        for u in self.units:
+            if u.kind == "step" and u.number:
+                self.steps.setdefault((u.doc, u.section), {}).setdefault(u.number, u)
         for u in sorted((u for u in self.units if u.kind == "row"), key=lambda u: u.position):
             self.tables.setdefault((u.doc, u.section), []).append(u)
 
@@ -172,6 +176,7 @@ class Query:
     # the asked-for thing ("how much OIL"): per word, the terms that name it (its own, or the lexicon's)
     focus: tuple[frozenset[str], ...] = ()
     wants_end: str = ""  # "first" / "last": the first or last step of the procedure the question is about
+    step_number: int = 0  # "what's step 3 of lockout", "what comes after step 2": that numbered step (3)
 
     @property
     def mass(self) -> float:
@@ -183,12 +188,32 @@ def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float]
     """Weighted terms of the question; words the lexicon added weigh as much as the technician's own.
     ``expand`` (the lexicon's) lets a field word in the asked-for thing ("what PPE ...") be named by the
     procedure's words for it."""
-    ts = dict.fromkeys(terms(expanded))
+    ts = dict.fromkeys(terms(without_step_number(expanded)))  # "step two of grounding": not the "two hot legs"
     weights = {t: corpus.idf(t) for t in ts}
     for t, w in (carry or {}).items():
         weights.setdefault(t, 0.5 * w)
     return Query(text, weights, bool(_WANTS_NUMBER.search(text)), bool(_WANTS_STEPS.search(text)),
-                 negated(text), bool(_AFTER.search(text)), focus_of(text, expand), wants_end=end_of(text))
+                 negated(text), bool(_AFTER.search(text)), focus_of(text, expand), wants_end=end_of(text),
+                 step_number=step_number_of(text))
+
+
+_STEP_NUMBER = re.compile(r"\b(?:(?P<rel>after|before|past|following|preceding)\s+)?step\s+(?:number\s+)?"
+                          r"(?P<n>\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.I)
+
+
+def without_step_number(text: str) -> str:
+    """The text without the number of the step it names ("what's step 3 of lockout" -> "what's step of lockout")."""
+    return _STEP_NUMBER.sub(" step ", text)
+
+
+def step_number_of(question: str) -> int:
+    """The numbered step a question names: "step 3" -> 3, "after step 2" -> 3, "before step 2" -> 1; 0: none."""
+    m = _STEP_NUMBER.search(question)
+    if not m:
+        return 0
+    n = int(_NUMBER_WORDS.get(m["n"].lower(), m["n"]))
+    rel = (m["rel"] or "").lower()
+    return max(0, n + (1 if rel in ("after", "past", "following") else -1 if rel else 0))
 
 
 def end_of(question: str) -> str:
@@ -226,6 +251,7 @@ def split_parts(text: str) -> list[str]:
 class Selection:
     units: tuple[UnitRef, ...]
     features: dict[str, float] = field(default_factory=dict)
+    numbered: bool = False  # the step a question names by number, found in the procedure it names
 
     @property
     def best(self) -> UnitRef | None:
@@ -336,7 +362,10 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     second = next((x[0] for x in scored if x[2] != bi), 0.0)
     section = [(x[0], c.units[x[2]]) for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) ==
                (best.doc, best.section)]
-    if neighbour is not None:
+    numbered = _numbered_step(q, c, [i for _, _, i in scored])
+    if numbered is not None:  # the step the question names by its number, in the best procedure that has it
+        chosen = [numbered]
+    elif neighbour is not None:
         chosen = sorted([best, neighbour], key=lambda u: u.position)
     elif best.kind == "row" and (rows := covering_rows(q.text, c.tables.get((best.doc, best.section), []))):
         chosen = rows  # the row a figure asked for falls in, not its neighbours ("69 kV": the 50-200 kV row)
@@ -362,7 +391,27 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "focus_missing": _focus_missing(q, c, chosen),
         **question_form(q.text),
     }
-    return Selection(tuple(chosen), features)
+    return Selection(tuple(chosen), features, numbered=numbered is not None)
+
+
+_STEP_TERMS = frozenset(terms("step steps procedure come comes next after before"))
+
+
+def _numbered_step(q: Query, c: Corpus, ranked: Sequence[int]) -> UnitRef | None:
+    """The step numbered as the question asks ("step 3 of lockout"), in the procedure the rest of the question
+    names: a section whose title and heading say every known word of it, else one of the three best-ranked
+    sections whose text does; None when the question names no step number or no such section has that step."""
+    if not q.step_number:
+        return None
+    topic = {t for t in q.weights if c.known(t) and t not in _STEP_TERMS}
+    order = list(dict.fromkeys((c.units[i].doc, c.units[i].section) for i in ranked))
+    numbered = [key for key in order if q.step_number in c.steps.get(key, {})]
+    named = [key for key in numbered if topic <= c.context[key]]
+    if not named:
+        said = {key: set().union(c.context[key], *(c.unit_terms[c.index[u]] for u in c.steps[key].values()))
+                for key in order[:3] if key in numbered}
+        named = [key for key in said if topic <= said[key]]
+    return c.steps[named[0]][q.step_number] if named else None
 
 
 def _semantic_features(semantic: Sequence[float] | None, chosen: Sequence[int], best: int) -> dict[str, float]:

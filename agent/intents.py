@@ -75,7 +75,8 @@ _SHORT = re.compile(rf"\b(?:out of|short of|short on|low on)\s+((?:[a-z0-9][a-z0
                     rf"(?:need|bring|send|want)\s+(?:me\s+)?{_NUM_RE}\b", re.I)
 _QUESTION = re.compile(
     r"\?\s*$|^\s*(and\s+)?(how|what|what's|whats|where|when|why|which|who|whose|is it|is that|is this|are|should|"
-    r"shall|do|does|did|must|may|tell me|explain|walk me through|need to know|is there|are there|was there|"
+    r"shall|do|does|did|must|may|tell me|read me|repeat|explain|walk me through|need to know|is there|are there|"
+    r"was there|"
     r"is (the|my|our|this|that|he|she|it|everyone|anyone|anybody)|has (the|anyone|anybody|he|she|it)|"
     r"have (we|you|they|i))\b|"
     r"^\s*(can|could) (i|we|it|he|she|they|this|that|the|my)\b|"
@@ -97,9 +98,15 @@ def is_question(text: str) -> bool:
     return bool(_QUESTION.search(text.strip()))
 
 
+_NAMED_BY_NUMBER = re.compile(r"\b(step|steps|class|form|pole|number|no\.?|phase|job|section|page|level|size|"
+                              r"type|unit|truck|bay|feeder|circuit|row)\s*#?\s*$", re.I)
+
+
 def parse_items(text: str) -> list[dict[str, Any]]:
     items = []
     for m in _ITEM.finditer(text):
+        if _NAMED_BY_NUMBER.search(text[:m.start()]):
+            continue  # "step two of grounding", "pole 14", "class 2": a name or a place, not a quantity
         qty_word, part = m.group(1).lower(), m.group(2).strip(" -").lower()
         qty = int(qty_word) if qty_word.isdigit() else _NUM.get(qty_word, 1)
         if part and part not in {"minute", "minutes", "hour", "hours", "more", "more of them", "feet", "foot"}:

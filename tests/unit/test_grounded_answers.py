@@ -491,6 +491,33 @@ def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant
     assert "12 Birch Lane" in r.answer and r.citations == ["job:J-42"] and r.grounded
 
 
+@pytest.mark.parametrize(("question", "cited"), [("what's step 3 of lockout?", "lockout-tagout.md#steps:step-3"),
+                                                 ("what comes after step 2 in reconnection",
+                                                  "service-drop-reconnection.md#reconnection-steps:step-3"),
+                                                 ("step two of grounding",
+                                                  "protective-grounding.md#installing-grounds:step-2")])
+def test_a_step_named_by_its_number_is_that_step_alone(question: str, cited: str, assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert r.intent == "procedure_question" and r.citations == [cited]  # not the whole list, not "2 x grounding"
+    assert _queued(assistant) == 0 and assistant.store.get("pending_action") is None
+
+
+@pytest.mark.parametrize("question", ["what is step 3 of crossarm replacement?", "what's step 9 of lockout?"])
+def test_a_numbered_step_of_a_procedure_the_base_lacks_is_never_another_procedures_step(question: str,
+                                                                                       assistant: Assistant) -> None:
+    """No crossarm procedure (the storm assessment's steps name crossarms), no ninth lockout step."""
+    assert assistant.ask(question).abstained
+
+
+def test_a_bare_step_number_reads_that_step_of_the_procedure_in_the_conversation(assistant: Assistant) -> None:
+    assistant.ask("how do I install grounds?")
+    r = assistant.ask("and what's step 5?")
+    assert r.citations == ["protective-grounding.md#installing-grounds:step-5"] and "no loops or coils" in r.answer
+    assert assistant.ask("repeat step 2").citations == ["protective-grounding.md#installing-grounds:step-2"]
+    none = assistant.ask("read me step 7")
+    assert "there is no step 7" in none.answer and "5 steps" in none.answer and not none.citations
+
+
 def test_a_multi_part_question_answers_each_part(assistant: Assistant) -> None:
     r = assistant.ask("what's the max voltage for class 1 gloves and how often do they get retested?")
     assert "7,500 V" in r.answer and "every 6 months" in r.answer
