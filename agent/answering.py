@@ -106,7 +106,8 @@ class Answerer:
             return []
         return [float(x) for x in self._vectors @ self.encoder.encode([question])[0]]
 
-    def select(self, question: str, *, focus: Focus | None = None, follow: bool = False) -> PartAnswer:
+    def select(self, question: str, *, focus: Focus | None = None, follow: bool = False,
+               within: str | None = None) -> PartAnswer:
         c = self.corpus
         expanded = self.kb.lexicon.expand(question)
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
@@ -120,7 +121,7 @@ class Answerer:
         # field's) is what the answerability features compare with the chosen text
         sel = grounding.select(q, c, fts, prefer, self.semantic(question),
                                anchor=(anchor, seq[1]) if anchor and seq else None,
-                               judged=self.semantic(expanded) if expanded != question else None)
+                               judged=self.semantic(expanded) if expanded != question else None, within=within)
         features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units)}
         p = self.model.probability(features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
@@ -173,6 +174,24 @@ class Answerer:
         own = c.unit_terms[c.index[step]]
         return step if sum(w for t, w in q.weights.items() if t in own) / q.mass >= ANCHOR_COVERAGE else None
 
+    def steps_of(self, focus: Focus) -> Grounded:
+        """The whole procedure ``focus`` is in: its section's warnings and steps, in order."""
+        units = self.kb.section_units(focus.doc, focus.section)
+        said = tuple(u for u in units if u.kind in ("warning", "step"))
+        return Grounded(grounding.compose(said), said, 1.0, False, (), focus)
+
+    def about(self, name: str) -> Focus | None:
+        """The procedure ``name`` (a job's title: "Replace blown fuse") is, as a conversation's focus: its section
+        of steps and the name's weighted words; None when no procedure is named well enough."""
+        key = self.procedure(name)
+        if key is None:  # not named by its title ("Replace blown fuse"): the best-ranked section of steps
+            key = next(((p.doc, p.section) for p in self.kb.search(self.kb.lexicon.expand(name), limit=3)
+                        if sum(1 for u in self.kb.section_units(p.doc, p.section) if u.kind == "step") >= 2), None)
+        if key is None:
+            return None
+        q = grounding.analyse(name, self.kb.lexicon.expand(name), self.corpus)
+        return Focus(key[0], key[1], 0, q.weights)
+
     def procedure(self, name: str) -> tuple[str, int] | None:
         """The section with steps whose title and heading best match ``name`` ("installing grounds", "lockout
         tagout"), or None when none is named well enough (at least half the words' weight)."""
@@ -197,7 +216,10 @@ class Answerer:
         cov, _, _, key = max(scored)
         return key if cov >= 0.5 else None
 
-    def answer(self, question: str, *, focus: Focus | None = None) -> Grounded:
+    def answer(self, question: str, *, focus: Focus | None = None, follow: bool = False,
+               within: str | None = None) -> Grounded:
+        """``follow``: the question is asked in ``focus``'s procedure whatever its words; ``within``: answered
+        from that document alone (the current job's procedure)."""
         step = self._step(question, focus)
         if step is not None:
             return step
@@ -208,7 +230,7 @@ class Answerer:
                 w = grounding.analyse(parts[0].question, self.kb.lexicon.expand(parts[0].question), self.corpus)
                 parts.append(self.select(text, focus=Focus(u.doc, u.section, u.position, w.weights), follow=True))
             else:
-                parts.append(self.select(text, focus=focus))
+                parts.append(self.select(text, focus=focus, follow=follow, within=within))
         answered = [p for p in parts if p.answered]
         if not answered:
             return Grounded(ABSTAIN, (), max(p.probability for p in parts), True, tuple(parts), focus)

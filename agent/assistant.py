@@ -67,7 +67,13 @@ CONVERSATION_TTL_S = 900.0  # a follow-up after a quarter of an hour starts a ne
 _JOB_QUESTION = re.compile(
     r"\b(this|the|my|current|our) (job|work order|ticket)\b|\bwhat job\b|\bwhere (is|am i|are we)\b.*\b(job|going|"
     r"headed)\b|\bwhat('s| is) the address\b|\bjob (address|details|number)\b", re.I)
-_ASKS_PROCEDURE = re.compile(r"\b(step|steps|procedure|how do|what do i check|check list|checklist)\b", re.I)
+_WHOLE = re.compile(r"^\s*(what are |what're |read me |tell me |give me )?(the )?(steps|procedure)\b|"
+                    r"\bhow (do|should|can) (i|we) do\b|\bwhat('s| is) the (procedure|process)\b", re.I)
+# what a question about the job asks of the job itself (where, what, which); anything else ("the steps for this
+# job", "what PPE for this job") is asked of the procedure for it
+_JOB_DETAILS = re.compile(
+    r"\b(where|address|location|located|directions|what job|which job|job (number|id|details)|details|customer)\b|"
+    r"^\s*what('s| is) (this|the|my|our|current) (job|work order|ticket)( about)?\s*\??\s*$", re.I)
 
 
 @dataclass(frozen=True)
@@ -240,13 +246,17 @@ class Assistant:
         if walked is not None:
             return walked
         intent = self._classify(text)
-        if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and not _ASKS_PROCEDURE.search(text):
+        if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and (
+                _JOB_DETAILS.search(text) or job is None or not job.title):
             reply = self._new_reply(rid, intent, Route("local", "answered from the current job"))
             self._answer_job(job, reply, started, on_token)
             return self._finish(reply, started, None)
+        about = None
+        if intent.name == "procedure_question" and job is not None and job.title and _JOB_QUESTION.search(text):
+            about = self.answerer.about(job.title)  # "what PPE for this job": asked in the procedure for the job
         route = decide(intent, text, self.policy)
         reply = self._new_reply(rid, intent, route)
-        ref = self._act(text, intent, route, job, reply, on_token, started)
+        ref = self._act(text, intent, route, job, reply, on_token, started, about)
         return self._finish(reply, started, ref)
 
     # ------------------------------------------------------------------ walk-through
@@ -342,7 +352,7 @@ class Assistant:
         return esc_id
 
     def _act(self, text: str, intent: Intent, route: Route, job: JobContext | None, reply: Reply,
-             on_token: Callable[[str], None] | None, started: float) -> str | None:
+             on_token: Callable[[str], None] | None, started: float, about: Focus | None = None) -> str | None:
         job_id = job.job_id if job else None
         when = "now" if reply.online else "when the link returns (queued on this device)"
         if route.kind == "escalated":
@@ -374,7 +384,7 @@ class Assistant:
         if self.config.answer_mode == "generate":
             self._generate(text, job, self.kb.search(text, limit=self.config.retrieval_k), reply, on_token)
             return None
-        return self._grounded(text, intent, reply, on_token, started)
+        return self._grounded(text, intent, reply, on_token, started, about, job)
 
     def _ask_first(self, pending: PendingAction, reply: Reply) -> None:
         self.store.put("pending_action", pending.as_dict())
@@ -384,8 +394,18 @@ class Assistant:
                         else f"{pending.readback} Say yes to confirm, or no to cancel.")
 
     def _grounded(self, text: str, intent: Intent, reply: Reply, on_token: Callable[[str], None] | None,
-                  started: float) -> str | None:
-        g = self.answerer.answer(text, focus=self.focus())
+                  started: float, about: Focus | None = None, job: JobContext | None = None) -> str | None:
+        """``about``: the procedure a question about the current ``job`` is asked in: the whole of it when the
+        whole is asked for, else the answer within its document (the job's title said for "this job"), else the
+        answer from any procedure to the question without it ("how do I lock out for this job")."""
+        g = None
+        if about is not None and job is not None:
+            g = (self.answerer.steps_of(about) if _WHOLE.search(text) else
+                 self.answerer.answer(_JOB_QUESTION.sub(f"the {job.title}", text, count=1), focus=about,
+                                      follow=True, within=about.doc))
+            text = _JOB_QUESTION.sub(" ", text, count=1) if g.abstained else text
+        if g is None or g.abstained:
+            g = self.answerer.answer(text, focus=self.focus())
         reply.confidence = round(g.confidence, 3)
         if g.abstained:
             reply.abstained = True

@@ -337,18 +337,24 @@ def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
 
 def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
            prefer: tuple[str, int] | None = None, semantic: Sequence[float] | None = None,
-           anchor: tuple[UnitRef, bool] | None = None, judged: Sequence[float] | None = None) -> Selection:
+           anchor: tuple[UnitRef, bool] | None = None, judged: Sequence[float] | None = None,
+           within: str | None = None) -> Selection:
     """The units that answer ``q``; ``fts_sections`` ranks sections (bm25), ``prefer`` is the conversation's.
     ``anchor`` (a step, and whether the step before it is asked for): the answer is that step and its neighbour.
-    ``judged``: the cosines the answerability features read (default ``semantic``, which ranks)."""
+    ``judged``: the cosines the answerability features read (default ``semantic``, which ranks). ``within``: only
+    that document's units (the current job's procedure)."""
     if not c.units or not q.weights:
         return Selection((), dict.fromkeys(FEATURES, 0.0))
     top = {key: rank for rank, key in enumerate(fts_sections)}
     held = frozenset(c.index[u] for rows in c.tables.values() for u in covering_rows(q.text, rows))
     scored = []
     for i in range(len(c.units)):
+        if within is not None and c.units[i].doc != within:
+            continue
         f = unit_features(q, c, i, top, prefer, float(semantic[i]) if semantic is not None else 0.0, held)
         scored.append((f["heuristic"], f, i))
+    if not scored:
+        return Selection((), dict.fromkeys(FEATURES, 0.0))
     scored.sort(key=lambda x: -x[0])
     s_best, f_best, bi = scored[0]
     if q.wants_steps:  # "how do I <what a procedure is called>": that procedure's steps

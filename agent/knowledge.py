@@ -37,7 +37,7 @@ _FILLER = set(
     "now ok okay still right away yeah well hey um uh like really actually gonna wanna gotta thing things stuff "
     "guy guys buddy mate anyway anything something here there's that's what's whats it'll i'll i've we've "
     "am was were been being did doing done go goes going gone put take takes know let lets want wants "
-    "look looks looking see seems mean means ever also too very much many one".split()
+    "look looks looking see seems mean means ever also too very much many one out".split()
 )
 
 _SCHEMA = """

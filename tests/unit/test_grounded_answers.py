@@ -491,6 +491,17 @@ def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant
     assert "12 Birch Lane" in r.answer and r.citations == ["job:J-42"] and r.grounded
 
 
+def test_a_question_of_what_to_do_on_this_job_is_answered_from_the_procedure_for_it(assistant: Assistant) -> None:
+    assistant.set_job(JobContext("J-7", "Replace blown fuse", "pole 14, 12 Birch Lane"))
+    steps = assistant.ask("how do I do this job?")  # the procedure for what the job is, named in other words
+    assert steps.citations == [f"fuse-cutout-replacement.md#re-fusing-steps:step-{n}" for n in range(1, 5)]
+    ppe = assistant.ask("what PPE do I need for this job?")  # asked in the job's procedure
+    assert "face shield" in ppe.answer and all(c.startswith("fuse-cutout-replacement.md#") for c in ppe.citations)
+    lock = assistant.ask("how do I lock out for this job?")  # the job's procedure has none: any procedure's
+    assert lock.citations[0].startswith("lockout-tagout.md#steps:")
+    assert assistant.ask("where is this job?").citations == ["job:J-7"]
+
+
 @pytest.mark.parametrize(("question", "cited"), [("what's step 3 of lockout?", "lockout-tagout.md#steps:step-3"),
                                                  ("what comes after step 2 in reconnection",
                                                   "service-drop-reconnection.md#reconnection-steps:step-3"),
