@@ -277,7 +277,12 @@ class Assistant:
             return self._walk_reply(rid, started, walkthrough.advance(state, stops, command), on_token)
         if not walkthrough.START.search(text):
             return None
-        found = self.answerer.procedure(walkthrough.START.sub(" ", text))
+        named = walkthrough.START.sub(" ", text)
+        if job is not None and job.title and _JOB_QUESTION.search(named):  # "walk me through this job"
+            about = self.answerer.about(job.title)
+            found = (about.doc, about.section) if about else None
+        else:
+            found = self.answerer.procedure(named)
         if found is None:
             return None  # no procedure with steps by that name: answer it as a question
         units = self.kb.section_units(*found)

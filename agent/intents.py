@@ -55,6 +55,9 @@ _ESCALATE = re.compile(
     r"\b(talk|speak) (to|with) (an? )?(expert|engineer|supervisor|specialist|human|person)|"
     r"\b(connect|put) me (through )?(to|with)|\bescalate\b|\bsecond opinion\b|"
     r"\b(need|get|want) (an? )?(expert|engineer|specialist|supervisor)\b|\bnot sure what to do\b", re.I)
+_ASKS_FOR_A_PERSON = re.compile(
+    r"\b(expert|engineer\w*|supervisor|foreman|boss|human|person|people|someone|somebody|anyone|specialist|help|"
+    r"escalat\w*|on-?call|protection|talk|speak|call me|transfer|second opinion|review)\b", re.I)
 _NOTE = re.compile(
     r"^\s*(please\s+)?(note|log|record|add (a )?note|make a note|write down|jot down|remember|put in the notes)"
     r"\b( it| for dispatch| it down| down)?[:,]?\s*(that\s+)?", re.I)
@@ -205,6 +208,8 @@ def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
             continue  # a question is answered, never turned into an action or an alarm
         if name == "safety_emergency" and not _SAFETY.search(t):
             continue  # an emergency names a hazard: "next" is not one, whatever the classifier leans to
+        if name == "escalate_to_expert" and not _ASKS_FOR_A_PERSON.search(t):
+            continue  # an escalation asks for a person ("walk me through this job" asks for none)
         slots = slots_for(name, t)
         if slots is None:
             continue  # an action without what it needs is not that action

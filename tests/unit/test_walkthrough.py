@@ -78,3 +78,13 @@ def test_walking_through_something_with_no_procedure_is_an_honest_no(tmp_path: P
     a = _assistant(tmp_path / "dev")
     r = a.ask("walk me through baking a cake")
     assert r.abstained and a.walk_state() is None
+
+
+def test_walk_me_through_this_job_walks_the_procedure_for_the_job_and_asks_no_expert(tmp_path: Path) -> None:
+    a = _assistant(tmp_path / "dev")
+    assert classify("walk me through this job").name != "escalate_to_expert"  # it asks for no person
+    a.set_job(JobContext("J-9", "Replace blown fuse", "pole 14"))
+    first = a.ask("walk me through this job")
+    assert first.intent == "walkthrough" and first.citations == ["fuse-cutout-replacement.md#re-fusing-steps:step-1"]
+    assert int(a.store.db.scalar("SELECT COUNT(*) FROM outbox WHERE type = 'escalation'") or 0) == 0
+    a.store.close()
