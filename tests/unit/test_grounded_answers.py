@@ -254,6 +254,17 @@ def test_a_users_table_with_the_unit_in_its_header_answers_a_figure_from_the_row
     assert assistant.ask("which blanket class do I need for a 69 kV line?").abstained
 
 
+@pytest.mark.parametrize(("question", "said"), [("the transformer reads 110 volts, is that ok?", "114\u2013126 V"),
+                                                ("can I touch the caps after 2 minutes?", "at least 5 minutes"),
+                                                ("can I stand 5 meters from a downed wire?", "at least 10 meters")])
+def test_a_rule_that_states_a_span_answers_a_value_outside_it(question: str, said: str, assistant: Assistant) -> None:
+    """The rule's span is the answer to a value below or above it; a rule for one value is not ("form 2S for
+    120/240 V" says nothing of a 480 V service)."""
+    r = assistant.ask(question)
+    assert r.grounded and said in r.answer
+    assert assistant.ask("what form meter goes on a 480 V three-phase service?").abstained
+
+
 def test_units_are_compared_in_one_base_and_a_maximum_holds_what_lies_below_it() -> None:
     def row(text: str, heading: str = "H") -> UnitRef:
         return UnitRef("d.md", "T", heading, 1, 1, "row", None, 1, text)
