@@ -519,7 +519,8 @@ def _value(figure: str) -> float | None:
 # "form 2S"); a bare number ("12 Birch Lane", "pole 1234") is an address or a name, not a figure asked about
 _SPEC_FIGURE = re.compile(
     r"\b(?:class|form|size|type|rated)\s+(?P<a>[0-9][a-z0-9]*(?:[.,/][0-9]+)*)"
-    r"|\b(?P<b>[0-9]+(?:[.,/][0-9]+)*)\s*(?:kv|kva|v|volts?|amps?|a|kw|hz|feet|foot|ft|m|meters?|metres?|cm|inches|mm|"
+    r"|\b(?P<b>[0-9]+(?:[.,/][0-9]+)*)\s*(?:kv|kva|kvar|mvar|mva|v|volts?|amps?|a|kw|mw|hz|feet|foot|ft|m|meters?|"
+    r"metres?|cm|inches|mm|"
     r"minutes?|hours?|days?|months?|years?|percent|%|t|awg|kcmil|mcm)\b", re.I)
 
 
@@ -532,7 +533,9 @@ def spec_figures(text: str) -> list[str]:
 # "17,000 V" and "6 inches" with "15 centimeters"
 _UNITS: dict[str, tuple[str, float]] = {
     **dict.fromkeys(("v", "volt", "volts"), ("V", 1.0)), "kv": ("V", 1e3),
-    "va": ("VA", 1.0), "kva": ("VA", 1e3), "mva": ("VA", 1e6), **dict.fromkeys(("a", "amp", "amps"), ("A", 1.0)),
+    "va": ("VA", 1.0), "kva": ("VA", 1e3), "mva": ("VA", 1e6), "var": ("var", 1.0), "kvar": ("var", 1e3),
+    "mvar": ("var", 1e6), "w": ("W", 1.0), "kw": ("W", 1e3), "mw": ("W", 1e6),
+    **dict.fromkeys(("a", "amp", "amps"), ("A", 1.0)),
     **dict.fromkeys(("m", "meter", "meters", "metre", "metres"), ("m", 1.0)), "cm": ("m", 0.01), "mm": ("m", 0.001),
     **dict.fromkeys(("ft", "foot", "feet"), ("m", 0.3048)), **dict.fromkeys(("inch", "inches"), ("m", 0.0254)),
     **dict.fromkeys(("minute", "minutes"), ("s", 60.0)), **dict.fromkeys(("hour", "hours"), ("s", 3600.0)),

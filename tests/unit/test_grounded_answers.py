@@ -270,6 +270,8 @@ def test_units_are_compared_in_one_base_and_a_maximum_holds_what_lies_below_it()
         return UnitRef("d.md", "T", heading, 1, 1, "row", None, 1, text)
 
     assert grounding.quantities("a 12 kV line, 6 inches deep") == [("12", "V", 12000.0), ("6", "m", 6 * 0.0254)]
+    assert grounding.quantities("a 600 kvar bank") == [("600", "var", 600000.0)]  # not a kVA row's figure
+    assert grounding.figures_unsaid("fuse for a 600 kvar bank?", [row("50 kVA: Fuse link: 8T")]) == ["600"]
     assert grounding.spans(row("Class 2: Maximum use voltage: 17,000 V")) == [("V", 0.0, 17000.0)]
     assert grounding.spans(row("Class 2: 17,000 V", heading="Glove classes (maximum use voltage)")) == [
         ("V", 0.0, 17000.0)]
