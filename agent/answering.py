@@ -34,6 +34,8 @@ _NEXT = re.compile(r"^\s*(and\s+|ok(ay)?,?\s+|so\s+)?(after that|then what|what'
 _BACK = re.compile(r"^\s*(go back|back|previous( step)?|what was (the step )?before that|before that)\s*\??\s*$",
                    re.I)
 _BARE = frozenset(grounding.terms("again repeat say read tell me once more what was is the step"))  # no topic
+_HOW_TO = re.compile(r"^\s*(how (do|should|can|would) (i|we|you)|walk me through|what('s| is| are) the "
+                     r"(steps|procedure|process) (for|to|of))\b", re.I)
 _FOLLOW = re.compile(r"^\s*(and\s+)?(what if|what about|and if|if it'?s|if so|how about|and how|and what|"
                      r"is that|does that|what does that)\b", re.I)
 
@@ -129,7 +131,18 @@ class Answerer:
         answered = p >= self.model.threshold and bool(sel.units) and not features["question_figures_missing"]
         if q.step_number:  # "step 3 of lockout": that step of the procedure named, never another's text
             answered = sel.numbered
+        elif not answered and _HOW_TO.match(question) and self._whole_procedure(q, sel.units):
+            answered = True  # "how do I lock out": the steps of the procedure every word of it names
         return PartAnswer(question, sel.units, round(p, 3), answered, features)
+
+    def _whole_procedure(self, q: grounding.Query, units: Sequence[UnitRef]) -> bool:
+        """The units are the steps of one section, and that section (title, heading, steps) says every word of
+        the question, each one the base knows: the question names that procedure."""
+        if len(units) < 2 or len({(u.doc, u.section) for u in units}) != 1 or not any(u.kind == "step" for u in units):
+            return False
+        c = self.corpus
+        said = set(c.context[(units[0].doc, units[0].section)]).union(*(c.unit_terms[c.index[u]] for u in units))
+        return all(c.known(t) and t in said for t in q.weights)
 
     def _soft_missed(self, q: grounding.Query, expanded: str, units: Sequence[UnitRef]) -> float:
         """The (idf) share of the question's words the chosen text neither says nor says in other words: each

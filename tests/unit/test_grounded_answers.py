@@ -542,6 +542,16 @@ def test_a_bare_step_number_reads_that_step_of_the_procedure_in_the_conversation
     assert "there is no step 7" in none.answer and "5 steps" in none.answer and not none.citations
 
 
+@pytest.mark.parametrize(("question", "section"), [("how do I lock out?", "lockout-tagout.md#steps:"),
+                                                   ("how do I test the breaker?",
+                                                    "breaker-check.md#testing-the-breaker:")])
+def test_how_do_i_with_a_procedures_name_gets_its_steps(question: str, section: str, assistant: Assistant) -> None:
+    """Every word names the procedure (its title, heading or steps): its steps, however plain the words."""
+    r = assistant.ask(question)
+    assert not r.abstained and len(r.citations) >= 2 and all(c.startswith(section) for c in r.citations)
+    assert assistant.ask("how do I replace a pad mount elbow?").abstained  # a word no procedure says
+
+
 def test_a_multi_part_question_answers_each_part(assistant: Assistant) -> None:
     r = assistant.ask("what's the max voltage for class 1 gloves and how often do they get retested?")
     assert "7,500 V" in r.answer and "every 6 months" in r.answer
