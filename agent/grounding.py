@@ -222,6 +222,19 @@ def end_of(question: str) -> str:
     return "first" if _FIRST.search(question) else "last" if _LAST.search(question) else ""
 
 
+# what an ask says when it only asks for the neighbouring step ("what do we do", "is it safe to touch")
+_PLAIN_ASK = frozenset(terms("do does did happen happens come comes go goes get gets next now then first check "
+                             "safe ok okay touch start need needed"))
+
+
+def sequence_ask(question: str) -> frozenset[str]:
+    """The terms of what a question naming a step asks of its own ("before re-energizing, what do I CONFIRM about
+    the CREW"): the neighbouring step is the answer only if it says them."""
+    q = question.strip(" ?.")
+    m = _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+    return frozenset(terms(m["ask"])) - _PLAIN_ASK if m else frozenset()
+
+
 def sequence_of(question: str) -> tuple[str, bool] | None:
     """The words naming the step a question starts from, and whether it asks for the step before it (else the one
     after), or None when it asks no such thing."""
@@ -362,6 +375,9 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         if titled and titled[0][0] >= s_best - 0.1:
             s_best, f_best, bi = titled[0]
     neighbour = next_unit(c.units, anchor[0], back=anchor[1]) if anchor and anchor[0] in c.index else None
+    if neighbour is not None and not sequence_ask(q.text) <= (c.unit_terms[c.index[neighbour]] |
+                                                              c.context[(neighbour.doc, neighbour.section)]):
+        anchor = neighbour = None  # the ask names a thing the neighbouring step does not say: rank as usual
     if anchor and neighbour is not None:
         s_best, f_best, bi = next(x for x in scored if x[2] == c.index[anchor[0]])
     best = c.units[bi]

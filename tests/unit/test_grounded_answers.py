@@ -413,6 +413,15 @@ def test_a_follow_up_resolves_against_the_last_step(assistant: Assistant) -> Non
     assert assistant.ask("and after that?").abstained  # nothing to follow once the conversation is over
 
 
+def test_a_step_named_then_a_thing_asked_of_its_own_is_answered_by_the_step_that_says_it(
+        assistant: Assistant) -> None:
+    """The step before "re-energize" says nothing of the crew; the release's first step does."""
+    assert grounding.sequence_ask("before re-energizing what do I confirm about the crew") == {"confirm", "crew"}
+    assert grounding.sequence_ask("before the locks come off, what do we do?") == set()
+    r = assistant.ask("before re-energizing what do I confirm about the crew")
+    assert "confirm everyone is clear" in r.answer and "lockout-tagout.md#release:step-1" in r.citations
+
+
 @pytest.mark.parametrize(("question", "expected"), [
     ("after critical customers what gets restored?", ("critical customers", False)),
     ("once I've waited on the caps, is it safe to touch?", ("I've waited on the caps", False)),
