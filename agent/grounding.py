@@ -639,11 +639,10 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
     text = " ".join(u.text for u in chosen)
     said = numbers(text)
     with_unit = {fig: (dim, v) for fig, dim, v in quantities(question)}
-    held = [s for u in chosen for s in spans(u)]
-    # a rule that states a span of the quantity ("should read 114-126 V", "wait at least 5 minutes") answers any
-    # value of it ("it reads 110 volts", "after 2 minutes"); a table row, or a rule for one value ("form 2S for
-    # 120/240 V"), answers only the values it holds
-    held += [(d, -math.inf, math.inf) for u in chosen if u.kind != "row" for d, _, _ in spans(u)]
+    # a table row answers only the values its span holds; a rule that states a span of the quantity ("should read
+    # 114-126 V", "wait at least 5 minutes") answers any value of it ("it reads 110 volts", "after 2 minutes"); a
+    # rule for one value ("form 2S for 120/240 V") states no span and answers only that value
+    held = [(d, lo, hi) if u.kind == "row" else (d, -math.inf, math.inf) for u in chosen for d, lo, hi in spans(u)]
     ranges = []  # figures without a unit ("class 5") against spans as written
     for m in _RANGE.finditer(text):
         lo, hi = (m["lo"], m["hi"]) if m["lo"] else ("0", m["max"]) if m["max"] else (m["min"], None)
