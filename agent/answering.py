@@ -57,6 +57,11 @@ class PartAnswer:
     probability: float
     answered: bool
     features: dict[str, float]
+    also: tuple[UnitRef, ...] = ()  # said after the chosen text: a close runner-up from another section
+
+    @property
+    def said(self) -> tuple[UnitRef, ...]:
+        return self.units + self.also
 
 
 @dataclass(frozen=True)
@@ -124,16 +129,32 @@ class Answerer:
         sel = grounding.select(q, c, fts, prefer, self.semantic(question),
                                anchor=(anchor, seq[1]) if anchor and seq else None,
                                judged=self.semantic(expanded) if expanded != question else None, within=within)
-        features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units)}
+        features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also)}
         p = self.model.probability(features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
         # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")
-        answered = p >= self.model.threshold and bool(sel.units) and not features["question_figures_missing"]
+        answered = (p >= self.model.threshold and bool(sel.units) and not features["question_figures_missing"]
+                    and not self.unknown_thing(question))
         if q.step_number:  # "step 3 of lockout": that step of the procedure named, never another's text
             answered = sel.numbered
         elif not answered and _HOW_TO.match(question) and self._whole_procedure(q, sel.units):
             answered = True  # "how do I lock out": the steps of the procedure every word of it names
-        return PartAnswer(question, sel.units, round(p, 3), answered, features)
+        return PartAnswer(question, sel.units, round(p, 3), answered, features, sel.also)
+
+    def unknown_thing(self, question: str) -> str:
+        """The thing a how-to question asks to work on, when no procedure and no lexicon entry says its last word
+        ("how do I replace a pad mount ELBOW", "how do I splice TRIPLEX"): no procedure is about it, whatever
+        else the question shares with one. "" otherwise."""
+        found = grounding.how_to_object(question)
+        if found is None:
+            return ""
+        phrase, head = found
+        c, lex = self.corpus, self.kb.lexicon
+        if any(c.known(t) for t in grounding.terms(head)):
+            return ""
+        without = phrase[: len(phrase) - len(head)]
+        named = set(grounding.terms(lex.expand(phrase))) - set(grounding.terms(lex.expand(without)))
+        return "" if any(c.known(t) for t in named) else head
 
     def _whole_procedure(self, q: grounding.Query, units: Sequence[UnitRef]) -> bool:
         """The units are the steps of one section, and that section (title, heading, steps) says every word of
@@ -250,13 +271,13 @@ class Answerer:
         lines, used = [], []
         for p in parts:
             if p.answered:
-                fresh = [u for u in p.units if u not in used]
+                fresh = [u for u in p.said if u not in used]
                 used += fresh
                 if fresh:
                     lines.append(grounding.compose(fresh))
             else:
                 lines.append(f'I have no procedure for "{p.question}".')
-        last = answered[-1].units[-1]
+        last = answered[-1].units[-1]  # the conversation goes on from the chosen text, not the runner-up
         weights = grounding.analyse(answered[-1].question, self.kb.lexicon.expand(answered[-1].question),
                                     self.corpus).weights
         return Grounded(" ".join(lines), tuple(used), min(p.probability for p in answered), False, tuple(parts),

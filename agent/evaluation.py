@@ -192,7 +192,7 @@ def calibrate(answerer: Answerer, cases: Sequence[Case]) -> AnswerabilityModel:
             continue
         part = answerer.select(c.question)
         rows.append(part.features)
-        labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.units), c.facts)))
+        labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.said), c.facts)))
         covered.append(bool(c.answerable))
     if len(set(labels)) < 2:
         raise KnowledgeError("calibration needs both answerable and uncovered questions")

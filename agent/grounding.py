@@ -265,6 +265,7 @@ class Selection:
     units: tuple[UnitRef, ...]
     features: dict[str, float] = field(default_factory=dict)
     numbered: bool = False  # the step a question names by number, found in the procedure it names
+    also: tuple[UnitRef, ...] = ()  # a close runner-up from another section of the procedure, said after ``units``
 
     @property
     def best(self) -> UnitRef | None:
@@ -307,6 +308,14 @@ def question_form(text: str) -> dict[str, float]:
 # again on 305: 0.5 / 0.75 / 1.0 / 1.25 -> 271 / 274 / 276 / 276 on average over the other ranking weights).
 SEMANTIC_WEIGHT = 1.0
 FIGURE_HELD_WEIGHT = 0.3
+# A unit of another section of the same procedure that scores within RUNNER_UP_GAP of the best is said after the
+# chosen text, under its own heading: where the ranker cannot tell "what do I put the ground end on" (installing)
+# from the removal step that also names the ground end, the technician hears both, each with where it comes from,
+# rather than the wrong one alone. Chosen by leave-one-batch-out on the tune part (13 batches; cost = 2 x wrong
+# answers + needless abstentions): 0 -> 137, 0.02 -> 135, 0.05 -> 133, 0.08 -> 122, 0.1 -> 121, 0.15 -> 121,
+# 0.2 -> 118 (0.2 says a second section for 16 % of questions, 0.1 for about 7 %); another procedure's unit is
+# never added (its claims would be checked against the wrong procedure, and a crew hears two jobs mixed).
+RUNNER_UP_GAP = 0.1
 
 
 def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
@@ -385,6 +394,7 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     section = [(x[0], c.units[x[2]]) for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) ==
                (best.doc, best.section)]
     numbered = _numbered_step(q, c, [i for _, _, i in scored])
+    also: tuple[UnitRef, ...] = ()
     if numbered is not None:  # the step the question names by its number, in the best procedure that has it
         chosen = [numbered]
     elif neighbour is not None:
@@ -393,6 +403,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         chosen = rows  # the row a figure asked for falls in, not its neighbours ("69 kV": the 50-200 kV row)
     else:
         chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
+        if not (q.wants_steps and sum(u.kind == "step" for u in chosen) > 2):  # not after a whole procedure
+            also = _runner_up(c, scored, best, s_best)
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
     asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
     in_range = asked - unsaid
@@ -413,7 +425,17 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         "focus_missing": _focus_missing(q, c, chosen),
         **question_form(q.text),
     }
-    return Selection(tuple(chosen), features, numbered=numbered is not None)
+    return Selection(tuple(chosen), features, numbered=numbered is not None, also=also)
+
+
+def _runner_up(c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]], best: UnitRef,
+               s_best: float) -> tuple[UnitRef, ...]:
+    """The best-scored unit of another section of ``best``'s procedure, when it scores within RUNNER_UP_GAP."""
+    for s, _, i in scored:
+        u = c.units[i]
+        if u.doc == best.doc and u.section != best.section:
+            return (u,) if s >= s_best - RUNNER_UP_GAP else ()
+    return ()
 
 
 _STEP_TERMS = frozenset(terms("step steps procedure come comes next after before"))
@@ -500,6 +522,20 @@ def focus_of(question: str, expand: Callable[[str], str] | None = None) -> tuple
         phrase = _focus_phrase(question)
         alt = set(terms(expand(phrase))) - set(terms(phrase))
     return tuple(frozenset({t, *alt}) for t in dict.fromkeys(own))
+
+
+_HOW_TO_OBJECT = re.compile(
+    r"^\s*(?:(?:and|so|ok|okay|well)\b[\s,]*)*how (?:do|can|would|should) (?:i|we|you) (?P<o>[a-z][\w' -]*?)\s*"
+    r"(?:\b(?:on|in|at|to|into|onto|for|with|from|of|off|when|after|before|if|without|by|so|and|or)\b|[?,.!;]|$)",
+    re.I)
+
+
+def how_to_object(question: str) -> tuple[str, str] | None:
+    """ "How do I <verb> <thing>": the thing's phrase and its last word ("replace a pad mount ELBOW"), or None
+    when the question is not a how-to with a thing of at least two words (verb and noun)."""
+    m = _HOW_TO_OBJECT.match(question)
+    ws = words(m.group("o")) if m else []
+    return (" ".join(ws), ws[-1]) if len(ws) >= 2 and terms(ws[-1]) else None
 
 
 def _focus_missing(q: Query, c: Corpus, chosen: Sequence[UnitRef]) -> float:
@@ -686,9 +722,11 @@ def compose(units: Sequence[UnitRef]) -> str:
     """Say the units as the procedure has them: where they come from, then each one's words."""
     if not units:
         return ""
-    first = units[0]
-    lines = [f"{first.title} - {first.heading}:"]
+    lines, where = [], None
     for u in units:
+        if (u.doc, u.section) != where:
+            where = (u.doc, u.section)
+            lines.append(f"{u.title} - {u.heading}:")
         lines.append(f"Step {u.number}: {u.text}" if u.kind == "step" and u.number else u.text)
     return " ".join(lines)
 

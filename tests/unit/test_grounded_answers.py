@@ -585,3 +585,46 @@ def test_the_classifier_guards_hold_whatever_it_learned() -> None:
     assert classify("note: the gate code is 4471").name == "log_note"
     assert classify("need some stuff").name != "parts_request"  # an action needs its slots
     assert classify("").name == "other"
+
+
+def test_a_close_runner_up_of_another_section_of_the_same_procedure_is_said_after_the_chosen_text() -> None:
+    def unit(doc: str, heading: str, section: int, text: str) -> UnitRef:
+        return UnitRef(doc, doc.upper(), heading, section, 1, "step", 1, 1, text)
+
+    install = unit("g.md", "Installing", 1, "Connect the ground-end clamp first, to the pole ground.")
+    remove = unit("g.md", "Removing", 2, "Remove the ground-end clamp last.")
+    other = unit("x.md", "Elsewhere", 1, "The ground-end clamp is inspected yearly.")
+    corpus = grounding.Corpus([install, remove, other])
+    q = grounding.analyse("ground-end clamp", "ground-end clamp", corpus)
+    close = grounding.select(q, corpus, semantic=[0.50, 0.55, 0.54])
+    assert close.units == (remove,) and close.also == (install,)  # the same procedure's, not the closer other one
+    text = grounding.compose([*close.units, *close.also])
+    assert text.index("G.MD - Removing:") < text.index("Remove the") < text.index("G.MD - Installing:")
+    far = grounding.select(q, corpus, semantic=[0.2, 0.55, 0.54])
+    assert far.also == ()  # well behind the best: the best alone
+
+
+def test_the_runner_up_is_heard_with_its_heading_and_the_conversation_stays_on_the_chosen_step(
+        assistant: Assistant) -> None:
+    r = assistant.ask("what do I put the ground end on")
+    assert "pole ground, system neutral or a driven ground rod" in r.answer
+    assert "protective-grounding.md#installing-grounds:step-2" in r.citations
+    assert all(c.startswith("protective-grounding.md#") for c in r.citations)
+    first = r.citations[0]
+    after = assistant.ask("and after that?")
+    assert after.citations and after.citations[0].split(":")[0] == first.split(":")[0]  # the chosen text's section
+
+
+@pytest.mark.parametrize("question", ["how do I replace a pad mount elbow?",
+                                      "so how do I reflash the recloser firmware",
+                                      "how can we reset the capacitor controller clock"])
+def test_a_how_to_for_a_thing_no_procedure_or_lexicon_names_abstains(question: str, assistant: Assistant) -> None:
+    assert assistant.answerer.unknown_thing(question)
+    assert assistant.ask(question).abstained
+
+
+@pytest.mark.parametrize("question", ["how do I test the breaker?", "how do I inspect a pole pig",
+                                      "how do I get the guy down from the pole", "how should gloves be kept"])
+def test_a_how_to_for_a_thing_the_base_or_lexicon_names_is_not_held_back(question: str,
+                                                                          assistant: Assistant) -> None:
+    assert assistant.answerer.unknown_thing(question) == ""
