@@ -265,7 +265,9 @@ class Selection:
     units: tuple[UnitRef, ...]
     features: dict[str, float] = field(default_factory=dict)
     numbered: bool = False  # the step a question names by number, found in the procedure it names
-    also: tuple[UnitRef, ...] = ()  # a close runner-up from another section of the procedure, said after ``units``
+    # said after ``units``: a close runner-up from another section of the procedure, the procedure's rule for a
+    # "can I" question; the answerability features judge ``units`` alone
+    also: tuple[UnitRef, ...] = ()
 
     @property
     def best(self) -> UnitRef | None:
@@ -316,6 +318,14 @@ FIGURE_HELD_WEIGHT = 0.3
 # 0.2 -> 118 (0.2 says a second section for 16 % of questions, 0.1 for about 7 %); another procedure's unit is
 # never added (its claims would be checked against the wrong procedure, and a crew hears two jobs mixed).
 RUNNER_UP_GAP = 0.1
+# "Can I ...", "ok to climb?", "do I need to ...": the procedure's own rule is part of the answer. When the chosen text
+# states no prohibition, the best-scored one of the same procedure (a "never"/"do not" unit, or one under a "Do not
+# climb when" heading) within RULE_GAP of the best is said after it: "glove looks swollen, can I wear it" heard the
+# inspection step that names swelling, and now also "A glove that fails inspection is taken out of service at once";
+# "pole was in a brush fire, ok to climb" also hears "The pole has been struck by a vehicle or burned" under "Do not
+# climb when". Leave-one-batch-out cost 117 -> 108 (0.3), 107 (0.45), 105 (0.6 and 1.0); a unit's text alone
+# (without its heading) as the rule: 115.
+RULE_GAP = 0.6
 
 
 def unit_features(q: Query, c: Corpus, i: int, top: dict[tuple[str, int], int],
@@ -405,6 +415,9 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
         if not (q.wants_steps and sum(u.kind == "step" for u in chosen) > 2):  # not after a whole procedure
             also = _runner_up(c, scored, best, s_best)
+        if _MAY_I.search(q.text) and not any(_rule(u) for u in (*chosen, *also)):
+            also = (*also, *_rule_of(c, scored, best, s_best, [*chosen, *also]))
+        also = tuple(sorted(also, key=lambda u: u.section != best.section))  # the chosen section's first, heard on
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
     asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
     in_range = asked - unsaid
@@ -426,6 +439,26 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         **question_form(q.text),
     }
     return Selection(tuple(chosen), features, numbered=numbered is not None, also=also)
+
+
+# asking whether one may or must ("can I wear it", "ok to climb", "do I need to test it")
+_MAY_I = re.compile(r"\b(can|could|may|should|shall) (i|we)\b|\b(ok|okay|safe|alright|fine) to\b|\bam i allowed\b|"
+                    r"\bdo (i|we) (have|need) to\b", re.I)
+
+
+def _rule(u: UnitRef) -> bool:
+    """A prohibition: the unit says "never" / "do not", or its heading does ("Do not climb when")."""
+    return negated(u.text) or negated(u.heading)
+
+
+def _rule_of(c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]], best: UnitRef, s_best: float,
+             said: Sequence[UnitRef]) -> tuple[UnitRef, ...]:
+    """The best-scored prohibition of ``best``'s procedure not yet said, when it scores within RULE_GAP."""
+    for s, _, i in scored:
+        u = c.units[i]
+        if u.doc == best.doc and u not in said and _rule(u):
+            return (u,) if s >= s_best - RULE_GAP else ()
+    return ()
 
 
 def _runner_up(c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]], best: UnitRef,

@@ -628,3 +628,28 @@ def test_a_how_to_for_a_thing_no_procedure_or_lexicon_names_abstains(question: s
 def test_a_how_to_for_a_thing_the_base_or_lexicon_names_is_not_held_back(question: str,
                                                                           assistant: Assistant) -> None:
     assert assistant.answerer.unknown_thing(question) == ""
+
+
+def test_a_may_i_question_also_hears_the_procedures_prohibition() -> None:
+    def unit(heading: str, section: int, position: int, text: str) -> UnitRef:
+        return UnitRef("p.md", "Pole", heading, section, position, "item", None, position, text)
+
+    look = unit("Checks", 1, 1, "Look at the pole for fire damage or burn marks.")
+    sound = unit("Checks", 1, 2, "Sound the pole with a hammer.")
+    burned = unit("Do not climb when", 2, 3, "The pole has been struck by a vehicle or burned.")
+    corpus = grounding.Corpus([look, sound, burned])
+
+    def said(question: str) -> tuple[UnitRef, ...]:
+        sel = grounding.select(grounding.analyse(question, question, corpus), corpus, semantic=[0.6, 0.1, 0.2])
+        return sel.units + sel.also
+
+    assert said("pole was in a brush fire, ok to climb") == (look, burned)  # the rule under its heading, after
+    assert said("what do I look for after a brush fire") == (look,)  # not asked whether one may: no rule added
+
+
+@pytest.mark.parametrize(("question", "rule"), [("glove looks swollen, can I wear it", "taken out of service"),
+                                                ("pole was in a brush fire, ok to climb", "burned")])
+def test_may_i_questions_are_answered_with_the_rule_that_decides_them(question: str, rule: str,
+                                                                      assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert not r.abstained and rule in r.answer
