@@ -653,3 +653,13 @@ def test_may_i_questions_are_answered_with_the_rule_that_decides_them(question: 
                                                                       assistant: Assistant) -> None:
     r = assistant.ask(question)
     assert not r.abstained and rule in r.answer
+
+
+def test_a_step_that_says_without_is_no_prohibition_and_the_procedures_rule_is_still_heard() -> None:
+    operate = UnitRef("b.md", "Breaker", "Testing", 1, 1, "step", 1, 1,
+                      "Operate the breaker manually once; it should close cleanly without binding.")
+    rule = UnitRef("b.md", "Breaker", "Tripped", 2, 2, "step", 1, 1, "Do not close into a fault: patrol first.")
+    corpus = grounding.Corpus([operate, rule])
+    sel = grounding.select(grounding.analyse("breaker opened, can I just close it back", "breaker opened, can I "
+                                             "just close it back", corpus), corpus, semantic=[0.6, 0.3])
+    assert sel.units == (operate,) and sel.also == (rule,)
