@@ -57,7 +57,7 @@ class PartAnswer:
     probability: float
     answered: bool
     features: dict[str, float]
-    also: tuple[UnitRef, ...] = ()  # said after the chosen text: a close runner-up from another section
+    also: tuple[UnitRef, ...] = ()  # said after the chosen text (``grounding.Selection.also``)
 
     @property
     def said(self) -> tuple[UnitRef, ...]:
@@ -143,8 +143,8 @@ class Answerer:
 
     def unknown_thing(self, question: str) -> str:
         """The thing a how-to question asks to work on, when no procedure and no lexicon entry says its last word
-        ("how do I replace a pad mount ELBOW", "how do I splice TRIPLEX"): no procedure is about it, whatever
-        else the question shares with one. "" otherwise."""
+        ("how do I replace a pad mount ELBOW", "how do I reflash the recloser FIRMWARE"): no procedure is about
+        it, whatever else the question shares with one. "" otherwise."""
         found = grounding.how_to_object(question)
         if found is None:
             return ""

@@ -414,9 +414,12 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     else:
         chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
         if not (q.wants_steps and sum(u.kind == "step" for u in chosen) > 2):  # not after a whole procedure
-            also = _runner_up(c, scored, best, s_best)
+            also = _best_within(c, scored, s_best, RUNNER_UP_GAP,  # another section of the same procedure
+                                lambda u: u.doc == best.doc and u.section != best.section)
         if _MAY_I.search(q.text) and not any(_rule(u) for u in (*chosen, *also)):
-            also = (*also, *_rule_of(c, scored, best, s_best, [*chosen, *also]))
+            heard = {*chosen, *also}
+            also = (*also, *_best_within(c, scored, s_best, RULE_GAP,  # the same procedure's rule, not yet said
+                                         lambda u: u.doc == best.doc and u not in heard and _rule(u)))
         also = tuple(sorted(also, key=lambda u: u.section != best.section))  # the chosen section's first, heard on
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
     asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
@@ -456,24 +459,11 @@ def _rule(u: UnitRef) -> bool:
     return bool(_PROHIBIT.search(u.text) or _PROHIBIT.search(u.heading))
 
 
-def _rule_of(c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]], best: UnitRef, s_best: float,
-             said: Sequence[UnitRef]) -> tuple[UnitRef, ...]:
-    """The best-scored prohibition of ``best``'s procedure not yet said, when it scores within RULE_GAP."""
-    for s, _, i in scored:
-        u = c.units[i]
-        if u.doc == best.doc and u not in said and _rule(u):
-            return (u,) if s >= s_best - RULE_GAP else ()
-    return ()
-
-
-def _runner_up(c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]], best: UnitRef,
-               s_best: float) -> tuple[UnitRef, ...]:
-    """The best-scored unit of another section of ``best``'s procedure, when it scores within RUNNER_UP_GAP."""
-    for s, _, i in scored:
-        u = c.units[i]
-        if u.doc == best.doc and u.section != best.section:
-            return (u,) if s >= s_best - RUNNER_UP_GAP else ()
-    return ()
+def _best_within(c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]], s_best: float, gap: float,
+                 wanted: Callable[[UnitRef], bool]) -> tuple[UnitRef, ...]:
+    """The best-scored unit ``wanted`` accepts, when it scores within ``gap`` of the best; else none."""
+    s, u = next(((s, c.units[i]) for s, _, i in scored if wanted(c.units[i])), (0.0, None))
+    return (u,) if u is not None and s >= s_best - gap else ()
 
 
 _STEP_TERMS = frozenset(terms("step steps procedure come comes next after before"))
