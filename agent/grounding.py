@@ -227,19 +227,22 @@ _PLAIN_ASK = frozenset(terms("do does did happen happens come comes go goes get 
                              "safe ok okay touch start need needed"))
 
 
+def _sequence_match(question: str) -> re.Match[str] | None:
+    q = question.strip(" ?.")
+    return _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+
+
 def sequence_ask(question: str) -> frozenset[str]:
     """The terms of what a question naming a step asks of its own ("before re-energizing, what do I CONFIRM about
     the CREW"): the neighbouring step is the answer only if it says them."""
-    q = question.strip(" ?.")
-    m = _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+    m = _sequence_match(question)
     return frozenset(terms(m["ask"])) - _PLAIN_ASK if m else frozenset()
 
 
 def sequence_of(question: str) -> tuple[str, bool] | None:
     """The words naming the step a question starts from, and whether it asks for the step before it (else the one
     after), or None when it asks no such thing."""
-    q = question.strip(" ?.")
-    m = _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+    m = _sequence_match(question)
     return (m["clause"], m["rel"].lower() == "before") if m else None
 
 
