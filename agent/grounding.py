@@ -691,8 +691,8 @@ def covering_rows(question: str, rows: Sequence[UnitRef]) -> list[UnitRef]:
     if named or len(held) < 2:
         return named or held
     if all(not _SPAN.search(r.text) for r in held):  # maxima: the least one that suffices
-        dim = asked[0][0]
-        return [min(held, key=lambda r: min(hi for d, _, hi in spans(r) if d == dim))]
+        dims = {d for d, _ in asked}  # "a 167 kVA pot on a 4 kV tap": the rows give kV alone
+        return [min(held, key=lambda r: min((hi for d, _, hi in spans(r) if d in dims), default=math.inf))]
     return held
 
 

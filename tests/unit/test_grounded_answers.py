@@ -283,6 +283,8 @@ def test_units_are_compared_in_one_base_and_a_maximum_holds_what_lies_below_it()
     assert grounding.covering_rows("gloves for 900 V", table) == [table[0]]
     assert grounding.covering_rows("class 1 gloves on 480 V", table) == [table[1]]
     assert grounding.covering_rows("gloves for 40 kV", table) == []
+    # a figure in another unit first ("a 167 kVA pot on a 4 kV tap"): the rows' own unit picks the row, no crash
+    assert grounding.covering_rows("what link for a 167 kva pot on a 4 kV tap", table) == [table[1]]
     # the unit in the column's header, as a user's own table may have it
     kv = [row(f"Class {c}: Max use voltage (kV): {v}") for c, v in (("1", "7.5"), ("2", "17"))]
     assert grounding.quantities(kv[1].text) == [("17", "V", 17000.0)]
