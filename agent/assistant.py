@@ -246,8 +246,10 @@ class Assistant:
         if walked is not None:
             return walked
         intent = self._classify(text)
+        # the job's own details, or a job without a procedure title; with no job set, "why do we ground both sides
+        # of the job" is still a procedure question
         if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and (
-                _JOB_DETAILS.search(text) or job is None or not job.title):
+                _JOB_DETAILS.search(text) or (job is not None and not job.title)):
             reply = self._new_reply(rid, intent, Route("local", "answered from the current job"))
             self._answer_job(job, reply, started, on_token)
             return self._finish(reply, started, None)

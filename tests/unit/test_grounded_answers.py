@@ -515,6 +515,13 @@ def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant
     assert "12 Birch Lane" in r.answer and r.citations == ["job:J-42"] and r.grounded
 
 
+def test_the_word_job_in_a_procedure_question_with_no_job_set_is_answered_from_the_procedures(
+        assistant: Assistant) -> None:
+    r = assistant.ask("why do we ground both sides of the job")
+    assert "No job is set" not in r.answer
+    assert r.citations and r.citations[0].startswith("protective-grounding.md#")
+
+
 def test_a_question_of_what_to_do_on_this_job_is_answered_from_the_procedure_for_it(assistant: Assistant) -> None:
     assistant.set_job(JobContext("J-7", "Replace blown fuse", "pole 14, 12 Birch Lane"))
     steps = assistant.ask("how do I do this job?")  # the procedure for what the job is, named in other words
