@@ -48,3 +48,34 @@ def test_the_labelled_sets_held_out_part_shares_no_question_with_the_part_that_t
     assert not {said(r) for r in rows if r["split"] == "heldout"} & tune
     ids = [r["id"] for r in rows if "id" in r]
     assert len(set(ids)) == len(ids)
+
+
+def test_the_shipped_trees_score_as_the_fitted_boosting_does_and_survive_a_save(tmp_path: Path) -> None:
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from linecrew.agent.answerability import BOOSTING, AnswerabilityModel, from_boosting
+
+    rnd = random.Random(3)
+    names = ("coverage", "soft_missed", "form_statement")
+    rows = [{n: round(rnd.random(), 4) if n != "form_statement" else float(rnd.random() < 0.5) for n in names}
+            for _ in range(300)]
+    # an interaction one weight per feature cannot say: a told situation is answerable only when it is covered
+    labels = [int(r["coverage"] > 0.5 and (r["form_statement"] == 0.0 or r["soft_missed"] < 0.5)) for r in rows]
+    x = np.array([[r[n] for n in names] for r in rows])
+    est = GradientBoostingClassifier(**BOOSTING).fit(x, labels)
+    model = from_boosting(est, names)
+    assert [round(model.probability(r), 9) for r in rows] == [round(float(p), 9)
+                                                              for p in est.predict_proba(x)[:, 1]]
+    model.save(tmp_path / "m.json")
+    again = AnswerabilityModel.load(tmp_path / "m.json")
+    assert [again.probability(r) for r in rows] == [model.probability(r) for r in rows]
+
+
+def test_a_weights_only_model_file_still_loads_and_scores(tmp_path: Path) -> None:
+    from linecrew.agent.answerability import AnswerabilityModel
+
+    (tmp_path / "lr.json").write_text(json.dumps({"coef": [2.0], "intercept": -1.0, "threshold": 0.5,
+                                                  "features": ["coverage"]}), encoding="utf-8")
+    model = AnswerabilityModel.load(tmp_path / "lr.json")
+    assert model.answers({"coverage": 0.9}) and not model.answers({"coverage": 0.1})
