@@ -129,7 +129,8 @@ class Answerer:
         sel = grounding.select(q, c, fts, prefer, self.semantic(question),
                                anchor=(anchor, seq[1]) if anchor and seq else None,
                                judged=self.semantic(expanded) if expanded != question else None, within=within)
-        features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also)}
+        features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also),
+                    **self._situation(question, sel.units + sel.also)}
         p = self.model.probability(features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
         # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")
@@ -188,6 +189,21 @@ class Answerer:
         near = (self.encoder.encode(list(missed)) @ index[1][own].T).max(axis=1)
         said_by = np.clip((near - SOFT_FROM) / (SOFT_TO - SOFT_FROM), 0.0, 1.0)
         return round(float(sum(w * (1.0 - c) for w, c in zip(missed.values(), said_by, strict=True)) / q.mass), 4)
+
+    def _situation(self, question: str, units: Sequence[UnitRef]) -> dict[str, float]:
+        """A situation the question tells before it asks: the (idf) share of its words the chosen text (with its
+        section's title and heading) does not say, and its best cosine with that text. "The anchor rod is pulling
+        out of the ground, how do I reset it" may share the ask with a procedure, not the situation; 0, 0 when no
+        situation is told."""
+        told = grounding.situation_of(question)
+        c = self.corpus
+        q = grounding.analyse(told, self.kb.lexicon.expand(told), c) if told and units else None
+        if q is None or not q.weights:
+            return {"situation_missed": 0.0, "situation_cos": 0.0}
+        said = set(c.context[(units[0].doc, units[0].section)]).union(*(c.unit_terms[c.index[u]] for u in units))
+        cosines = self.semantic(told)
+        return {"situation_missed": round(sum(w for t, w in q.weights.items() if t not in said) / q.mass, 4),
+                "situation_cos": round(max(cosines[c.index[u]] for u in units), 4)}
 
     def _sections(self, expanded: str) -> list[tuple[str, int]]:
         """The three sections bm25 ranks first for a (lexicon-widened) question."""

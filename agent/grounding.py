@@ -297,10 +297,22 @@ QUESTION_FORMS = {
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
             "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS,
-            "soft_missed")  # (``soft_missed`` needs the sentence encoder's word vectors: ``answering`` adds it)
+            "soft_missed", "situation_missed", "situation_cos")
+# (``soft_missed`` needs the sentence encoder's word vectors, the situation features its sentence vectors:
+# ``answering`` adds them)
 
 
 _LEAD_IN = re.compile(r"^(?:(?:and|so|but|ok|okay|well|then|alright|hey)\b[\s,]*)+")
+# where a told situation ends and the ask begins: "the regulator is stuck on tap 16 raise, HOW do I ..."
+_ASK_AFTER = re.compile(r"[,;:.!?]\s*(?=(?:so |and |now |then )?(?:what|how|who|where|which|when|why|can|could|"
+                        r"should|do|does|is|are|am|any|anything|ok|okay|safe)\b)", re.I)
+
+
+def situation_of(question: str) -> str:
+    """The situation a question tells before it asks ("the lower controls won't bring the bucket down" of "...,
+    what now"); "" when it tells none."""
+    found = list(_ASK_AFTER.finditer(question))
+    return question[: found[-1].start()].strip() if found else ""
 
 
 def question_form(text: str) -> dict[str, float]:

@@ -679,3 +679,21 @@ def test_a_step_that_says_without_is_no_prohibition_and_the_procedures_rule_is_s
     sel = grounding.select(grounding.analyse("breaker opened, can I just close it back", "breaker opened, can I "
                                              "just close it back", corpus), corpus, semantic=[0.6, 0.3])
     assert sel.units == (operate,) and sel.also == (rule,)
+
+
+@pytest.mark.parametrize(("question", "told"), [
+    ("the lower controls won't bring the bucket down, what now", "the lower controls won't bring the bucket down"),
+    ("regulator is stuck on tap 16 raise, how do I bring it back to neutral", "regulator is stuck on tap 16 raise"),
+    ("glove looks swollen, can I wear it", "glove looks swollen"),
+    ("how do I lock out?", ""), ("pole setting depth", ""),
+])
+def test_the_situation_a_question_tells_before_it_asks(question: str, told: str) -> None:
+    assert grounding.situation_of(question) == told
+
+
+def test_a_told_situation_the_chosen_text_does_not_say_is_measured(assistant: Assistant) -> None:
+    said = assistant.answerer.select("the lower controls won't bring the bucket down, what now").features
+    unsaid = assistant.answerer.select("the anchor rod is pulling out of the ground, how do I reset it").features
+    plain = assistant.answerer.select("how do I lock out?").features
+    assert said["situation_missed"] < unsaid["situation_missed"] and said["situation_cos"] > unsaid["situation_cos"]
+    assert plain["situation_missed"] == plain["situation_cos"] == 0.0
