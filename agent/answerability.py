@@ -1,19 +1,18 @@
 """Answerability: the calibrated chance that the selected procedure text answers the question.
 
 Gradient-boosted depth-2 trees (scikit-learn ``GradientBoostingClassifier``), mixed in log-odds with a logistic
-regression, over the selection's features
-(``grounding.FEATURES``: how much of the question's idf mass the unit and its section cover, and how much they
-leave unsaid even in other words (the encoder's nearest word), words the base has never seen, a figure asked for
-but absent, the asked-for thing or kind of answer missing from the text, the sentence encoder's cosines, the lead
-over the next unit, the question's form). Depth 2 lets two features meet: a situation told ("the regulator is stuck
-on tap 16, how do I ...") is answerable when its words are the procedure's, not because it is told, which one
-weight per feature could not say (a logistic regression learned "a told situation is answerable" from a tune part
-where nearly every one was). Fitted on the tune part of the labelled set (label: the selected text holds every
-fact the answer must contain); the threshold minimises, over probabilities each judged by a model fitted without
-it (5 folds), a cost where a wrong answer costs twice a needless abstention (any abstention on a question a
-procedure covers). The trees, threshold and reliability curve ship as data (``agent/data/answerability.json``);
-``linecrew eval calibrate`` refits them. Scoring is pure arithmetic; a file with weights (``coef``) alone, as a
-logistic regression writes it, still loads and scores.
+regression, over the selection's features (``grounding.FEATURES``: how much of the question's idf mass the unit and
+its section cover, and how much they leave unsaid even in other words (the encoder's nearest word), words the base
+has never seen, a figure asked for but absent, the asked-for thing or kind of answer missing from the text, the
+sentence encoder's cosines, the lead over the next unit, the question's form). Depth 2 lets two features meet: a
+situation told ("the regulator is stuck on tap 16, how do I ...") is answerable when its words are the procedure's,
+not because it is told, which one weight per feature could not say (a logistic regression learned "a told situation
+is answerable" from a tune part where nearly every one was). Fitted on the tune part of the labelled set (label:
+the selected text holds every fact the answer must contain); the threshold minimises, over probabilities each
+judged by a model fitted without it (5 folds), a cost where a wrong answer costs twice a needless abstention (any
+abstention on a question a procedure covers). The trees, threshold and reliability curve ship as data
+(``agent/data/answerability.json``); ``linecrew eval calibrate`` refits them. Scoring is pure arithmetic; a file
+with weights (``coef``) alone, as a logistic regression writes it, still loads and scores.
 """
 
 from __future__ import annotations
@@ -59,7 +58,9 @@ class AnswerabilityModel:
     def probability(self, features: dict[str, float]) -> float:
         x = [float(features.get(f, 0.0)) for f in self.features]
         z = self.intercept + sum(c * v for c, v in zip(self.coef, x, strict=True))
-        z += self.rate * sum(_leaf(t, x) for t in self.trees)
+        if self.trees:  # the trees compare features as they were grown on them: as float32, cast once here
+            x32 = [float(v) for v in np.asarray(x, dtype=np.float32)]
+            z += self.rate * sum(_leaf(t, x32) for t in self.trees)
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     def answers(self, features: dict[str, float]) -> bool:
@@ -78,11 +79,10 @@ class AnswerabilityModel:
 
 
 def _leaf(tree: dict[str, list[Any]], x: Sequence[float]) -> float:
-    """The value of the leaf ``x`` falls in; a feature is compared as the trees were grown on it (float32)."""
+    """The value of the leaf ``x`` (features already cast to float32) falls in."""
     node = 0
     while tree["left"][node] != -1:
-        v = float(np.float32(x[tree["feature"][node]]))
-        node = tree["left"][node] if v <= tree["threshold"][node] else tree["right"][node]
+        node = tree["left"][node] if x[tree["feature"][node]] <= tree["threshold"][node] else tree["right"][node]
     return float(tree["value"][node])
 
 
