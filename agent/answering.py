@@ -115,6 +115,7 @@ class Answerer:
 
     def select(self, question: str, *, focus: Focus | None = None, follow: bool = False,
                within: str | None = None) -> PartAnswer:
+        question = grounding.spoken_figures(question)
         c = self.corpus
         expanded = self.kb.lexicon.expand(question)
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
@@ -270,6 +271,7 @@ class Answerer:
                within: str | None = None) -> Grounded:
         """``follow``: the question is asked in ``focus``'s procedure whatever its words; ``within``: answered
         from that document alone (the current job's procedure)."""
+        question = grounding.spoken_figures(question)
         step = self._step(question, focus)
         if step is not None:
             return step

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from text_to_num import alpha2digit
+
 from linecrew.agent.knowledge import _FILLER, _STOP, UnitRef
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,/][0-9]+)*")
@@ -95,6 +97,34 @@ _CONTRACTIONS = ((re.compile(r"\bwon't\b"), "will not"), (re.compile(r"\bcan't\b
                  (re.compile(r"\bain't\b"), "is not"), (re.compile(r"n't\b"), " not"), (re.compile(r"'ve\b"), " have"),
                  (re.compile(r"'ll\b"), " will"), (re.compile(r"'re\b"), " are"), (re.compile(r"'d\b"), " would"),
                  (re.compile(r"\bi'm\b"), "i am"))
+
+
+# figures as a technician says or types them, in the procedures' notation: "seven thousand two hundred volts" ->
+# "7200 volts" (text2num: isolated small numbers stay words, "one at a time"), "138 kilovolts" -> "138 kV", "a
+# 50kva can" -> "50 kva", "class two gloves" -> "class 2", "class double-oh" -> "class 00". Without it the figure
+# checks see no figure ("glove class for seven thousand two hundred volts" chose Class 2) or none they know.
+_UNIT_WORDS = ((re.compile(r"\bkilo[- ]?volt[- ]?amp(?:ere)?s?\b", re.I), "kVA"),
+               (re.compile(r"\bkilo[- ]?volts?\b", re.I), "kV"),
+               (re.compile(r"\bamperes?\b", re.I), "amps"),
+               (re.compile(r"\b(centi|milli)metres?\b", re.I), r"\1meters"))
+_GLUED = re.compile(r"\b(\d+(?:\.\d+)?)(kva|kvar|kv|mva|volts?|amps?|v|a|meters?|m|cm|mm|ft|feet)\b", re.I)
+_LINK_SPEED = re.compile(r"\b(\d+)\s+([tk])\b(?=\s*(?:fuse\s+)?links?\b)", re.I)  # "an 8 T link" is an 8T link
+_CLASS_WORD = re.compile(r"\b(class)\s+(zero zero|oh oh|double[- ]?(?:oh|zero|o)|zero|oh|one|two|three|four)\b", re.I)
+_CLASS_NUMBER = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4"}
+
+
+# an order, not a figure: kept as said ("do I try a third" stays; text2num would write "3rd")
+_ORDINAL = re.compile(r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)\b", re.I)
+
+
+def spoken_figures(text: str) -> str:
+    """``text`` with its spelled-out numbers as digits and its unit words as the procedures write them."""
+    kept = iter(_ORDINAL.findall(text))
+    out = re.sub("zzordinalzz", lambda _: next(kept), alpha2digit(_ORDINAL.sub("zzordinalzz", text), "en"))
+    for pattern, symbol in _UNIT_WORDS:
+        out = pattern.sub(symbol, out)
+    out = _LINK_SPEED.sub(lambda m: m[1] + m[2].upper(), _GLUED.sub(r"\1 \2", out))
+    return _CLASS_WORD.sub(lambda m: f"{m[1]} {_CLASS_NUMBER.get(m[2].lower(), '00')}", out)
 
 
 def words(text: str) -> list[str]:

@@ -240,6 +240,35 @@ def test_a_figure_in_a_tables_span_is_answered_with_that_one_row(question: str, 
     assert len(r.citations) == 1 and ":row-" in r.citations[0]
 
 
+@pytest.mark.parametrize(("said", "written"), [
+    ("glove class for seven thousand two hundred volts", "glove class for 7200 volts"),
+    ("clearance at one hundred thirty eight kilovolts", "clearance at 138 kV"),
+    ("fuse for a fifty kilovolt amp can", "fuse for a 50 kVA can"),
+    ("wat fuse link for a 50kva", "wat fuse link for a 50 kva"),
+    ("what transformer takes an eight T link", "what transformer takes an 8T link"),
+    ("max voltage for class two gloves", "max voltage for class 2 gloves"),
+    ("class double oh gloves", "class 00 gloves"),
+    # small numbers alone, orders and names stay as they are
+    ("connect the hot legs one at a time", "connect the hot legs one at a time"),
+    ("second link blew too, do I try a third", "second link blew too, do I try a third"),
+    ("form 2S meter on a 2/0 service", "form 2S meter on a 2/0 service"),
+])
+def test_spoken_figures_are_written_as_the_procedures_write_them(said: str, written: str) -> None:
+    assert grounding.spoken_figures(said) == written
+
+
+@pytest.mark.parametrize(("question", "row"), [("glove class for seven thousand two hundred volts", "Class 1:"),
+                                               ("how close can the boom get at one hundred thirty eight kilovolts",
+                                                "50 kV to 200 kV:"),
+                                               ("what fuse link goes in a 50kva pole pig", "50 kVA:")])
+def test_a_figure_said_in_words_or_glued_to_its_unit_is_answered_from_the_row_that_holds_it(
+        question: str, row: str, assistant: Assistant) -> None:
+    """Without the figure as digits "seven thousand two hundred volts" was answered with Class 2 and "138
+    kilovolts" with the up-to-50 kV row; "50kva" was one word and got three rows."""
+    part = assistant.answerer.select(question)
+    assert [u.text.split(" Fuse")[0].split(" Maximum")[0].split(" Minimum")[0] for u in part.units] == [row]
+
+
 def test_the_row_a_figure_falls_in_is_chosen_even_where_the_answer_is_held_back(assistant: Assistant) -> None:
     # "gloves for a 7.2 kV line" also names the fuse table's heading ("... for 7.2 kV single-phase transformers");
     # the answerability model may hold it back, but the text it judges is the Class 1 row alone
