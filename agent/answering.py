@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from linecrew.agent import embedding, grounding
+from linecrew.agent import embedding, grounding, spelling
 from linecrew.agent.answerability import AnswerabilityModel
-from linecrew.agent.knowledge import KnowledgeBase, UnitRef
+from linecrew.agent.knowledge import _FILLER, _STOP, KnowledgeBase, UnitRef
 
 ABSTAIN = "I have no procedure for that. Shall I ask an expert?"
 # a word the quoted text does not have counts as said by the text's nearest word in the encoder's space, from not at
@@ -90,6 +90,8 @@ class Answerer:
         self._corpus_of: list[UnitRef] | None = None
         self._vectors: np.ndarray | None = None
         self._word_index: tuple[dict[str, int], np.ndarray] | None = None  # the base's words and their vectors
+        self._speller: spelling.Speller | None = None
+        self.spelling = True  # typing slips corrected to the base's words (off: the question's words as typed)
 
     @property
     def corpus(self) -> grounding.Corpus:
@@ -103,7 +105,21 @@ class Answerer:
                                        if grounding.terms(w)))
             self._word_index = ({w: i for i, w in enumerate(vocab)},  # one assignment: a reader sees both or neither
                                 embedding.encode_units(self.encoder, vocab, self.cache_dir, kind="word"))
+            lex = self.kb.lexicon
+            said = [w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")]
+            self._speller = spelling.Speller(
+                [*said, *(w for field, proc in lex.terms for w in grounding.words(f"{field} {proc}")),
+                 *(w for phrase in lex.words for w in grounding.words(phrase))], keep=_STOP | _FILLER,
+                stem=lambda w: (grounding.terms(w) or [w])[0])
         return self._corpus
+
+    def normalised(self, question: str) -> str:
+        """The question as the procedures would write it: spoken figures as digits and units
+        (``grounding.spoken_figures``), typing slips as the base's words (``spelling``)."""
+        _ = self.corpus
+        assert self._speller is not None
+        figures = grounding.spoken_figures(question)
+        return self._speller.correct(figures) if self.spelling else figures
 
     def semantic(self, question: str) -> list[float]:
         """The question's cosine with every unit of the corpus, in the corpus's order."""
@@ -115,7 +131,7 @@ class Answerer:
 
     def select(self, question: str, *, focus: Focus | None = None, follow: bool = False,
                within: str | None = None) -> PartAnswer:
-        question = grounding.spoken_figures(question)
+        question = self.normalised(question)
         c = self.corpus
         expanded = self.kb.lexicon.expand(question)
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
@@ -271,7 +287,7 @@ class Answerer:
                within: str | None = None) -> Grounded:
         """``follow``: the question is asked in ``focus``'s procedure whatever its words; ``within``: answered
         from that document alone (the current job's procedure)."""
-        question = grounding.spoken_figures(question)
+        question = self.normalised(question)
         step = self._step(question, focus)
         if step is not None:
             return step

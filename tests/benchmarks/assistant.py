@@ -9,6 +9,8 @@ intent classifier, fit the answerability model or choose a threshold):
 * the reference: the former free-generation answer (the model writes from the top three passages) with the
   former regex intent rules, judged by the same code;
 * the answerability model's reliability curve on the held-out questions;
+* typed slips: the same questions with one typing slip each (seeded), answered with the correction of slips to the
+  base's words (``agent/spelling.py``) and without it;
 * kept from before: bare llama-cpp-python tokens/s and TTFT on the reference's prompts, in its own process,
   and TTFT with the prompt prefix reused vs. evaluated cold.
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +64,25 @@ def _measure(a: Assistant, cases: list[Case]) -> dict[str, object]:
     return r
 
 
+_SLIP_KEYS = ("answer_accuracy", "contradictions", "invented_figures", "abstain_rate_uncovered", "false_abstain_rate")
+
+
+def _slipped(cases: list[Case], seed: int = 7) -> list[Case]:
+    """Each case with one typing slip (a letter dropped, swapped, replaced or added inside its longest word of
+    five letters or more); cases without such a word are left out."""
+    rng = random.Random(seed)
+    out = []
+    for c in cases:
+        longest = max((w for w in c.question.split() if w.isalpha() and len(w) >= 5), key=len, default=None)
+        if longest is None:
+            continue
+        i, kind, letter = rng.randrange(1, len(longest) - 1), rng.randrange(4), rng.choice("aeiourstnl")
+        slip = (longest[:i] + longest[i + 1:], longest[:i] + longest[i + 1] + longest[i] + longest[i + 2:],
+                longest[:i] + letter + longest[i + 1:], longest[:i] + letter + longest[i:])[kind]
+        out.append(replace(c, question=c.question.replace(longest, slip, 1)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="at most this many QA cases per side (0: all)")
@@ -76,6 +99,13 @@ def main() -> None:
     grounded = _assistant(tmp, "grounded", llm, AssistantConfig())
     grounded.ask("warm up")  # the classifier and the corpus index, once
     ours = _measure(grounded, qa + intents)
+
+    # typed with gloves on: one slip in each question's longest word, answered with and without correction
+    slipped = _slipped(qa)
+    typed = _measure(grounded, slipped)
+    grounded.answerer.spelling = False
+    typed_raw = _measure(grounded, slipped)
+    grounded.answerer.spelling = True
 
     reference = _assistant(tmp, "generate", llm, AssistantConfig(intent_mode="rules", answer_mode="generate"))
     ref = _measure(reference, qa + intents)
@@ -123,6 +153,8 @@ def main() -> None:
         "goals": {"answer_accuracy": ">=0.9", "contradictions": 0, "abstain_rate_uncovered": ">=0.9",
                   "false_abstain_rate": "<=0.1", "intent_accuracy": ">=0.95", "latency_p95_ms": "<=1500"},
         "reference_free_generation": ref,
+        "typed_slips": {"cases": len(slipped), **{k: typed[k] for k in _SLIP_KEYS},
+                        "without_correction": {k: typed_raw[k] for k in _SLIP_KEYS}},
         "answerability_curve_heldout": reliability(probs, labels),
         "intent_classifier_train_s": round(train_s, 2),
         "tokens_per_s_through_assistant": round(statistics.median(tps), 1) if tps else None,

@@ -269,6 +269,16 @@ def test_a_figure_said_in_words_or_glued_to_its_unit_is_answered_from_the_row_th
     assert [u.text.split(" Fuse")[0].split(" Maximum")[0].split(" Minimum")[0] for u in part.units] == [row]
 
 
+@pytest.mark.parametrize(("question", "cited"), [
+    ("who do i notifiy before lockout", "lockout-tagout.md#steps:step-1"),
+    ("outrigers go on what", "bucket-truck-setup.md#setting-up:step-3")])
+def test_a_typed_slip_is_read_as_the_procedures_word(question: str, cited: str, assistant: Assistant) -> None:
+    """Unknown to the base, "notifiy" weighed nothing and "before lockout" chose the release steps; "outrigers"
+    left "go on what" to choose, which chose lockout's first steps."""
+    r = assistant.ask(question)
+    assert r.grounded and r.citations == [cited]
+
+
 def test_the_row_a_figure_falls_in_is_chosen_even_where_the_answer_is_held_back(assistant: Assistant) -> None:
     # "gloves for a 7.2 kV line" also names the fuse table's heading ("... for 7.2 kV single-phase transformers");
     # the answerability model may hold it back, but the text it judges is the Class 1 row alone
