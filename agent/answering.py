@@ -114,11 +114,11 @@ class Answerer:
         return self._corpus
 
     def normalised(self, question: str) -> str:
-        """The question as the procedures would write it: spoken figures as digits and units
-        (``grounding.spoken_figures``), typing slips as the base's words (``spelling``)."""
+        """The question as the procedures would write it: contractions with their apostrophe, spoken figures as
+        digits and units (``grounding.spoken_figures``), typing slips as the base's words (``spelling``)."""
         _ = self.corpus
         assert self._speller is not None
-        figures = grounding.spoken_figures(question)
+        figures = grounding.spoken_figures(grounding.apostrophes(question))
         return self._speller.correct(figures) if self.spelling else figures
 
     def semantic(self, question: str) -> list[float]:

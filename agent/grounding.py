@@ -113,6 +113,22 @@ _CLASS_WORD = re.compile(r"\b(class)\s+(zero zero|oh oh|double[- ]?(?:oh|zero|o)
 _CLASS_NUMBER = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4"}
 
 
+# contractions typed without the apostrophe ("the lower controls dont work", "bucket wont come down"): the
+# negation is what tells a failure's rule from the step that failed. Words that are also other words ("its",
+# "well", "were", "ill", "id", "hell", "shell") are left alone.
+_BARE_CONTRACTION = re.compile(r"\b(do|does|did|is|are|was|were|has|have|had|should|could|would|must|ca|wo|ai)nt\b"
+                               r"|\b(im|ive|whats|thats|theres|wheres|whos|hows|lets|youre|theyre|weve|theyve)\b",
+                               re.I)
+_APOSTROPHE = {"im": "I'm", "ive": "I've", "whats": "what's", "thats": "that's", "theres": "there's",
+               "wheres": "where's", "whos": "who's", "hows": "how's", "lets": "let's", "youre": "you're",
+               "theyre": "they're", "weve": "we've", "theyve": "they've"}
+
+
+def apostrophes(text: str) -> str:
+    """``text`` with its apostrophe-less contractions spelt with one: "dont" -> "don't", "whats" -> "what's"."""
+    return _BARE_CONTRACTION.sub(lambda m: f"{m[1]}n't" if m[1] else _APOSTROPHE[m[2].lower()], text)
+
+
 # an order, not a figure: kept as said ("do I try a third" stays; text2num would write "3rd")
 _ORDINAL = re.compile(r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)\b", re.I)
 
