@@ -105,6 +105,13 @@ _CONTRACTIONS = ((re.compile(r"\bwon't\b"), "will not"), (re.compile(r"\bcan't\b
 # checks see no figure ("glove class for seven thousand two hundred volts" chose Class 2) or none they know.
 _UNIT_WORDS = ((re.compile(r"\bkilo[- ]?volt[- ]?amp(?:ere)?s?\b", re.I), "kVA"),
                (re.compile(r"\bkilo[- ]?volts?\b", re.I), "kV"),
+               (re.compile(r"(?<=\d) ?\bk\.? ?v\.? ?a\b\.?", re.I), " kVA"),  # "50 k v a", "7.2 K.V."
+               (re.compile(r"(?<=\d) ?\bk\.? ?v\b\.?", re.I), " kV"),
+               # a service voltage said in pairs: "one twenty volts", "two forty V" (text2num: "1 20 volts")
+               (re.compile(r"\b([1-9]) ([1-9]0|[1-9][1-9])(?= ?(?:volts?|v)\b)", re.I), r"\1\2"),
+               # a cable size said as the trade says it: "two aught" is 2/0
+               (re.compile(r"\b(?:(1|one)|(2|two)|(3|three)|(4|four))[- ](?:aught|ought)\b", re.I),
+                lambda m: f"{m.lastindex}/0"),
                (re.compile(r"\bamperes?\b", re.I), "amps"),
                (re.compile(r"\b(centi|milli)metres?\b", re.I), r"\1meters"))
 _GLUED = re.compile(r"\b(\d+(?:\.\d+)?)(kva|kvar|kv|mva|volts?|amps?|v|a|meters?|m|cm|mm|ft|feet)\b", re.I)
