@@ -282,10 +282,12 @@ def test_a_typed_slip_is_read_as_the_procedures_word(question: str, cited: str, 
     assert r.grounded and r.citations == [cited]
 
 
-@pytest.mark.parametrize(("typed", "read"), [("the lower controls dont work", "the lower controls don't work"),
-                                            ("bucket wont come down, whats next", "bucket won't come down, what's next"),
-                                            ("Im up, cant reach", "I'm up, can't reach"),
-                                            ("its cracked, were done, well", "its cracked, were done, well")])
+@pytest.mark.parametrize(("typed", "read"), [
+    ("the lower controls dont work", "the lower controls don't work"),
+    ("bucket wont come down, whats next", "bucket won't come down, what's next"),
+    ("Im up, cant reach", "I'm up, can't reach"),
+    ("its cracked, were done, well", "its cracked, were done, well"),
+])
 def test_contractions_typed_without_the_apostrophe_are_read_with_it(typed: str, read: str) -> None:
     assert grounding.apostrophes(typed) == read
 
