@@ -105,8 +105,8 @@ _CONTRACTIONS = ((re.compile(r"\bwon't\b"), "will not"), (re.compile(r"\bcan't\b
 # checks see no figure ("glove class for seven thousand two hundred volts" chose Class 2) or none they know.
 _UNIT_WORDS = ((re.compile(r"\bkilo[- ]?volt[- ]?amp(?:ere)?s?\b", re.I), "kVA"),
                (re.compile(r"\bkilo[- ]?volts?\b", re.I), "kV"),
-               (re.compile(r"(?<=\d) ?\bk\.? ?v\.? ?a\b\.?", re.I), " kVA"),  # "50 k v a", "7.2 K.V."
-               (re.compile(r"(?<=\d) ?\bk\.? ?v\b\.?", re.I), " kV"),
+               (re.compile(r"(?<=\d) ?\b(?:k\.v\.a\.|k ?v ?a\b)", re.I), " kVA"),  # "50 k v a", "7.2 K.V."
+               (re.compile(r"(?<=\d) ?\b(?:k\.v\.|k ?v\b)", re.I), " kV"),
                # a service voltage said in pairs: "one twenty volts", "two forty V" (text2num: "1 20 volts")
                (re.compile(r"\b([1-9]) ([1-9]0|[1-9][1-9])(?= ?(?:volts?|v)\b)", re.I), r"\1\2"),
                # a cable size said as the trade says it: "two aught" is 2/0
@@ -302,9 +302,28 @@ def sequence_of(question: str) -> tuple[str, bool] | None:
 _ASKS = re.compile(r"(?:what|how|who|where|which|when|why)\b", re.I)
 
 
+# a sentence that asks: a question word, or a yes/no question's verb, first ("Can I re-fuse it?")
+_ASKS_SENTENCE = re.compile(r"^\W*(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|would)\b",
+                            re.I)
+
+
+def _asked_sentences(text: str) -> list[str]:
+    """The text cut where one asking sentence ends with a full stop and another begins ("What link for a 25 kVA.
+    What if it blows again", as speech recognition writes it); a sentence that tells ("The lower controls won't
+    work. What now?") stays with the question that follows it."""
+    chunks: list[str] = []
+    for sentence in re.split(r"(?<=[.!])\s+", text.strip()):
+        if chunks and not (_ASKS_SENTENCE.match(chunks[-1]) and _ASKS_SENTENCE.match(sentence)):
+            chunks[-1] = f"{chunks[-1]} {sentence}"
+        else:
+            chunks.append(sentence)
+    return chunks
+
+
 def split_parts(text: str) -> list[str]:
     """A multi-part question as its parts; a part too short to be a question stays with its neighbour."""
-    raw = [p.strip(" ,.?") for p in _PART_SPLIT.split(text.strip()) if p and p.strip(" ,.?")]
+    raw = [p.strip(" ,.?") for chunk in _asked_sentences(text) for p in _PART_SPLIT.split(chunk)
+           if p and p.strip(" ,.?")]
     parts: list[str] = []
     for p in raw:
         asked = bool(_ASKS.match(p)) and bool(terms(p))  # "what do I short them with": short, still a question

@@ -645,6 +645,24 @@ def test_a_multi_part_question_answers_each_part(assistant: Assistant) -> None:
     assert "at least 5 minutes" in r.answer and "grounding stick" in r.answer and not r.abstained
 
 
+@pytest.mark.parametrize(("said", "parts"), [
+    # speech recognition ends a spoken question with a full stop: two questions are two parts
+    ("What link goes on a 25 kVA. What if it blows again.", ["What link goes on a 25 kVA", "What if it blows again"]),
+    ("what link for a 25 kva. what if it blows again", ["what link for a 25 kva", "what if it blows again"]),
+    # a sentence that tells stays with the question it leads to; a full stop inside a figure cuts nothing
+    ("The lower controls won't work. What now?", ["The lower controls won't work. What now"]),
+    ("What link for a 25 kVA. It blew twice already.", ["What link for a 25 kVA. It blew twice already"]),
+    ("what glove class for 7.2 kV", ["what glove class for 7.2 kV"]),
+])
+def test_questions_ended_with_a_full_stop_are_parts_of_their_own(said: str, parts: list[str]) -> None:
+    assert grounding.split_parts(grounding.spoken_figures(said)) == [grounding.spoken_figures(p) for p in parts]
+
+
+def test_two_spoken_questions_are_each_answered(assistant: Assistant) -> None:
+    r = assistant.ask("What's the max voltage for class 1 gloves. How often do they get retested.")
+    assert "7,500 V" in r.answer and "every 6 months" in r.answer and not r.abstained
+
+
 def test_resolved_means_answered_from_a_procedure_not_abstained_or_escalated(assistant: Assistant) -> None:
     assistant.ask("what fuse link goes in a 50 kva pole pig?")
     assistant.ask("what's the torque spec for the meter socket lugs?")
