@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from linecrew.agent import grounding
+
 INTENTS = ("procedure_question", "log_note", "job_status", "parts_request", "safety_emergency",
            "escalate_to_expert", "other")
 ACTIONS = frozenset({"log_note", "job_status", "parts_request"})
@@ -44,7 +46,11 @@ _HARD_EMERGENCY = re.compile(
     r"\b(unconscious|not breathing|isn'?t breathing|can'?t breathe|collapsed|electrocut\w*|got (a )?shock(ed)?|"
     r"been shocked|got shocked|man down|(fell|fallen) (from|off|out)|is hurt|are hurt|got hurt|injured|bleeding|"
     r"ambulance|911|on fire|caught fire|exploded|explosion|fire at|arc flash|is burned|got burned|not moving|"
-    r"(pinned|trapped|crushed) (under|by|between|in))\b",
+    r"(pinned|trapped|crushed) (under|by|between|in)|"
+    # the technician hurt: "I'm hurt", "I am injured", "I cut my hand", "I burned my arm", "hurt bad"
+    r"(i'm|i am|i've been|i was) (hurt|burned|burnt|shocked|cut)|i (cut|burned|burnt|broke|hurt|injured) my "
+    r"(hand|arm|finger|leg|foot|head|face|eye|back|wrist|ankle|knee|shoulder|neck|thumb|chest)s?|"
+    r"hurt (bad|badly))\b",
     re.I)
 _SAFETY = re.compile(
     r"\b(fire|smok\w*|injur\w*|hurt|bleed\w*|unconscious|not breathing|can'?t breathe|collapsed|electrocut\w*|"
@@ -171,7 +177,7 @@ class IntentClassifier:
                        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
             LogisticRegression(C=20.0, max_iter=3000, class_weight="balanced"),
         )
-        self.pipeline.fit(list(texts), list(labels))
+        self.pipeline.fit([grounding.apostrophes(t) for t in texts], list(labels))  # as ``classify`` reads them
         self.classes = [str(c) for c in self.pipeline.classes_]
 
     def scores(self, text: str) -> dict[str, float]:
@@ -193,7 +199,7 @@ def default_classifier() -> IntentClassifier:
 
 def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
     """The classifier's intent, then the guards (emergency, question-is-not-an-action, slots)."""
-    t = text.strip()
+    t = grounding.apostrophes(text.strip())  # "im hurt", "whats the class": as if typed with the apostrophe
     if not t:
         return Intent("other", 1.0, source="guard")
     if _HARD_EMERGENCY.search(t):

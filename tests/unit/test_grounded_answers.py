@@ -456,6 +456,18 @@ def test_a_hazard_told_in_other_words_is_still_an_emergency(said: str) -> None:
     assert classify(said).name == "safety_emergency"
 
 
+@pytest.mark.parametrize("said", ["im hurt", "I'm hurt bad", "i am injured", "I cut my hand on the crossarm",
+                                  "I burned my arm on the tank"])
+def test_the_technician_hurt_is_an_emergency_however_typed(said: str) -> None:
+    # "I'm hurt" had no guard (only "is hurt" / "got hurt") and the classifier read it as a question
+    assert classify(said).name == "safety_emergency"
+
+
+@pytest.mark.parametrize("said", ["I cut my glove, can I tape it", "how do I avoid getting hurt on the pole"])
+def test_a_glove_cut_or_a_question_about_harm_is_no_emergency(said: str) -> None:
+    assert classify(said).name == "procedure_question"
+
+
 def test_a_person_hurt_still_escalates_at_once_even_asked_as_a_question(assistant: Assistant) -> None:
     r = assistant.ask("my partner got a shock and he's not breathing, what do I do?")
     assert r.intent == "safety_emergency" and r.route == "escalated" and _queued(assistant) == 1
