@@ -11,6 +11,7 @@ follow-up ("and after that?", "what if it's still low?") resolves against them.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,27 +92,31 @@ class Answerer:
         self._vectors: np.ndarray | None = None
         self._word_index: tuple[dict[str, int], np.ndarray] | None = None  # the base's words and their vectors
         self._speller: spelling.Speller | None = None
+        self._building = threading.RLock()
         self.spelling = True  # typing slips corrected to the base's words (off: the question's words as typed)
 
     @property
     def corpus(self) -> grounding.Corpus:
+        """The base's units scored as one corpus, with their vectors, their words' vectors and the speller; built
+        once per list of units, under a lock: a request on another thread waits for the whole of it (it once saw
+        the corpus and no speller yet)."""
         units = self.kb.units()
-        if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
-            self._corpus, self._corpus_of = grounding.Corpus(units), units
-            self._vectors = embedding.encode_units(
-                self.encoder, [embedding.unit_text(u.title, u.heading, u.text) for u in units], self.cache_dir)
-            # every word the base says, encoded once (and kept on disk): what ``_soft_missed`` compares with
-            vocab = list(dict.fromkeys(w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")
-                                       if grounding.terms(w)))
-            self._word_index = ({w: i for i, w in enumerate(vocab)},  # one assignment: a reader sees both or neither
-                                embedding.encode_units(self.encoder, vocab, self.cache_dir, kind="word"))
-            lex = self.kb.lexicon
-            said = [w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")]
-            self._speller = spelling.Speller(
-                [*said, *(w for field, proc in lex.terms for w in grounding.words(f"{field} {proc}")),
-                 *(w for phrase in lex.words for w in grounding.words(phrase))], keep=_STOP | _FILLER,
-                stem=lambda w: (grounding.terms(w) or [w])[0])
-        return self._corpus
+        with self._building:
+            if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
+                self._vectors = embedding.encode_units(
+                    self.encoder, [embedding.unit_text(u.title, u.heading, u.text) for u in units], self.cache_dir)
+                said = [w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")]
+                # every word the base says, encoded once (and kept on disk): what ``_soft_missed`` compares with
+                vocab = list(dict.fromkeys(w for w in said if grounding.terms(w)))
+                self._word_index = ({w: i for i, w in enumerate(vocab)},
+                                    embedding.encode_units(self.encoder, vocab, self.cache_dir, kind="word"))
+                lex = self.kb.lexicon
+                self._speller = spelling.Speller(
+                    [*said, *(w for field, proc in lex.terms for w in grounding.words(f"{field} {proc}")),
+                     *(w for phrase in lex.words for w in grounding.words(phrase))], keep=_STOP | _FILLER,
+                    stem=lambda w: (grounding.terms(w) or [w])[0])
+                self._corpus, self._corpus_of = grounding.Corpus(units), units  # last: the rest is ready
+            return self._corpus
 
     def normalised(self, question: str) -> str:
         """The question as the procedures would write it: contractions with their apostrophe, spoken figures as
