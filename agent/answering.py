@@ -30,8 +30,13 @@ SOFT_FROM, SOFT_TO = 0.4, 0.8
 # how much of a "after/before <clause>" clause's weight one step's own words must hold to be the step it names
 # (chosen on the tune part: 0.6 and 0.8 select the same; the question's own best stands otherwise)
 ANCHOR_COVERAGE = 0.6
-_NEXT = re.compile(r"^\s*(and\s+|ok(ay)?,?\s+|so\s+)?(after that|then what|what'?s next|what now|next( step| one)?|"
-                   r"and then|what comes next|what do i do next|then)\s*\??\s*$", re.I)
+# the step after the one just said, as a technician asks for it hands-free: "and after that?", "now what", "ok done,
+# what's next", "what do I do after that", "what's the next step"
+_NEXT = re.compile(r"^\s*(?:(?:and|ok(?:ay)?|alright|right|so|done|got it|yeah|yep|then)\b[\s,.!]*)*"
+                   r"(after that|after this|and after|then what|what'?s next|what(?: i|')s after (?:that|this)|"
+                   r"what now|now what|what next|next( step| one| thing)?|and then|then|what comes (?:next|after(?: "
+                   r"that)?)|what'?s the next (?:step|one|thing)|what do (?:i|we) do (?:next|now|after that|then))"
+                   r"\s*[?.!]*\s*$", re.I)
 _BACK = re.compile(r"^\s*(go back|back|previous( step)?|what was (the step )?before that|before that)\s*\??\s*$",
                    re.I)
 _BARE = frozenset(grounding.terms("again repeat say read tell me once more what was is the step"))  # no topic

@@ -492,6 +492,21 @@ def test_a_follow_up_resolves_against_the_last_step(assistant: Assistant) -> Non
     assert assistant.ask("and after that?").abstained  # nothing to follow once the conversation is over
 
 
+@pytest.mark.parametrize("follow", ["what's after that", "what do I do after that", "now what", "what next",
+                                    "what's the next step", "ok done, whats next", "and after?", "done. next step?"])
+def test_a_follow_up_said_any_usual_way_gets_the_next_step(follow: str, assistant: Assistant) -> None:
+    """Hands-free, "and after that?" is said many ways; each was "no procedure" but for three."""
+    assistant.ask("how long do I wait after switching off the capacitor bank")
+    r = assistant.ask(follow)
+    assert r.grounded and r.citations == ["capacitor-bank.md#before-work-on-a-capacitor-bank:step-3"]
+
+
+@pytest.mark.parametrize("asked", ["what's next after the tester", "now what do I check on the meter"])
+def test_a_follow_up_with_a_subject_of_its_own_is_a_question(asked: str) -> None:
+    from linecrew.agent.answering import _NEXT
+    assert not _NEXT.match(asked)
+
+
 def test_a_step_named_then_a_thing_asked_of_its_own_is_answered_by_the_step_that_says_it(
         assistant: Assistant) -> None:
     """The step before "re-energize" says nothing of the crew; the release's first step does."""
