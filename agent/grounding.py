@@ -498,6 +498,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         chosen = sorted([best, neighbour], key=lambda u: u.position)
     elif best.kind == "row" and (rows := covering_rows(q.text, c.tables.get((best.doc, best.section), []))):
         chosen = rows  # the row a figure asked for falls in, not its neighbours ("69 kV": the 50-200 kV row)
+    elif best.kind == "row" and _names_the_table(q, c, best):
+        chosen = c.tables[(best.doc, best.section)]  # "what are the glove classes": every row, not three of six
     else:
         chosen = _choose(q, best, s_best, f_best["context_coverage"], section)
         if not (q.wants_steps and sum(u.kind == "step" for u in chosen) > 2):  # not after a whole procedure
@@ -529,6 +531,12 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         **question_form(q.text),
     }
     return Selection(tuple(chosen), features, numbered=numbered is not None, also=also)
+
+
+def _names_the_table(q: Query, c: Corpus, row: UnitRef) -> bool:
+    """The question asks for a table itself ("what are the glove classes", "approach distances"): it names no figure
+    and its heading (with the title) says every word the question weighs."""
+    return not spec_figures(q.text) and all(t in c.context[(row.doc, row.section)] for t in q.weights)
 
 
 # asking whether one may or must ("can I wear it", "ok to climb", "do I need to test it")

@@ -298,6 +298,14 @@ def test_a_negation_typed_without_the_apostrophe_still_counts(assistant: Assista
     assert part.answered and [u.citation for u in part.said] == ["pole-top-rescue.md#steps:step-5"]
 
 
+@pytest.mark.parametrize("question", ["what are the glove classes", "tell me the glove classes"])
+def test_a_question_for_a_table_itself_gets_every_row(question: str, assistant: Assistant) -> None:
+    """Three rows of six left out the class a crew might need; a figure asked for still gets its one row."""
+    r = assistant.ask(question)
+    assert r.grounded and len(r.citations) == 6 and all(f"Class {k}:" in r.answer for k in ("00", "0", "1", "4"))
+    assert len(assistant.ask("glove class for 12 kv").citations) == 1
+
+
 def test_the_row_a_figure_falls_in_is_chosen_even_where_the_answer_is_held_back(assistant: Assistant) -> None:
     # "gloves for a 7.2 kV line" also names the fuse table's heading ("... for 7.2 kV single-phase transformers");
     # the answerability model may hold it back, but the text it judges is the Class 1 row alone
