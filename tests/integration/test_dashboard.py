@@ -130,9 +130,12 @@ def test_login_token_leaves_the_address_bar_and_bad_tokens_are_refused(browser: 
 
 
 def test_fleet_page_lists_live_devices(browser: Any, env: Env) -> None:
+    from playwright.sync_api import expect
+
     page = _page(browser, env, "ada", "fleet")
-    page.wait_for_function(f"document.querySelectorAll('[data-testid=fleet-table] tbody tr').length == "
-                           f"{SIM_DEVICES + 1}")
+    # a locator assertion polls from Playwright's side: a string predicate (wait_for_function) is evaluated in the
+    # page, which the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses once it has to poll
+    expect(page.locator("[data-testid=fleet-table] tbody tr")).to_have_count(SIM_DEVICES + 1, timeout=60_000)
     assert page.inner_text("[data-testid=card-online] .v") == str(SIM_DEVICES + 1)
     rows = page.locator("[data-testid=fleet-table] tbody tr")
     sim = page.locator(f"tr[data-device='{env.srv.store.fleet()[1]['id']}']")
