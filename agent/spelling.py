@@ -4,9 +4,10 @@ A technician types with gloves on: "who do I notifiy before lockout" ranked the 
 misspelt word is unknown, so "before lockout" alone chose), "can I use a groudning set that took a falt" was
 held back. A word is corrected only when it is no English word (symspellpy's English frequency list) and not
 one the base or the lexicon knows, and one word of the base or the lexicon is within one edit of it (two for a
-word of eight letters or more): a real word the procedures never use ("splice", "torque", "bill") stays as it is,
-so a question about something no procedure covers still reads as one. Capitalised acronyms ("OCR") and words with
-digits are left alone. symspellpy (symmetric-delete lookups) finds the candidates; nothing here is hand-made
+word of eight letters or more), and no English word as near is a hundred times as common: a real word the
+procedures never use ("splice", "torque", "bill") stays as it is, so a question about something no procedure covers
+still reads as one. Capitalised acronyms ("OCR"), other forms of a known word, words with digits and contractions
+are left alone. symspellpy (symmetric-delete lookups) finds the candidates; nothing here is hand-made
 edit-distance code.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from symspellpy import SymSpell, Verbosity
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
-MIN_LENGTH = 3  # shorter tokens ("wat", "ok") are too ambiguous to correct
+MIN_LENGTH = 3  # shorter tokens ("ok", "im") are too ambiguous to correct
 
 
 _ENGLISH_LIST = "frequency_dictionary_en_82_765.txt"  # 82,765 words seen at least 12,714 times in Google Books
