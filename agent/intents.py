@@ -78,7 +78,7 @@ _BLOCKED = re.compile(r"\b(blocked|can'?t (proceed|continue|access|get (to|in|th
                       r"access|reach)|unable to|waiting (for|on)|stuck|no access|road'?s? closed|held up|washed out|"
                       r"is out)\b", re.I)
 _PARTS = re.compile(r"\b(need|needs|order|request|send( me)?( out)?|bring( me)?|short of|out of|requesting)\b", re.I)
-_ITEM = re.compile(rf"\b{_NUM_RE}\s+((?:[a-z0-9][a-z0-9-]*\s?){{1,4}}?)"
+_ITEM = re.compile(rf"(?<![/.,])\b{_NUM_RE}\s+((?:[a-z0-9][a-z0-9/-]*\s?){{1,4}}?)"
                    rf"(?=\s*(?:,|\band\b|\bplus\b|\.|$|\bfor\b|\bto\b|\bout\b|\bplease\b|\bon\b))", re.I)
 _SHORT = re.compile(rf"\b(?:out of|short of|short on|low on)\s+((?:[a-z0-9][a-z0-9-]*\s?){{1,4}}?)\s*,?\s*"
                     rf"(?:need|bring|send|want)\s+(?:me\s+)?{_NUM_RE}\b", re.I)
@@ -107,12 +107,24 @@ def is_question(text: str) -> bool:
     return bool(_QUESTION.search(text.strip()))
 
 
+MAX_QUANTITY = 10_000  # shared.protocol.PartItem takes 1 to 10,000
 _NAMED_BY_NUMBER = re.compile(r"\b(step|steps|class|form|pole|number|no\.?|phase|job|section|page|level|size|"
                               r"type|unit|truck|bay|feeder|circuit|row)\s*#?\s*$", re.I)
 
 
+# a length of stock: "25 feet of 2/0 copper", "a hundred meters of triplex"
+_LENGTH_OF = re.compile(r"(?<![/.,])\b(\d+)\s+(feet|foot|ft|meters?|metres?|yards?)\s+of\s+"
+                        r"([a-z0-9][\w/-]*(?:\s+(?!and\b|plus\b|for\b|to\b|please\b)[a-z0-9][\w/-]*){0,3})", re.I)
+
+
 def parse_items(text: str) -> list[dict[str, Any]]:
-    items = []
+    """The parts and quantities an utterance asks for. Numbers said in words are read as text2num reads them
+    ("twenty five fuse links": 25, not 20 of "five fuse links"); a number inside a size ("2/0", "7.2") is no
+    quantity; a quantity is 1 to 10,000, as the server's schema takes it."""
+    text = grounding.spoken_figures(text)
+    items = [{"part": f"{unit.lower()} of {part.lower()}", "quantity": int(n)}
+             for n, unit, part in _LENGTH_OF.findall(text)]
+    text = _LENGTH_OF.sub(" , ", text)
     for m in _ITEM.finditer(text):
         if _NAMED_BY_NUMBER.search(text[:m.start()]):
             continue  # "step two of grounding", "pole 14", "class 2": a name or a place, not a quantity
@@ -120,12 +132,14 @@ def parse_items(text: str) -> list[dict[str, Any]]:
         qty = int(qty_word) if qty_word.isdigit() else _NUM.get(qty_word, 1)
         if part and part not in {"minute", "minutes", "hour", "hours", "more", "more of them", "feet", "foot"}:
             items.append({"part": part, "quantity": qty})
+    items = [i for i in items if 1 <= i["quantity"] <= MAX_QUANTITY]
     if not items:  # "out of ground clamps, need four more": the part first, the quantity after
         short = _SHORT.search(text)
         if short:
             qty_word = short.group(2).lower()
-            items.append({"part": short.group(1).strip().lower(),
-                          "quantity": int(qty_word) if qty_word.isdigit() else _NUM.get(qty_word, 1)})
+            qty = int(qty_word) if qty_word.isdigit() else _NUM.get(qty_word, 1)
+            if 1 <= qty <= MAX_QUANTITY:
+                items.append({"part": short.group(1).strip().lower(), "quantity": qty})
     return items
 
 

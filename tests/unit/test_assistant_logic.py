@@ -11,6 +11,7 @@ from linecrew.agent.intents import GRAMMAR, INTENTS, Intent, classify_rules, par
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase, split_markdown
 from linecrew.agent.router import RoutingPolicy, decide
 from linecrew.shared.db import Database
+from linecrew.shared.protocol import PartItem
 
 
 @pytest.mark.parametrize(("text", "intent", "slots"), [
@@ -41,6 +42,22 @@ def test_quantities_in_words_and_digits() -> None:
     assert parse_items("need a couple of crossarms") == [{"part": "crossarms", "quantity": 2}]
     assert parse_items("need a dozen fuse links and 2 arresters") == [
         {"part": "fuse links", "quantity": 12}, {"part": "arresters", "quantity": 2}]
+
+
+@pytest.mark.parametrize(("said", "items"), [
+    # "twenty five" is one number (it was 20 of "five fuse links"); "two fifty kVA" two of the 50 kVA
+    ("need twenty five fuse links", [{"part": "fuse links", "quantity": 25}]),
+    ("I need two fifty kva transformers", [{"part": "50 kva transformers", "quantity": 2}]),
+    # a length of stock; the 0 of "2/0" is no quantity (it was 0 x copper, which the server's schema refuses)
+    ("need twenty five feet of 2/0 copper", [{"part": "feet of 2/0 copper", "quantity": 25}]),
+    ("need 50 feet of triplex and 4 connectors", [{"part": "feet of triplex", "quantity": 50},
+                                                  {"part": "connectors", "quantity": 4}]),
+    ("need 0 links", []),
+])
+def test_quantities_said_as_crews_say_them(said: str, items: list[dict[str, object]]) -> None:
+    got = parse_items(said)
+    assert got == items
+    assert all(PartItem(**i) for i in got)  # every item is one the server takes
 
 
 def test_question_confidence_follows_retrieval_strength() -> None:
