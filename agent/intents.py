@@ -122,8 +122,8 @@ def parse_items(text: str) -> list[dict[str, Any]]:
     ("twenty five fuse links": 25, not 20 of "five fuse links"); a number inside a size ("2/0", "7.2") is no
     quantity; a quantity is 1 to 10,000, as the server's schema takes it."""
     text = grounding.spoken_figures(text)
-    items = [{"part": f"{unit.lower()} of {part.lower()}", "quantity": int(n)}
-             for n, unit, part in _LENGTH_OF.findall(text)]
+    items: list[dict[str, Any]] = [{"part": f"{unit.lower()} of {part.lower()}", "quantity": int(n)}
+                                   for n, unit, part in _LENGTH_OF.findall(text)]
     text = _LENGTH_OF.sub(" , ", text)
     for m in _ITEM.finditer(text):
         if _NAMED_BY_NUMBER.search(text[:m.start()]):
