@@ -117,7 +117,7 @@ _UNIT_WORDS = ((re.compile(r"\bkilo[- ]?volt[- ]?amp(?:ere)?s?\b", re.I), "kVA")
 _GLUED = re.compile(r"\b(\d+(?:\.\d+)?)(kva|kvar|kv|mva|volts?|amps?|v|a|meters?|m|cm|mm|ft|feet)\b", re.I)
 _LINK_SPEED = re.compile(r"\b(\d+)\s+([tk])\b(?=\s*(?:fuse\s+)?links?\b)", re.I)  # "an 8 T link" is an 8T link
 _CLASS_WORD = re.compile(r"\b(class)\s+(zero zero|oh oh|double[- ]?(?:oh|zero|o)|zero|oh|one|two|three|four)\b", re.I)
-_CLASS_NUMBER = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4"}
+_CLASS_NUMBER = {"zero": "0", "oh": "0", **_NUMBER_WORDS}
 
 
 # contractions typed without the apostrophe ("the lower controls dont work", "bucket wont come down"): the
@@ -302,9 +302,9 @@ def sequence_of(question: str) -> tuple[str, bool] | None:
 _ASKS = re.compile(r"(?:what|how|who|where|which|when|why)\b", re.I)
 
 
+_ASKING = r"(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|would)"  # a question's start
 # a sentence that asks: a question word, or a yes/no question's verb, first ("Can I re-fuse it?")
-_ASKS_SENTENCE = re.compile(r"^\W*(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|would)\b",
-                            re.I)
+_ASKS_SENTENCE = re.compile(rf"^\W*{_ASKING}\b", re.I)
 
 
 def _asked_sentences(text: str) -> list[str]:
@@ -354,7 +354,6 @@ class Selection:
 # batches, and cross-validated on all of it. A form for figures ("how many", "what size") was measured too and left
 # out: it made the model abstain on answerable figure questions ("how long do I wait before touching a capacitor")
 # where the figure checks (figures_unsaid, type_missing) already judge the text itself.
-_ASKING = r"(what|how|who|where|which|when|why|can|could|should|do|does|is|are|am|will|would)"  # a question's start
 QUESTION_FORMS = {
     "form_permission": re.compile(r"^(can|could|may|should|shall|do i (have|need) to|is it (ok|okay|safe|alright)|"
                                   r"am i allowed|ok to)\b|\b(ok|okay|safe) to\b"),
