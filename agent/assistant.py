@@ -29,6 +29,7 @@ from typing import Any
 from linecrew.agent import grounding, walkthrough
 from linecrew.agent.answering import ABSTAIN, Answerer, Focus, Grounded
 from linecrew.agent.breaker import CircuitBreaker
+from linecrew.agent.commands import REPEAT, match
 from linecrew.agent.confirm import ACTION_INTENTS, PendingAction, answer_to_prompt, read_back
 from linecrew.agent.intents import (
     _SAFETY,
@@ -64,6 +65,10 @@ SAFETY_NOTICE = (
     "and the control center now. Do not touch a person in contact with a live conductor."
 )
 CONVERSATION_TTL_S = 900.0  # a follow-up after a quarter of an hour starts a new conversation
+# "say that again", typed or said to the screen: the last reply again (the voice loop's speaker repeats what it said)
+_AGAIN = {"repeat": re.compile(rf"^((sorry|pardon|what) )?((can|could|would) you )?{REPEAT}$|"
+                               r"^(sorry )?(i )?(didn't|did not|couldn't) (catch|get|hear) (that|it|you)$")}
+NOT_COUNTED = ("confirm", "cancel", "repeat")  # replies to the device's own words, not requests of their own
 _JOB_QUESTION = re.compile(
     r"\b(this|the|my|current|our) (job|work order|ticket)\b|\bwhat job\b|\bwhere (is|am i|are we)\b.*\b(job|going|"
     r"headed)\b|\bwhat('s| is) the address\b|\bjob (address|details|number)\b", re.I)
@@ -245,6 +250,8 @@ class Assistant:
         walked = self._walk(rid, started, text, job, on_token)
         if walked is not None:
             return walked
+        if match(text, _AGAIN, max_words=7):
+            return self._again(rid, started, on_token)
         intent = self._classify(text)
         # the job's own details, or a job without a procedure title; with no job set, "why do we ground both sides
         # of the job" is still a procedure question
@@ -260,6 +267,19 @@ class Assistant:
         reply = self._new_reply(rid, intent, route)
         ref = self._act(text, intent, route, job, reply, on_token, started, about)
         return self._finish(reply, started, ref)
+
+    def _again(self, rid: str, started: float, on_token: Callable[[str], None] | None) -> Reply:
+        """The last reply again, word for word with its citations (a read-back stays pending)."""
+        reply = self._new_reply(rid, Intent("repeat", 1.0, source="command"), Route("local", "the last reply again"))
+        last = self.store.get("last_reply")
+        if isinstance(last, dict) and time.time() - float(last["at"]) <= CONVERSATION_TTL_S:
+            reply.answer, reply.citations = str(last["answer"]), list(last["citations"])
+            reply.grounded, reply.abstained = bool(last["grounded"]), bool(last["abstained"])
+            reply.needs_confirmation = self.pending() is not None and bool(last["needs_confirmation"])
+        else:
+            reply.answer = "There is nothing to repeat yet."
+        self._say(reply, reply.answer, started, on_token)
+        return self._finish(reply, started, None)
 
     # ------------------------------------------------------------------ walk-through
     def walk_state(self) -> walkthrough.WalkState | None:
@@ -497,8 +517,12 @@ class Assistant:
         return "\n".join(lines)
 
     def _record(self, r: Reply, ref: str | None) -> None:
-        resolved = r.grounded and not r.abstained and r.route == "local"
+        resolved = r.grounded and not r.abstained and r.route == "local" and r.intent not in NOT_COUNTED
         with self.store.db.transaction() as conn:
+            if r.intent != "repeat" and r.answer:
+                self.store.put("last_reply", {"at": time.time(), "answer": r.answer, "citations": r.citations,
+                                              "grounded": r.grounded, "abstained": r.abstained,
+                                              "needs_confirmation": r.needs_confirmation}, conn=conn)
             conn.execute(
                 "INSERT INTO requests (id, at, intent, confidence, route, latency_ms, ttft_ms, prompt_tokens,"
                 " completion_tokens, reused_prompt_tokens, model_version, degraded, error, ref, resolved_at,"
@@ -532,8 +556,9 @@ def _retrieval_only(passages: list[Passage], why: str) -> str:
 def request_stats(store: AgentStore) -> dict[str, Any]:
     """Latency and TTFT percentiles, route mix, resolved (answered from a procedure, not escalated or
     abstained), abstentions, and the manual-intervention rate (requests that went to a person)."""
+    marks = ", ".join("?" * len(NOT_COUNTED))
     rows = store.db.query("SELECT intent, route, latency_ms, ttft_ms, model_version, completion_tokens, degraded,"
-                          " resolved_at, abstained FROM requests WHERE intent NOT IN ('confirm', 'cancel')")
+                          f" resolved_at, abstained FROM requests WHERE intent NOT IN ({marks})", NOT_COUNTED)
     out: dict[str, Any] = {"requests": len(rows)}
     if not rows:
         return out

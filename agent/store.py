@@ -5,6 +5,7 @@ The field key lives in ``field.key`` (mode 0600) beside, not inside, the databas
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time
@@ -120,6 +121,7 @@ ALTER TABLE requests ADD COLUMN expert_answered_at REAL;
 ]
 
 SERVER_PEER = "server"
+_SEALED = "sealed:"  # a kv value's prefix: base64 of the AES-GCM blob follows
 
 
 class AgentStore:
@@ -192,13 +194,29 @@ class AgentStore:
         return rows
 
     # ------------------------------------------------------------------ key/value (job context, link)
+    # Every value is sealed (AES-GCM, bound to its key): a note read back and waiting for a yes, a question
+    # offered to an expert, the job's address and the conversation are as sensitive as the notes themselves.
+    # A value written before sealing (plain JSON) is still read, and sealed when it is next written.
+    def _seal(self, key: str, value: object) -> str:
+        blob = self.cipher.encrypt_text(json.dumps(value), f"kv:{key}".encode())
+        return _SEALED + base64.b64encode(blob).decode("ascii")
+
+    def _open(self, key: str, raw: str) -> object:
+        if not raw.startswith(_SEALED):
+            return json.loads(raw)
+        return json.loads(self.cipher.decrypt_text(base64.b64decode(raw[len(_SEALED):]), f"kv:{key}".encode()))
+
     def get(self, key: str) -> object:
         raw = self.db.scalar("SELECT value FROM kv WHERE key=?", (key,))
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else self._open(key, str(raw))
 
-    def put(self, key: str, value: object) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+    def put(self, key: str, value: object, *, conn: sqlite3.Connection | None = None) -> None:
+        """Write ``key`` (sealed), in its own transaction or in the caller's ``conn``."""
+        if conn is not None:
+            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, self._seal(key, value)))
+            return
+        with self.db.transaction() as own:
+            self.put(key, value, conn=own)
 
     # ------------------------------------------------------------------ answers from the server/experts
     def answers(self, *, unseen_only: bool = False) -> list[dict[str, object]]:
@@ -262,18 +280,18 @@ class AgentStore:
         conn.execute("INSERT INTO rollback_requests (id, offer_id, version, received) VALUES (?,?,?,?)",
                      (msg_id, offer_id, version, time.time()))
 
-    @staticmethod
-    def _apply_assignment(conn: sqlite3.Connection, a: Assignment) -> None:
+    def _apply_assignment(self, conn: sqlite3.Connection, a: Assignment) -> None:
         """Keep the newest plan only; its first job becomes the current job context."""
         row = conn.execute("SELECT value FROM kv WHERE key='assignment'").fetchone()
-        if row and json.loads(row[0]).get("plan_version", 0) > a.plan_version:
+        current = self._open("assignment", row[0]) if row else None
+        if isinstance(current, dict) and current.get("plan_version", 0) > a.plan_version:
             return
-        conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('assignment', ?)", (a.model_dump_json(),))
+        self.put("assignment", a.model_dump(mode="json"), conn=conn)
         if a.jobs:
             j = a.jobs[0]
             job = {"job_id": j.job_id, "title": j.title, "location": f"{j.location[0]:g},{j.location[1]:g}",
                    "details": f"planned {j.start_min // 60:02d}:{j.start_min % 60:02d}, priority {j.priority}"}
-            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('current_job', ?)", (json.dumps(job),))
+            self.put("current_job", job, conn=conn)
 
     def commands(self) -> list[dict[str, object]]:
         return self.db.query("SELECT id, stream, seq, name, args, received FROM commands ORDER BY stream, seq")

@@ -90,3 +90,47 @@ def test_a_read_back_expires_and_a_new_action_replaces_it(assistant: Assistant, 
 def test_an_emergency_still_escalates_at_once(assistant: Assistant) -> None:
     r = assistant.ask("A live wire is down and my partner got a shock")
     assert r.route == "escalated" and not r.needs_confirmation and assistant.store.outbox.depth() == 1
+
+
+def _db_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("agent.db*")))
+
+
+def test_a_note_waiting_for_its_yes_is_sealed_at_rest(assistant: Assistant, tmp_path: Path) -> None:
+    """The read-back's payload (the note, the job's address, the conversation) never lies in the file as said."""
+    assistant.set_job(JobContext("J-7", location="41 Quarry Lane"))
+    r = assistant.ask("note: customer keeps a spare key under the blue flowerpot")
+    assert r.needs_confirmation and assistant.store.get("pending_action")["payload"]["text"].endswith("flowerpot")
+    raw = _db_bytes(tmp_path)
+    assert b"flowerpot" not in raw and b"Quarry Lane" not in raw
+    assert assistant.confirm(True).actions[0].startswith("note ")
+    assert b"flowerpot" not in _db_bytes(tmp_path)
+
+
+def test_a_value_written_before_sealing_is_still_read(tmp_path: Path) -> None:
+    store = AgentStore(tmp_path, device_id="truck-1")
+    with store.db.transaction() as conn:
+        conn.execute("INSERT INTO kv (key, value) VALUES ('current_job', ?)", ('{"job_id": "J-1"}',))
+    assert store.get("current_job") == {"job_id": "J-1"}
+    store.put("current_job", {"job_id": "J-2"})
+    assert store.get("current_job") == {"job_id": "J-2"}
+    assert store.db.scalar("SELECT value FROM kv WHERE key='current_job'").startswith("sealed:")
+    store.close()
+
+
+@pytest.mark.parametrize("again", ["say that again", "Sorry, what was that?", "can you repeat that please",
+                                   "didn't catch that"])
+def test_a_typed_say_that_again_repeats_the_last_reply_and_queues_nothing(assistant: Assistant, again: str) -> None:
+    assert assistant.ask(again).answer == "There is nothing to repeat yet."
+    first = assistant.ask("note: the meter seal number is 448812")
+    r = assistant.ask(again)
+    assert r.intent == "repeat" and r.answer == first.answer and r.needs_confirmation
+    assert assistant.store.outbox.depth() == 0 and assistant.pending() is not None, "the read-back still waits"
+    assert assistant.ask("yes").actions[0].startswith("note ") and assistant.store.outbox.depth() == 1
+    asked = assistant.ask("what do I check before I close a cutout")
+    assert assistant.ask(again).answer == asked.answer and assistant.ask(again).citations == asked.citations
+
+
+def test_repeat_with_a_step_number_is_a_question_not_a_repeat(assistant: Assistant) -> None:
+    assistant.ask("what do I check before I close a cutout")
+    assert assistant.ask("repeat step 2 of lockout").intent == "procedure_question"
