@@ -65,7 +65,8 @@ _ASKS_FOR_A_PERSON = re.compile(
     r"\b(expert|engineer\w*|supervisor|foreman|boss|human|person|people|someone|somebody|anyone|specialist|help|"
     r"escalat\w*|on-?call|protection|talk|speak|call me|transfer|second opinion|review)\b", re.I)
 _NOTE = re.compile(
-    r"^\s*(please\s+)?(note|log|record|add (a )?note|make a note|write down|jot down|remember|put in the notes)"
+    r"^\s*((can|could|would|will) you\s+)?(please\s+)?"
+    r"(note|log|record|add (a )?note|make a note|write down|jot down|remember|put in the notes)"
     r"\b( it| for dispatch| it down| down)?[:,]?\s*(that\s+)?", re.I)
 _ON_SITE = re.compile(r"\b(on site|onsite|arrived|i'?m here|we'?re here|at the (job )?site|on location|pulled up|"
                       r"got here|at the site|on scene|made it to|we'?re at the|crew (is|has) (here|arrived))\b", re.I)
@@ -89,7 +90,11 @@ _QUESTION = re.compile(
     r"is (the|my|our|this|that|he|she|it|everyone|anyone|anybody)|has (the|anyone|anybody|he|she|it)|"
     r"have (we|you|they|i))\b|"
     r"^\s*(can|could) (i|we|it|he|she|they|this|that|the|my)\b|"
-    r"[,;.]\s*(and\s+|or\s+)?(how|what|where|when|why|which|should|can|could|do|does|is|are|who)\b", re.I)
+    # asked mid-utterance as speech recognition writes it: "once we're finished do we test the meter"
+    r"\b(do|should|shall|can|could|must) (i|we)\b(?! (know|think|guess|need|want|have|mean)\b)|"
+    r"[,;.]\s*(and\s+|or\s+)?((how|what|where|when|why|which|should|do|does|is|are|who)\b|"
+    r"(can|could)\b(?! you\b))(?!['\u2019]t)",
+    re.I)  # "gate's locked, can't get in" is told, not asked; "..., can you send them" is a request
 _PROCEDURE = re.compile(r"\b(procedure|steps?|check|inspect\w*|test\w*|replac\w*|lockout|tagout|loto|"
                         r"ground\w*|verify|measure)\b", re.I)
 
@@ -148,14 +153,39 @@ def _reason(text: str) -> str:
     return (m.group(2) if m else text).strip().rstrip(".")
 
 
-def _status(text: str) -> dict[str, Any] | None:
-    if _BLOCKED.search(text):
+def _status(text: str, *, said: bool = False) -> dict[str, Any] | None:
+    """The status a remark gives. ``said``: the classifier already read a status, so the wider ways crews say
+    one count too ("jobs done", "we're done here", "close it out", "at the pole now", "road's flooded out");
+    the rules reference keeps the narrower patterns it was measured with."""
+    if _BLOCKED.search(text) or (said and _BLOCKED_SAID.search(text)):
         return {"status": "blocked", "reason": _reason(text)}
-    if _DONE.search(text):
+    if (_DONE.search(text) or (said and _DONE_SAID.search(text))) and not (said and _NOT_DONE.search(text)):
         return {"status": "done"}
-    if _ON_SITE.search(text):
+    if _ON_SITE.search(text) or (said and _ON_SITE_SAID.search(text)):
         return {"status": "on_site"}
     return None
+
+
+_NOT_YET = r"(?<!not )(?<!not all )(?<!not quite )(?<!when )(?<!once )(?<!after )(?<!if )(?<!before )"
+_DONE_SAID = re.compile(
+    rf"\b({_NOT_YET}(done|finished|complete|completed|wrapped up|wrapping up|wrapping it up)\b(?! with (the|this|that) "
+    r"(first|second|third|next|last|one|cutout|step|side|phase|pole))|"
+    r"clos(e|ed|ing) (it|this|this one|the job|the ticket|this job|this ticket) out|clos(e|ing) out|"
+    r"(ticket|job) can be closed|(is|are|'s|'re) back on|back in service|restored|(outage|fault)( is|'s) cleared|"
+    r"all set here|packing up|(that's|it's|job's) a wrap|heading (back|home|out))\b", re.I)
+_NOT_DONE = re.compile(r"\b(not|isn't|aren't|haven't|hasn't|never|nowhere near) (yet |quite |all |really )?"
+                       r"(done|finished|complete|completed|wrapped|restored|back on)|"
+                       r"\bnot yet\b|\bstill (working|at it)", re.I)
+_ON_SITE_SAID = re.compile(
+    r"\b((rolling|pulling|pulled) (up|in)|(got|get|made it) to the|(we're|we are|i'm|i am|now) (at|on) (the )?"
+    r"(pole|address|house|site|location|job|scene|substation|yard|pad|vault|structure)|"
+    r"^at the (pole|address|house|site|location|substation|yard|pad|vault|structure)\b|here now|on the job)\b",
+    re.I)
+_BLOCKED_SAID = re.compile(
+    r"\b((gate|door|fence|yard|vault|room|it)('s| is| was| are)? (all )?locked( up)?|"
+    r"locked (gate|fence|door|yard|vault)|flooded( out)?|no access|no key|"
+    r"can't get (in|to|through|there|near)|cannot get (in|to|through)|"
+    r"waiting (on|for)|(tree|fire|police|traffic) crew (is )?(there|blocking)|won't let us)\b", re.I)
 
 
 def slots_for(name: str, text: str) -> dict[str, Any] | None:
@@ -164,7 +194,7 @@ def slots_for(name: str, text: str) -> dict[str, Any] | None:
         m = _NOTE.match(text)
         return {"text": (text[m.end():].strip() if m else text.strip()) or text.strip()}
     if name == "job_status":
-        return _status(text)
+        return _status(text, said=True)
     if name == "parts_request":
         items = parse_items(text)
         return {"items": items} if items else None

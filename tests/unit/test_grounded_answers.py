@@ -714,6 +714,33 @@ def test_the_classifier_guards_hold_whatever_it_learned() -> None:
     assert classify("").name == "other"
 
 
+@pytest.mark.parametrize(("said", "status"), [
+    ("jobs done", "done"), ("we're done here", "done"), ("go ahead and close out the job", "done"),
+    ("the outage is cleared", "done"), ("we're rolling up to the site now", "on_site"),
+    ("just got to the address", "on_site"), ("gate's locked, can't get in", "blocked"),
+    ("the road is flooded out", "blocked"),
+])
+def test_a_status_said_the_ways_crews_say_it_is_read_back(said: str, status: str) -> None:
+    """The classifier read a status; the slots must find which one, or the status was lost as a question."""
+    intent = classify(said)
+    assert (intent.name, intent.slots.get("status")) == ("job_status", status)
+
+
+@pytest.mark.parametrize("said", ["we're not finished, need another hour", "not done yet, still pulling wire",
+                                  "once we're finished do we test the meter",
+                                  "when we're done should I call it in"])
+def test_a_status_not_reached_or_asked_about_is_no_done(said: str) -> None:
+    intent = classify(said)
+    assert intent.name != "job_status" or intent.slots.get("status") != "done"
+
+
+def test_a_polite_request_after_a_remark_is_a_request_not_a_question() -> None:
+    assert classify("we need two more insulators, can you send them").name == "parts_request"
+    assert classify("the cutout's open, can you tell me what to check").name == "procedure_question"
+    note = classify("could you note the gate code is 4471")
+    assert (note.name, note.slots) == ("log_note", {"text": "the gate code is 4471"})
+
+
 def test_a_close_runner_up_of_another_section_of_the_same_procedure_is_said_after_the_chosen_text() -> None:
     def unit(doc: str, heading: str, section: int, text: str) -> UnitRef:
         return UnitRef(doc, doc.upper(), heading, section, 1, "step", 1, 1, text)
