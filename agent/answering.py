@@ -124,11 +124,12 @@ class Answerer:
             return self._corpus
 
     def normalised(self, question: str) -> str:
-        """The question as the procedures would write it: contractions with their apostrophe, spoken figures as
-        digits and units (``grounding.spoken_figures``), typing slips as the base's words (``spelling``)."""
+        """The question as the procedures would write it: without hesitations or a polite frame
+        (``grounding.without_fillers``), contractions with their apostrophe, spoken figures as digits and units
+        (``grounding.spoken_figures``), typing slips as the base's words (``spelling``)."""
         _ = self.corpus
         assert self._speller is not None
-        figures = grounding.spoken_figures(grounding.apostrophes(question))
+        figures = grounding.spoken_figures(grounding.apostrophes(grounding.without_fillers(question)))
         return self._speller.correct(figures) if self.spelling else figures
 
     def semantic(self, question: str) -> list[float]:

@@ -306,6 +306,31 @@ _ASKING = r"(what|how|who|where|which|when|why|can|could|should|do|does|is|are|a
 # a sentence that asks: a question word, or a yes/no question's verb, first ("Can I re-fuse it?")
 _ASKS_SENTENCE = re.compile(rf"^\W*{_ASKING}\b", re.I)
 
+# what a spoken question is wrapped in and says nothing of its subject: hesitations ("um", "uh", "you know"), a
+# greeting or the device's name up front ("hey", "linecrew"), a polite frame before the asking word ("can you
+# tell me what ..."). Left in, they hid the question's form ("um what's the clearance" read as a told situation)
+# and moved its sentence vector: with one hesitation inserted, the tune part's uncovered questions were abstained
+# on 0.77 of the time instead of 0.92.
+_HESITATION = re.compile(r"[\s,]*(?<![\w'])(?:u+h+|u+m+|e+r+m*|h+m+|a+h+|(?<!do )you know|i mean)(?![\w'])[,.]?",
+                         re.I)
+_GREETING = re.compile(r"^(?:(?:hey|hi|hello|yo|ok(?:ay)?(?! to\b)|so|like|alright|well|listen|linecrew|"
+                       r"quick question|question|please)\b[\s,:!.]*)+", re.I)  # "ok to hook ..." asks
+_FRAME = re.compile(rf"^(?:(?:can|could|would|will) you (?:please )?(?:tell|remind|show|give) me(?: again)?|"
+                    rf"(?:i )?(?:want|wanna|wanted|need|needed|would like|'d like) to know|do you know|"
+                    rf"i was wondering|i(?:'ve got| have) a question)\b[\s,:]*"
+                    rf"(?=(?:about\b|{_ASKING}\b))(?:about\b)?\s*", re.I)
+
+
+def without_fillers(text: str) -> str:
+    """``text`` without its hesitations and the frame it is said in: "um, hey linecrew, can you tell me what the
+    clearance is" -> "what the clearance is". A frame before anything but an asking word stays ("I wanted to
+    know if ..."); a text that is all frame is kept as it was."""
+    plain = _HESITATION.sub(" ", text)
+    plain = " ".join(_FRAME.sub("", _GREETING.sub("", plain.strip())).split())
+    return plain if plain else text
+
+
+
 
 def _asked_sentences(text: str) -> list[str]:
     """The text cut where one asking sentence ends with a full stop and another begins ("What link for a 25 kVA.

@@ -202,6 +202,12 @@ def slots_for(name: str, text: str) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------------------ classifier
+def _plain(text: str) -> str:
+    """As the classifier reads an utterance: without hesitations or a greeting ("um, hey, we're on um scene"),
+    and contractions typed without the apostrophe with one ("im hurt", "whats the class")."""
+    return grounding.apostrophes(grounding.without_fillers(text.strip()))
+
+
 def load_labelled(path: Path = LABELLED, *, split: str | None = None) -> list[tuple[str, str]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [(r["text"], r["intent"]) for r in rows if split is None or r.get("split") == split]
@@ -221,7 +227,7 @@ class IntentClassifier:
                        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
             LogisticRegression(C=20.0, max_iter=3000, class_weight="balanced"),
         )
-        self.pipeline.fit([grounding.apostrophes(t) for t in texts], list(labels))  # as ``classify`` reads them
+        self.pipeline.fit([_plain(t) for t in texts], list(labels))  # as ``classify`` reads them
         self.classes = [str(c) for c in self.pipeline.classes_]
 
     def scores(self, text: str) -> dict[str, float]:
@@ -243,7 +249,7 @@ def default_classifier() -> IntentClassifier:
 
 def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
     """The classifier's intent, then the guards (emergency, question-is-not-an-action, slots)."""
-    t = grounding.apostrophes(text.strip())  # "im hurt", "whats the class": as if typed with the apostrophe
+    t = _plain(text)
     if not t:
         return Intent("other", 1.0, source="guard")
     if _HARD_EMERGENCY.search(t):
