@@ -314,19 +314,31 @@ _ASKS_SENTENCE = re.compile(rf"^\W*{_ASKING}\b", re.I)
 _HESITATION = re.compile(r"[\s,]*(?<![\w'])(?:u+h+|u+m+|e+r+m*|h+m+|a+h+|(?<!do )you know|i mean)(?![\w'])[,.]?",
                          re.I)
 _GREETING = re.compile(r"^(?:(?:hey|hi|hello|yo|ok(?:ay)?(?! to\b)|so|like|alright|well|listen|linecrew|"
-                       r"quick question|question|please)\b[\s,:!.]*)+", re.I)  # "ok to hook ..." asks
+                       r"quick (?:question|one)|question|please)\b[\s,:!.]*)+", re.I)  # "ok to hook ..." asks
 _FRAME = re.compile(rf"^(?:(?:can|could|would|will) you (?:please )?(?:tell|remind|show|give) me(?: again)?|"
                     rf"(?:i )?(?:want|wanna|wanted|need|needed|would like|'d like) to know|do you know|"
                     rf"i was wondering|i(?:'ve got| have) a question)\b[\s,:]*"
                     rf"(?=(?:about\b|{_ASKING}\b))(?:about\b)?\s*", re.I)
 
 
+# and what it is signed off with ("..., thanks", "... please", "..., over"); trailing, they weighed as the
+# question's own words: the tune part with "thanks" added lost a tenth of its accuracy (0.876 -> 0.775)
+_SIGN_OFF = re.compile(r"(?:[\s,.;:!]*\b(?:thanks|thank you|thx|please|pls|cheers|for me|real quick|buddy|mate)\b|"
+                       r"[\s]*[,.;]\s*over(?: and out)?\b)+[\s,.!?]*$", re.I)
+# words said twice as speech recognition writes a restart: "what's the what's the clearance"
+_RESTART = re.compile(r"(?<![\w'])([a-z']+(?:\s+[a-z']+){0,2})[\s,]+\1(?![\w'])", re.I)
+
+
 def without_fillers(text: str) -> str:
-    """``text`` without its hesitations and the frame it is said in: "um, hey linecrew, can you tell me what the
-    clearance is" -> "what the clearance is". A frame before anything but an asking word stays ("I wanted to
-    know if ..."); a text that is all frame is kept as it was."""
-    plain = _HESITATION.sub(" ", text)
-    plain = " ".join(_FRAME.sub("", _GREETING.sub("", plain.strip())).split())
+    """``text`` without its hesitations, restarts and the frame it is said in: "um, hey linecrew, can you tell me
+    what the clearance is, thanks" -> "what the clearance is". A frame before anything but an asking word stays
+    ("I wanted to know if ..."); a text that is all frame is kept as it was."""
+    plain = _RESTART.sub(r"\1", _HESITATION.sub(" ", text))
+    plain = _FRAME.sub("", _GREETING.sub("", plain.strip()))
+    end = _SIGN_OFF.search(plain)
+    if end is not None and end.start() > 0:
+        plain = plain[:end.start()] + ("?" if "?" in end.group(0) else "")
+    plain = " ".join(plain.split())
     return plain if plain else text
 
 
