@@ -326,7 +326,7 @@ _FRAME = re.compile(rf"^(?:(?:can|could|would|will) you (?:please )?(?:tell|remi
 _SIGN_OFF = re.compile(r"(?:[\s,.;:!]*\b(?:thanks|thank you|thx|please|pls|cheers|for me|real quick|buddy|mate)\b|"
                        r"[\s]*[,.;]\s*over(?: and out)?\b)+[\s,.!?]*$", re.I)
 # words said twice as speech recognition writes a restart: "what's the what's the clearance"
-_RESTART = re.compile(r"(?<![\w'])([a-z']+(?:\s+[a-z']+){0,2})[\s,]+\1(?![\w'])", re.I)
+_RESTART = re.compile(r"(?<![\w'])([a-z']{2,}(?:\s+[a-z']+){0,2})[\s,]+\1(?![\w'])", re.I)  # not "p p e"
 
 
 def without_fillers(text: str) -> str:

@@ -9,12 +9,18 @@ procedures never use ("splice", "torque", "bill") stays as it is, so a question 
 still reads as one. Capitalised acronyms ("OCR"), other forms of a known word, words with digits and contractions
 are left alone. symspellpy (symmetric-delete lookups) finds the candidates; nothing here is hand-made
 edit-distance code.
+
+Speech recognition splits what the base writes as one word ("re closer", "out riggers", "p p e"): two words join
+where the base says the joined word more often than the pair, letters said one by one where they spell a word of
+the base or the lexicon, and a verb with its particle ("can I lock out", "before I set up") only after a
+determiner ("the cut out"), since "lock out" said is as often the act as the base's noun "lockout".
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,6 +28,14 @@ from collections.abc import Callable, Iterable
 from symspellpy import SymSpell, Verbosity
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_SPELT = re.compile(r"(?<![\w'])[A-Za-z](?: [A-Za-z]){1,4}(?![\w'])")  # "p p e", "a e d": letters said one by one
+_WORD_AT = re.compile(r"(?<![\w'-])[A-Za-z]{2,}(?![\w'-])")  # a whole word of letters (not part of "back-feed")
+# "lock out", "set up", "cut out" are verbs as often as the base's nouns "lockout", "setup", "cutout": with a
+# particle second they join only as a thing named ("the cut out", "a cut out"), never as what someone does
+# ("can I lock out at the meter base" stays a verb)
+_PARTICLES = frozenset("out up off in on down over back away".split())
+_DETERMINERS = frozenset("the a an that this each every my our your his their its which what".split())
+_JOINED_MIN = 5  # "any one" -> "anyone" and the like say nothing the two words did not
 MIN_LENGTH = 3  # shorter tokens ("ok", "im") are too ambiguous to correct
 
 
@@ -53,7 +67,10 @@ class Speller:
         as they occur); ``keep``: words never corrected and never suggested (stop words); ``stem``: the ranker's
         stemmer, so another form of a known word ("reclose" beside "recloser") is left as the ranker reads it."""
         self._keep = frozenset(w.lower() for w in keep)
-        counts = Counter(w.lower() for w in vocabulary if w.isalpha() and len(w) >= MIN_LENGTH)
+        said = [w.lower() for w in vocabulary]
+        self._bigrams = Counter(itertools.pairwise(said))
+        counts = Counter(w for w in said if w.isalpha() and len(w) >= MIN_LENGTH)
+        self._counts = counts
         self._stem = stem
         self._stems = frozenset(stem(w) for w in counts)
         self._known = frozenset(counts) | self._keep
@@ -81,5 +98,35 @@ class Speller:
                   if s.distance <= found[0].distance and s.term != best[0] and english.get(s.term, 0) >= floor]
         return token if rivals else best[0]
 
+    def joined(self, text: str) -> str:
+        """One word the base uses that speech recognition wrote as two, or letter by letter: "cut out" ->
+        "cutout", "re closer" -> "recloser", "p p e" -> "ppe". Two words join only where the base says the joined
+        word more often than the two ("set up" stays where the base writes "set up")."""
+        def letters(m: re.Match[str]) -> str:
+            word = m.group(0).replace(" ", "").lower()
+            return word if self._counts.get(word, 0) else m.group(0)
+
+        def joins(a: str, b: str) -> bool:
+            word = (a + b).lower()
+            return (len(word) >= _JOINED_MIN and word not in self._keep
+                    and self._counts.get(word, 0) > self._bigrams.get((a.lower(), b.lower()), 0))
+
+        text = _SPELT.sub(letters, text)
+        out, last = [], 0
+        tokens = list(_WORD_AT.finditer(text))
+        i = 0
+        while i < len(tokens):
+            m = tokens[i]
+            n = tokens[i + 1] if i + 1 < len(tokens) else None
+            named = i > 0 and tokens[i - 1].group(0).lower() in _DETERMINERS
+            if (n is not None and text[m.end():n.start()] == " " and joins(m.group(0), n.group(0))
+                    and (named or n.group(0).lower() not in _PARTICLES)):
+                out += [text[last:m.start()], (m.group(0) + n.group(0)).lower()]
+                last, i = n.end(), i + 2
+                continue
+            i += 1
+        return "".join([*out, text[last:]])
+
     def correct(self, text: str) -> str:
+        text = self.joined(text)
         return _TOKEN.sub(lambda m: self.word(m.group(0)) if "'" not in m.group(0) else m.group(0), text)

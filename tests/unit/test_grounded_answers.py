@@ -333,6 +333,18 @@ def test_earthing_is_grounding(assistant: Assistant) -> None:
         u.citation for u in assistant.answerer.select("which ground clamp goes on first").said]
 
 
+@pytest.mark.parametrize(("heard", "typed"), [
+    ("can i close the re closer without calling anyone", "can I close the recloser without calling anyone"),
+    ("what p p e to refuse a cut out", "what PPE to re-fuse a cutout"),
+])
+def test_words_speech_recognition_split_are_read_as_the_base_writes_them(heard: str, typed: str,
+                                                                         assistant: Assistant) -> None:
+    """"re closer" chose the rescue steps (held back, 0.48); "p p e ... cut out" the re-fusing steps, not the PPE."""
+    said = assistant.answerer.select(heard)
+    assert said.answered and [u.citation for u in said.said] == [
+        u.citation for u in assistant.answerer.select(typed).said]
+
+
 def test_a_negation_typed_without_the_apostrophe_still_counts(assistant: Assistant) -> None:
     # "isnt" was an unknown word the question's weight leaned on: the CPR step was held back (0.3)
     part = assistant.answerer.select("guy isnt breathing")

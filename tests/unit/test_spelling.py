@@ -45,3 +45,16 @@ def test_an_english_word_as_near_and_far_more_common_blocks_the_correction() -> 
     assert s.correct("whut") == "whut"
     assert s.correct("wiat") == "wait"
     assert s.word("Wiat") == "wait" and s.word("tge") == "tge"  # any case; three letters and no near word
+
+
+@pytest.mark.parametrize(("heard", "meant"), [
+    ("can I close the re closer", "can I close the recloser"),  # two words the base writes as one
+    ("what p p e for a meter change", "what ppe for a meter change"),  # letters said one by one
+    ("which way do I face to close the cut out", "which way do I face to close the cutout"),  # a thing named
+    ("can I lock out at the meter", "can I lock out at the meter"),  # a verb: "lock out" is not "lockout"
+    ("set up the cones", "set up the cones"),  # the base says "set up" more often than "setup"
+    ("is it a or b", "is it a or b"),
+])
+def test_words_speech_recognition_split_are_joined_where_the_base_writes_them_as_one(heard: str, meant: str) -> None:
+    s = Speller("the recloser and the cutout wear ppe apply lockout before you set up the setup".split())
+    assert s.joined(heard) == meant
