@@ -64,6 +64,7 @@ SAFETY_NOTICE = (
     "STOP WORK. Keep everyone clear (at least 10 m from any downed wire) and call emergency services "
     "and the control center now. Do not touch a person in contact with a live conductor."
 )
+MAX_ASK_CHARS = 1_000  # about three times the longest question a technician says in one breath
 CONVERSATION_TTL_S = 900.0  # a follow-up after a quarter of an hour starts a new conversation
 # "say that again", typed or said to the screen: the last reply again (the voice loop's speaker repeats what it said)
 _AGAIN = {"repeat": re.compile(rf"^((sorry|pardon|what) )?((can|could|would) you )?{REPEAT}$|"
@@ -242,6 +243,13 @@ class Assistant:
     def _ask(self, rid: str, text: str, on_token: Callable[[str], None] | None) -> Reply:
         started = time.perf_counter()
         text = text.strip()
+        if len(text) > MAX_ASK_CHARS:  # a question is a sentence or two; 64 KB held the assistant for 11 s
+            reply = self._new_reply(rid, Intent("other", 1.0, source="guard"),
+                                    Route("local", "too long to be one request"))
+            reply.answer = (f"That is too long for one request ({len(text):,} characters; at most {MAX_ASK_CHARS:,}). "
+                            "Ask it in a sentence or two.")
+            self._say(reply, reply.answer, started, on_token)
+            return self._finish(reply, started, None)
         pending = self.pending()
         answer = answer_to_prompt(text) if pending is not None else None
         if pending is not None and answer is not None:

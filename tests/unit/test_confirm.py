@@ -134,3 +134,10 @@ def test_a_typed_say_that_again_repeats_the_last_reply_and_queues_nothing(assist
 def test_repeat_with_a_step_number_is_a_question_not_a_repeat(assistant: Assistant) -> None:
     assistant.ask("what do I check before I close a cutout")
     assert assistant.ask("repeat step 2 of lockout").intent == "procedure_question"
+
+
+def test_a_request_too_long_to_be_one_is_refused_plainly_and_does_nothing(assistant: Assistant) -> None:
+    r = assistant.ask("note: " + "the gate code is 4471 " * 100)
+    assert r.intent == "other" and "too long" in r.answer and not r.needs_confirmation
+    assert assistant.pending() is None and assistant.store.outbox.depth() == 0
+    assert assistant.ask("note: the gate code is 4471").needs_confirmation  # one of a usual length is heard
