@@ -64,6 +64,10 @@ SAFETY_NOTICE = (
     "STOP WORK. Keep everyone clear (at least 10 m from any downed wire) and call emergency services "
     "and the control center now. Do not touch a person in contact with a live conductor."
 )
+# a question about "this job" is answered in the job's procedure with the job's title said for "this job"; the
+# question's own words must still make that procedure plausible (probability without the title at least this):
+# "how do I lock out for this job" in the fuse procedure is 0.05 on its own words, "what size link for this job" 0.52
+JOB_OWN_FLOOR = 0.25
 MAX_ASK_CHARS = 1_000  # about three times the longest question a technician says in one breath
 CONVERSATION_TTL_S = 900.0  # a follow-up after a quarter of an hour starts a new conversation
 # "say that again", typed or said to the screen: the last reply again (the voice loop's speaker repeats what it said)
@@ -435,10 +439,14 @@ class Assistant:
         answer from any procedure to the question without it ("how do I lock out for this job")."""
         g = None
         if about is not None and job is not None:
+            own = _JOB_QUESTION.sub(" ", text, count=1)
             g = (self.answerer.steps_of(about) if _WHOLE.search(text) else
                  self.answerer.answer(_JOB_QUESTION.sub(f"the {job.title}", text, count=1), focus=about,
                                       follow=True, within=about.doc))
-            text = _JOB_QUESTION.sub(" ", text, count=1) if g.abstained else text
+            if not g.abstained and not _WHOLE.search(text) and self.answerer.select(
+                    own, focus=about, follow=True, within=about.doc).probability < JOB_OWN_FLOOR:
+                g = None  # only the title's words made the job's procedure look right ("how do I lock out for it")
+            text = own if g is None or g.abstained else text
         if g is None or g.abstained:
             g = self.answerer.answer(text, focus=self.focus())
         reply.confidence = round(g.confidence, 3)

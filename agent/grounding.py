@@ -832,7 +832,11 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
     if not asked:
         return []
     text = " ".join(u.text for u in chosen)
-    said = numbers(text)
+    # a heading states what its table or steps are for ("Fuse link sizes for 7.2 kV single-phase transformers"):
+    # a question naming that figure, as written or in another unit ("at 7200 volts"), names what the text is for
+    headings = " ".join(dict.fromkeys(u.heading for u in chosen))
+    said = numbers(text) | numbers(headings)
+    scope = [(dim, v) for _, dim, v in quantities(headings)]
     with_unit = {fig: (dim, v) for fig, dim, v in quantities(question)}
     # a table row answers only the values its span holds; a rule that states a span of the quantity ("should read
     # 114-126 V", "wait at least 5 minutes") answers any value of it ("it reads 110 volts", "after 2 minutes"); a
@@ -844,7 +848,8 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
         ranges.append((_value(lo) or 0.0, (_value(hi) if hi else None) or math.inf))
     unsaid = []
     for figure in asked:
-        if figure in said:
+        if figure in said or (figure in with_unit and any(
+                d == with_unit[figure][0] and math.isclose(v, with_unit[figure][1]) for d, v in scope)):
             continue
         if figure in with_unit and any(d == with_unit[figure][0] for d, _, _ in held):
             dim, base = with_unit[figure]

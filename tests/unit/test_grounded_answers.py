@@ -226,6 +226,26 @@ def test_figures_unsaid_reads_ranges_and_rows() -> None:
     assert grounding.figures_unsaid("what form for a 2S meter", [unit("form 2S for standard 120/240 V")]) == []
 
 
+def test_a_figure_the_heading_states_the_text_for_is_said() -> None:
+    """"Fuse link sizes for 7.2 kV ...": a question naming 7.2 kV (or 7200 volts) names what the rows are for; a
+    question for 12.47 kV names a table the base does not have."""
+    row = UnitRef("f.md", "Fuses", "Fuse link sizes for 7.2 kV single-phase transformers", 1, 1, "row", None, 1,
+                  "25 kVA: Fuse link: 3T")
+    assert grounding.figures_unsaid("what link for a 25 kva pot at 7.2 kV", [row]) == []
+    assert grounding.figures_unsaid("what link for a 25 kva pot at 7200 volts", [row]) == []
+    assert grounding.figures_unsaid("what link for a 25 kva pot at 12.47 kV", [row]) == ["12.47"]
+
+
+@pytest.mark.parametrize(("question", "answered"), [
+    ("what link for a twenty five kva pot at seventy two hundred volts", "3T"),
+    ("how far do I stay from a 13,800 volt line", "3 meters"),
+])
+def test_a_figure_said_in_another_unit_or_in_words_is_answered(question: str, answered: str,
+                                                               assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert r.grounded and not r.abstained and answered in r.answer and len(r.citations) == 1
+
+
 @pytest.mark.parametrize(("question", "row"), [("what class glove for 12 kv?", "Class 2:"),
                                                ("glove class for a 7.2 kV line", "Class 1:"),
                                                ("what class glove for 480 volts?", "Class 00:"),
