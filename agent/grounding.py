@@ -324,7 +324,7 @@ _FRAME = re.compile(rf"^(?:(?:can|could|would|will) you (?:please )?(?:tell|remi
 # and what it is signed off with ("..., thanks", "... please", "..., over"); trailing, they weighed as the
 # question's own words: the tune part with "thanks" added lost a tenth of its accuracy (0.876 -> 0.775)
 _SIGN_OFF = re.compile(r"(?:[\s,.;:!]*\b(?:thanks|thank you|thx|please|pls|cheers|for me|real quick|buddy|mate)\b|"
-                       r"[\s]*[,.;]\s*over(?: and out)?\b)+[\s,.!?]*$", re.I)
+                       r"\s*[,.;]\s*over(?: and out)?\b)+[\s,.!?]*$", re.I)
 # words said twice as speech recognition writes a restart: "what's the what's the clearance"
 _RESTART = re.compile(r"(?<![\w'])([a-z']{2,}(?:\s+[a-z']+){0,2})[\s,]+\1(?![\w'])", re.I)  # not "p p e"
 
@@ -340,7 +340,6 @@ def without_fillers(text: str) -> str:
         plain = plain[:end.start()] + ("?" if "?" in end.group(0) else "")
     plain = " ".join(plain.split())
     return plain if plain else text
-
 
 
 
