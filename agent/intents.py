@@ -36,11 +36,12 @@ WEAK = 0.4  # below this the classifier's pick for a question is a guess ('is th
 #            'read me step 7': 'other' at 0.30, the procedure at 0.26)
 LABELLED = Path(str(importlib.resources.files("linecrew.agent").joinpath("data", "intents.jsonl")))
 
-_NUM = {"a couple of": 2, "a pair of": 2, "a dozen": 12,
+_NUM = {"a couple of": 2, "a pair of": 2, "a dozen": 12, "a couple": 2, "a pair": 2,
         "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
         "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40,
         "fifty": 50, "hundred": 100, "dozen": 12, "couple": 2, "pair": 2}
-_NUM_RE = (r"(a couple of|a pair of|a dozen|\d+|an|a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+_NUM_RE = (r"(a couple of|a pair of|a couple(?= more\b)|a pair(?= more\b)|a dozen|\d+|an|a|one|two|three|four|five|"
+           r"six|seven|eight|nine|ten|eleven|twelve|"
            r"fifteen|twenty|thirty|forty|fifty|hundred)")
 
 _HARD_EMERGENCY = re.compile(
@@ -67,8 +68,10 @@ _ASKS_FOR_A_PERSON = re.compile(
     r"escalat\w*|on-?call|protection|talk|speak|call me|transfer|second opinion|review)\b", re.I)
 _NOTE = re.compile(
     r"^\s*((can|could|would|will) you\s+)?(please\s+)?"
-    r"(note|log|record|add (a )?note|make a note|write down|jot down|remember|put in the notes)"
-    r"\b( it| for dispatch| it down| down)?[:,]?\s*(that\s+)?", re.I)
+    r"(note|log|record|(add|send|leave|drop|make) (a )?note|write down|jot down|remember|remind me( to)?|"
+    r"put in the notes)"
+    r"\b( it| for dispatch| to dispatch| for the office| to the office| it down| down)?[:,]?\s*"
+    r"((that|saying)\s+)?", re.I)
 _ON_SITE = re.compile(r"\b(on site|onsite|arrived|i'?m here|we'?re here|at the (job )?site|on location|pulled up|"
                       r"got here|at the site|on scene|made it to|we'?re at the|crew (is|has) (here|arrived))\b", re.I)
 _DONE = re.compile(r"\b((job|work|it|repair|replacement|everything)\s*('s| is| has been)?\s*"
@@ -123,6 +126,9 @@ _LENGTH_OF = re.compile(r"(?<![/.,])\b(\d+)\s+(feet|foot|ft|meters?|metres?|yard
                         r"([a-z0-9][\w/-]*(?:\s+(?!and\b|plus\b|for\b|to\b|please\b)[a-z0-9][\w/-]*){0,3})", re.I)
 
 
+_MORE = re.compile(r"^(more|extra|additional|spare)\s+")  # "two more insulators" asks for insulators
+
+
 def parse_items(text: str) -> list[dict[str, Any]]:
     """The parts and quantities an utterance asks for. Numbers said in words are read as text2num reads them
     ("twenty five fuse links": 25, not 20 of "five fuse links"); a number inside a size ("2/0", "7.2") is no
@@ -134,7 +140,7 @@ def parse_items(text: str) -> list[dict[str, Any]]:
     for m in _ITEM.finditer(text):
         if _NAMED_BY_NUMBER.search(text[:m.start()]):
             continue  # "step two of grounding", "pole 14", "class 2": a name or a place, not a quantity
-        qty_word, part = m.group(1).lower(), m.group(2).strip(" -").lower()
+        qty_word, part = m.group(1).lower(), _MORE.sub("", m.group(2).strip(" -").lower())
         qty = int(qty_word) if qty_word.isdigit() else _NUM.get(qty_word, 1)
         if part and part not in {"minute", "minutes", "hour", "hours", "more", "more of them", "feet", "foot"}:
             items.append({"part": part, "quantity": qty})

@@ -53,6 +53,10 @@ def test_quantities_in_words_and_digits() -> None:
     ("need 50 feet of triplex and 4 connectors", [{"part": "feet of triplex", "quantity": 50},
                                                   {"part": "connectors", "quantity": 4}]),
     ("need 0 links", []),
+    # "a couple more" is two (it was 1 x "couple more fuse links"); "more", "spare" say how many, not what
+    ("we'll need a couple more fuse links", [{"part": "fuse links", "quantity": 2}]),
+    ("I need 3 spare fuse links and two more insulators", [{"part": "fuse links", "quantity": 3},
+                                                          {"part": "insulators", "quantity": 2}]),
 ])
 def test_quantities_said_as_crews_say_them(said: str, items: list[dict[str, object]]) -> None:
     got = parse_items(said)

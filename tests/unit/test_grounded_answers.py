@@ -812,6 +812,9 @@ def test_a_polite_request_after_a_remark_is_a_request_not_a_question() -> None:
     assert classify("the cutout's open, can you tell me what to check").name == "procedure_question"
     note = classify("could you note the gate code is 4471")
     assert (note.name, note.slots) == ("log_note", {"text": "the gate code is 4471"})
+    sent = classify("send a note to dispatch that the transformer is leaking oil")
+    assert (sent.name, sent.slots) == ("log_note", {"text": "the transformer is leaking oil"})
+    assert classify("remind me to check the guy wire tomorrow").slots == {"text": "check the guy wire tomorrow"}
 
 
 def test_a_close_runner_up_of_another_section_of_the_same_procedure_is_said_after_the_chosen_text() -> None:
