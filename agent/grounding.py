@@ -93,7 +93,8 @@ def _norm_number(w: str) -> str:
 
 # spoken contractions said in full: split at the apostrophe they leave fragments ("don", "isn", "ve") that no
 # procedure has, which weigh as much as the rarest word
-_CONTRACTIONS = ((re.compile(r"\bwon't\b"), "will not"), (re.compile(r"\bcan't\b"), "can not"),
+_CONTRACTIONS = ((re.compile(r"\bdon'ts\b"), "never"),  # "any don'ts for lockout": what the "Never" lists say
+                 (re.compile(r"\bwon't\b"), "will not"), (re.compile(r"\bcan't\b"), "can not"),
                  (re.compile(r"\bain't\b"), "is not"), (re.compile(r"n't\b"), " not"), (re.compile(r"'ve\b"), " have"),
                  (re.compile(r"'ll\b"), " will"), (re.compile(r"'re\b"), " are"), (re.compile(r"'d\b"), " would"),
                  (re.compile(r"\bi'm\b"), "i am"))

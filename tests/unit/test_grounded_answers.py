@@ -346,6 +346,12 @@ def test_hesitations_do_not_hide_an_action() -> None:
     assert classify("um um I'm out of 3T links, bring five").slots == {"items": [{"part": "3t links", "quantity": 5}]}
 
 
+def test_the_donts_are_what_the_never_lists_say(assistant: Assistant) -> None:
+    """"don'ts" was read as "don" and "ts", two words no procedure has: the lockout "Never" list was held back."""
+    said = assistant.answerer.select("any don'ts for lockout")
+    assert said.answered and said.said[0].citation.startswith("lockout-tagout.md#never:")
+
+
 def test_earthing_is_grounding(assistant: Assistant) -> None:
     """Crews trained on IEC / British practice say earth for ground."""
     said = assistant.answerer.select("which earth clamp goes on first")
