@@ -346,6 +346,13 @@ def test_hesitations_do_not_hide_an_action() -> None:
     assert classify("um um I'm out of 3T links, bring five").slots == {"items": [{"part": "3t links", "quantity": 5}]}
 
 
+@pytest.mark.parametrize("question", ["how do I ground the line", "how do I put grounds on", "how do I ground"])
+def test_grounding_said_as_a_verb_is_installing_grounds_not_removing_them(question: str, assistant: Assistant) -> None:
+    """"how do I put grounds on" was answered with the removal steps (conductor-end clamp first)."""
+    said = assistant.answerer.select(question)
+    assert said.answered and said.said[0].citation.startswith("protective-grounding.md#installing-grounds:")
+
+
 def test_the_donts_are_what_the_never_lists_say(assistant: Assistant) -> None:
     """"don'ts" was read as "don" and "ts", two words no procedure has: the lockout "Never" list was held back."""
     said = assistant.answerer.select("any don'ts for lockout")
