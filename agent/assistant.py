@@ -439,11 +439,11 @@ class Assistant:
         answer from any procedure to the question without it ("how do I lock out for this job")."""
         g = None
         if about is not None and job is not None:
-            own = _JOB_QUESTION.sub(" ", text, count=1)
-            g = (self.answerer.steps_of(about) if _WHOLE.search(text) else
+            own, whole = _JOB_QUESTION.sub(" ", text, count=1), bool(_WHOLE.search(text))
+            g = (self.answerer.steps_of(about) if whole else
                  self.answerer.answer(_JOB_QUESTION.sub(f"the {job.title}", text, count=1), focus=about,
                                       follow=True, within=about.doc))
-            if not g.abstained and not _WHOLE.search(text) and self.answerer.select(
+            if not g.abstained and not whole and self.answerer.select(
                     own, focus=about, follow=True, within=about.doc).probability < JOB_OWN_FLOOR:
                 g = None  # only the title's words made the job's procedure look right ("how do I lock out for it")
             text = own if g is None or g.abstained else text

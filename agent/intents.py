@@ -173,7 +173,8 @@ def _status(text: str, *, said: bool = False) -> dict[str, Any] | None:
     return None
 
 
-_NOT_YET = r"(?<!not )(?<!not all )(?<!not quite )(?<!when )(?<!once )(?<!after )(?<!if )(?<!before )"
+# a done-word that says when, not that it is ("once we're finished ..."); "not done" is ``_NOT_DONE``'s
+_NOT_YET = r"(?<!when )(?<!once )(?<!after )(?<!if )(?<!before )"
 _DONE_SAID = re.compile(
     rf"\b({_NOT_YET}(done|finished|complete|completed|wrapped up|wrapping up|wrapping it up)\b(?! with (the|this|that) "
     r"(first|second|third|next|last|one|cutout|step|side|phase|pole))|"
