@@ -416,11 +416,22 @@ _ASK_AFTER = re.compile(r"[,;:.!?]\s*(?=(?:so |and |now |then )?(?:what|how|who|
                         r"should|do|does|is|are|am|any|anything|ok|okay|safe)\b)", re.I)
 
 
+_CLAUSE_END = re.compile(r"[,;:.!?]\s+")
+
+
 def situation_of(question: str) -> str:
     """The situation a question tells before it asks ("the lower controls won't bring the bucket down" of "...,
     what now"); "" when it tells none."""
     found = list(_ASK_AFTER.finditer(question))
     return question[: found[-1].start()].strip() if found else ""
+
+
+def shorter_readings(question: str) -> list[str]:
+    """``question`` without its first clause, then without its first two, ...: "hang on, my partner's got the
+    stick, what goes on the tag" reads "my partner's got the stick, what goes on the tag", then "what goes on the
+    tag"."""
+    cuts = [m.end() for m in _CLAUSE_END.finditer(question)]
+    return list(dict.fromkeys(r for r in (question[i:].strip(" ,;:.!?") for i in cuts) if r))
 
 
 def question_form(text: str) -> dict[str, float]:

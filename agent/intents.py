@@ -255,9 +255,29 @@ def default_classifier() -> IntentClassifier:
         return _default[0]
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
 def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
-    """The classifier's intent, then the guards (emergency, question-is-not-an-action, slots)."""
+    """The classifier's intent, then the guards (emergency, question-is-not-an-action, slots). Told, then said
+    again: where the whole reads as an action or as nothing, a sentence that alone is an emergency makes the whole
+    one ("We got here and set up. There's a fire in the vault"), and a last sentence that alone is a question or
+    asks for a person makes the whole that ("We got here and set up. Glove retest interval"): answered or offered,
+    never acted on; the action can be said on its own and is read back then."""
     t = _plain(text)
+    found = _classify(t, classifier)
+    sentences = [s for s in _SENTENCE_END.split(t) if s.strip(" .!?")]
+    if (found.name in ACTIONS or found.name == "other") and len(sentences) > 1:
+        each = [_classify(s, classifier) for s in sentences]
+        alarm = next((i for i in each if i.name == "safety_emergency"), None)
+        if alarm is not None:
+            return alarm
+        if each[-1].name in ("procedure_question", "escalate_to_expert"):
+            return each[-1]
+    return found
+
+
+def _classify(t: str, classifier: IntentClassifier | None) -> Intent:
     if not t:
         return Intent("other", 1.0, source="guard")
     if _HARD_EMERGENCY.search(t):

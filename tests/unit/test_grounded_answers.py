@@ -924,3 +924,52 @@ def test_a_told_situation_the_chosen_text_does_not_say_is_measured(assistant: As
     plain = assistant.answerer.select("how do I lock out?").features
     assert said["situation_missed"] < unsaid["situation_missed"] and said["situation_cos"] > unsaid["situation_cos"]
     assert plain["situation_missed"] == plain["situation_cos"] == 0.0
+
+
+def test_a_question_is_read_again_without_its_first_clauses() -> None:
+    assert grounding.shorter_readings("hang on, my partner's got the stick, what goes on the tag") == [
+        "my partner's got the stick, what goes on the tag", "what goes on the tag"]
+    assert grounding.shorter_readings("we got here and set up. Glove retest interval") == ["Glove retest interval"]
+    assert grounding.shorter_readings("a 1,000 kVA pad mount leaking oil") == []  # a thousands comma cuts nothing
+    assert grounding.shorter_readings("how do I lock out?") == []
+
+
+@pytest.mark.parametrize(("question", "cited"), [
+    # a remark before the question pulled other procedures' words in ("pole", "set up") and held the answer back
+    ("ok I'm up the pole now, can the foreman put one lock on for the whole crew", "lockout-tagout.md#steps:step-4"),
+    ("we got here about ten minutes ago and set up. Glove retest interval",
+     "rubber-gloves.md#testing-and-storage:item-1"),
+    ("man it is cold up here, trip battery reads low, what's the minimum",
+     "breaker-check.md#testing-the-breaker:step-3"),
+])
+def test_a_remark_before_the_question_does_not_hide_the_answer(assistant: Assistant, question: str,
+                                                                 cited: str) -> None:
+    g = assistant.answerer.answer(question)
+    assert not g.abstained and cited in g.citations
+
+
+def test_a_told_situation_that_matters_is_kept(assistant: Assistant) -> None:
+    # without its situation the ask ("can it go back on the truck for next time") says too little to be answered
+    g = assistant.answerer.answer("a ground set that took a fault, can it go back on the truck for next time")
+    assert not g.abstained and "carried a fault" in g.answer.lower()
+    # "should I pull it" alone (one term) is never a reading: the bypass jumper is what it is about
+    g = assistant.answerer.answer("ok I'm up the pole now, found a bypass jumper in the socket, should I pull it")
+    assert "bypass" in g.answer.lower()
+
+
+@pytest.mark.parametrize(("said", "intent"), [
+    ("We got here about ten minutes ago and set up. There's a fire in the vault", "safety_emergency"),
+    ("Job's done. Dave got hit by the boom", "safety_emergency"),
+    ("We got here about ten minutes ago and set up. Glove retest interval", "procedure_question"),
+    ("We're on site. Get my supervisor on this", "escalate_to_expert"),
+    ("We're on site. Thanks", "job_status"),  # nothing else said: the status stands, read back as before
+])
+def test_an_emergency_or_a_question_after_a_statement_is_not_lost_in_it(said: str, intent: str) -> None:
+    """A status said first made the whole utterance that status: the fire in the vault was read back as "on site"."""
+    assert classify(said).name == intent
+
+
+def test_a_question_after_a_statement_is_answered_and_nothing_is_queued(assistant: Assistant) -> None:
+    reply = assistant.ask("We got here about ten minutes ago and set up. Glove retest interval")
+    assert reply.intent == "procedure_question" and not reply.needs_confirmation and _queued(assistant) == 0
+    assert "rubber-gloves.md#testing-and-storage:item-1" in reply.citations
