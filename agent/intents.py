@@ -69,7 +69,8 @@ _ASKS_FOR_A_PERSON = re.compile(
 _NOTE = re.compile(
     r"^\s*((can|could|would|will) you\s+)?(please\s+)?"
     r"(note|log|record|(add|send|leave|drop|make) (a )?note|write down|jot down|remember|remind me( to)?|"
-    r"put in the notes)"
+    r"put in the notes|(?:tell|let|inform|notify) (?:the )?(?:office|dispatch(?:er)?|control(?: cent(?:er|re))?|"
+    r"supervisor|foreman|ops|operations)(?: know)?)"
     r"\b( it| for dispatch| to dispatch| for the office| to the office| it down| down)?[:,]?\s*"
     r"((that|saying)\s+)?", re.I)
 _ON_SITE = re.compile(r"\b(on site|onsite|arrived|i'?m here|we'?re here|at the (job )?site|on location|pulled up|"

@@ -973,3 +973,20 @@ def test_a_question_after_a_statement_is_answered_and_nothing_is_queued(assistan
     reply = assistant.ask("We got here about ten minutes ago and set up. Glove retest interval")
     assert reply.intent == "procedure_question" and not reply.needs_confirmation and _queued(assistant) == 0
     assert "rubber-gloves.md#testing-and-storage:item-1" in reply.citations
+
+
+@pytest.mark.parametrize(("said", "text"), [
+    ("tell the office the customer wasn't home", "the customer wasn't home"),
+    ("let the control center know pole 14 is leaning", "pole 14 is leaning"),
+    ("please tell dispatch that the gate is locked", "the gate is locked"),
+])
+def test_a_message_for_the_office_is_a_note_of_what_follows(said: str, text: str) -> None:
+    """"tell the office the customer wasn't home" was taken for a procedure question."""
+    got = classify(said)
+    assert got.name == "log_note" and got.slots == {"text": text}
+
+
+@pytest.mark.parametrize("question", ["what do I tell the customer", "do I tell dispatch before I open the switch",
+                                      "who do I tell at the office", "tell me the lockout steps"])
+def test_asking_whom_to_tell_is_still_a_question(question: str) -> None:
+    assert classify(question).name == "procedure_question"
