@@ -107,6 +107,7 @@ class Answerer:
         self._speller: spelling.Speller | None = None
         self._building = threading.RLock()
         self.spelling = True  # typing slips corrected to the base's words (off: the question's words as typed)
+        self.reread = True  # a weak reading read again without its first clauses (off: the question read whole)
 
     @property
     def corpus(self) -> grounding.Corpus:
@@ -158,7 +159,8 @@ class Answerer:
         won't bring the bucket down, what now") leaves too few words without it."""
         question = self.normalised(question)
         best = self._read(question, focus, follow, within)
-        for reading in grounding.shorter_readings(question) if best.probability < REREAD_BELOW else ():
+        weak = self.reread and best.probability < REREAD_BELOW
+        for reading in grounding.shorter_readings(question) if weak else ():
             part = self._read(reading, focus, follow, within)
             if (part.answered and len(set(grounding.terms(reading))) >= REREAD_TERMS
                     and part.probability > best.probability):

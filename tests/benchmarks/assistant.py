@@ -11,6 +11,8 @@ intent classifier, fit the answerability model or choose a threshold):
 * the answerability model's reliability curve on the held-out questions;
 * typed slips: the same questions with one typing slip each (seeded), answered with the correction of slips to the
   base's words (``agent/spelling.py``) and without it;
+* said with a remark first: the same questions after a remark (seeded, one of six never used in tuning: "sorry
+  it's loud here," ...), answered with a weak reading read again without its first clauses and without;
 * kept from before: bare llama-cpp-python tokens/s and TTFT on the reference's prompts, in its own process,
   and TTFT with the prompt prefix reused vs. evaluated cold.
 
@@ -83,6 +85,23 @@ def _slipped(cases: list[Case], seed: int = 7) -> list[Case]:
     return out
 
 
+# remarks a technician makes before asking; none was used to choose how a question is read again
+_REMARKS = ("sorry it's loud here, ", "give me a second, the wind is picking up. ",
+            "alright, we're set up at the pole, ", "so the crew's all here now, ", "just got back from lunch. ",
+            "we've got the bucket in the air, ")
+
+
+def _remarked(cases: list[Case], seed: int = 11) -> list[Case]:
+    """Each case with a remark said before it; its facts and intent stay (a remark changes neither)."""
+    rng = random.Random(seed)
+    out = []
+    for c in cases:
+        remark = rng.choice(_REMARKS)
+        first = c.question[:1].upper() if remark.rstrip().endswith(".") else c.question[:1].lower()
+        out.append(replace(c, question=remark + first + c.question[1:]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="at most this many QA cases per side (0: all)")
@@ -106,6 +125,13 @@ def main() -> None:
     grounded.answerer.spelling = False
     typed_raw = _measure(grounded, slipped)
     grounded.answerer.spelling = True
+
+    # a remark first ("sorry it's loud here, what goes on the tag"), read again without it and not
+    remarked = _remarked(qa)
+    said = _measure(grounded, remarked)
+    grounded.answerer.reread = False
+    said_whole = _measure(grounded, remarked)
+    grounded.answerer.reread = True
 
     reference = _assistant(tmp, "generate", llm, AssistantConfig(intent_mode="rules", answer_mode="generate"))
     ref = _measure(reference, qa + intents)
@@ -155,6 +181,8 @@ def main() -> None:
         "reference_free_generation": ref,
         "typed_slips": {"cases": len(slipped), **{k: typed[k] for k in _SLIP_KEYS},
                         "without_correction": {k: typed_raw[k] for k in _SLIP_KEYS}},
+        "said_with_a_remark": {"cases": len(remarked), **{k: said[k] for k in (*_SLIP_KEYS, "intent_accuracy")},
+                               "read_whole_only": {k: said_whole[k] for k in (*_SLIP_KEYS, "intent_accuracy")}},
         "answerability_curve_heldout": reliability(probs, labels),
         "intent_classifier_train_s": round(train_s, 2),
         "tokens_per_s_through_assistant": round(statistics.median(tps), 1) if tps else None,
