@@ -44,10 +44,16 @@ _NUM_RE = (r"(a couple of|a pair of|a couple(?= more\b)|a pair(?= more\b)|a doze
            r"six|seven|eight|nine|ten|eleven|twelve|"
            r"fifteen|twenty|thirty|forty|fifty|hundred)")
 
+# "arc flash" names an event, except where it names what protects from one: "arc flash PPE for meters", "what arc
+# flash rating do I need" ask about gear
+_NOT_GEAR = (r"(?!\s+(?:ppe|gear|clothing|clothes|suit|suits|hood|hoods|rated|rating|ratings|protection|protective|"
+             r"boundary|category|cal|shield|face shield|jacket|coveralls|label|labels|study|training)\b)")
+_ARC_FLASH_GEAR = re.compile(r"\barc flash(?=\s)" + _NOT_GEAR.replace("(?!", "(?=", 1), re.I)  # the gear's name
 _HARD_EMERGENCY = re.compile(
     r"\b(unconscious|not breathing|isn'?t breathing|can'?t breathe|collapsed|electrocut\w*|got (a )?shock(ed)?|"
     r"been shocked|got shocked|man down|(fell|fallen) (from|off|out)|is hurt|are hurt|got hurt|injured|bleeding|"
-    r"ambulance|911|on fire|caught fire|exploded|explosion|fire at|arc flash|is burned|got burned|not moving|"
+    r"ambulance|911|on fire|caught fire|exploded|explosion|fire at|arc flash" + _NOT_GEAR + r"|is burned|got burned|"
+    r"not moving|"
     r"(pinned|trapped|crushed) (under|by|between|in)|"
     # the technician hurt: "I'm hurt", "I am injured", "I cut my hand", "I burned my arm", "hurt bad"
     r"(i'm|i am|i've been|i was) (hurt|burned|burnt|shocked|cut)|i (cut|burned|burnt|broke|hurt|injured) my "
@@ -291,7 +297,7 @@ def _classify(t: str, classifier: IntentClassifier | None) -> Intent:
     for name, p in ranked:
         if question and name in (*ACTIONS, "safety_emergency"):
             continue  # a question is answered, never turned into an action or an alarm
-        if name == "safety_emergency" and not _SAFETY.search(t):
+        if name == "safety_emergency" and not _SAFETY.search(_ARC_FLASH_GEAR.sub("", t)):
             continue  # an emergency names a hazard: "next" is not one, whatever the classifier leans to
         if name == "escalate_to_expert" and not _ASKS_FOR_A_PERSON.search(t):
             continue  # an escalation asks for a person ("walk me through this job" asks for none)

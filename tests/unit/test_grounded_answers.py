@@ -990,3 +990,16 @@ def test_a_message_for_the_office_is_a_note_of_what_follows(said: str, text: str
                                       "who do I tell at the office", "tell me the lockout steps"])
 def test_asking_whom_to_tell_is_still_a_question(question: str) -> None:
     assert classify(question).name == "procedure_question"
+
+
+@pytest.mark.parametrize(("said", "intent"), [
+    ("arc flash ppe for meters", "procedure_question"),
+    ("what arc flash rating do I need", "procedure_question"),
+    ("arc flash clothing for switching", "procedure_question"),
+    ("we had an arc flash at the meter", "safety_emergency"),
+    ("my partner got hit by an arc flash", "safety_emergency"),
+    ("arc flash!", "safety_emergency"),
+])
+def test_arc_flash_gear_is_asked_about_an_arc_flash_is_an_emergency(said: str, intent: str) -> None:
+    """"arc flash PPE for meters" escalated as an emergency at once."""
+    assert classify(said).name == intent
