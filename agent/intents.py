@@ -46,9 +46,10 @@ _NUM_RE = (r"(a couple of|a pair of|a couple(?= more\b)|a pair(?= more\b)|a doze
 
 # "arc flash" names an event, except where it names what protects from one: "arc flash PPE for meters", "what arc
 # flash rating do I need" ask about gear
-_NOT_GEAR = (r"(?!\s+(?:ppe|gear|clothing|clothes|suit|suits|hood|hoods|rated|rating|ratings|protection|protective|"
-             r"boundary|category|cal|shield|face shield|jacket|coveralls|label|labels|study|training)\b)")
-_ARC_FLASH_GEAR = re.compile(r"\barc flash(?=\s)" + _NOT_GEAR.replace("(?!", "(?=", 1), re.I)  # the gear's name
+_GEAR = (r"\s+(?:ppe|gear|clothing|clothes|suits?|hoods?|rated|ratings?|protection|protective|boundary|category|cal|"
+         r"shield|jacket|coveralls|labels?|study|training)\b")
+_NOT_GEAR = rf"(?!{_GEAR})"
+_ARC_FLASH_GEAR = re.compile(rf"\barc flash(?={_GEAR})", re.I)  # the gear's name, not the event
 _HARD_EMERGENCY = re.compile(
     r"\b(unconscious|not breathing|isn'?t breathing|can'?t breathe|collapsed|electrocut\w*|got (a )?shock(ed)?|"
     r"been shocked|got shocked|man down|(fell|fallen) (from|off|out)|is hurt|are hurt|got hurt|injured|bleeding|"
