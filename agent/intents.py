@@ -263,9 +263,6 @@ def default_classifier() -> IntentClassifier:
         return _default[0]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
 def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
     """The classifier's intent, then the guards (emergency, question-is-not-an-action, slots). Told, then said
     again: where the whole reads as an action or as nothing, a sentence that alone is an emergency makes the whole
@@ -274,7 +271,7 @@ def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
     never acted on; the action can be said on its own and is read back then."""
     t = _plain(text)
     found = _classify(t, classifier)
-    sentences = [s for s in _SENTENCE_END.split(t) if s.strip(" .!?")]
+    sentences = [s for s in grounding.sentences_of(t) if s.strip(" .!?")]
     if (found.name in ACTIONS or found.name == "other") and len(sentences) > 1:
         each = [_classify(s, classifier) for s in sentences]
         alarm = next((i for i in each if i.name == "safety_emergency"), None)
