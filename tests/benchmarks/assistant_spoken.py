@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from linecrew.agent.assistant import Assistant, AssistantConfig  # noqa: E402
 from linecrew.agent.config import AgentConfig  # noqa: E402
-from linecrew.agent.evaluation import Case, load_cases, report, run  # noqa: E402
+from linecrew.agent.evaluation import Case, evaluate, load_cases  # noqa: E402
 from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase  # noqa: E402
 from linecrew.agent.speech import WhisperDecoder  # noqa: E402
 from linecrew.agent.store import AgentStore  # noqa: E402
@@ -42,11 +42,7 @@ KEYS = ("answer_accuracy", "contradictions", "invented_figures", "abstain_rate_u
 
 
 def _measure(a: Assistant, cases: list[Case]) -> dict[str, object]:
-    def reset() -> None:
-        a.store.put("pending_action", None)
-        a.forget_conversation()
-
-    r = report(run(a.ask, a.kb, cases, reset))
+    r = evaluate(a, cases)  # each case alone: pending read-back and conversation cleared between them
     return {k: r[k] for k in KEYS}
 
 
