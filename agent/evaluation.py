@@ -34,6 +34,7 @@ class Case:
     source: str | None = None
     split: str = ""
     id: str = ""
+    alternatives: tuple[str, ...] = ()  # a spoken question's other readings, best first (``Assistant.ask``)
 
 
 @dataclass
@@ -63,10 +64,13 @@ def load_cases(path: Path, *, split: str | None = None) -> list[Case]:
             answerable = r.get("answerable")
             if answerable is not None and not isinstance(answerable, bool):
                 raise TypeError(f"answerable must be true, false or absent, not {answerable!r}")
+            alternatives = r.get("alternatives") or ()
+            if not isinstance(alternatives, list | tuple) or not all(isinstance(a, str) for a in alternatives):
+                raise TypeError(f"alternatives must be a list of strings, not {alternatives!r}")
             c = Case(str(r.get("question") or r["text"]),
                      str(r.get("intent") or r.get("expected_intent") or "procedure_question"), answerable,
                      (facts,) if isinstance(facts, str) else tuple(map(str, facts)), r.get("source"),
-                     str(r.get("split", "")), str(r.get("id", n)))
+                     str(r.get("split", "")), str(r.get("id", n)), tuple(alternatives))
         except (ValueError, KeyError, TypeError) as e:
             raise KnowledgeError(f"{path}:{n}: not a case ({e})") from e
         if split is None or c.split == split:
@@ -90,10 +94,11 @@ def _source_texts(kb: KnowledgeBase, doc: str | None) -> list[str]:
 def _claims(answer: str) -> list[str]:
     """The answer's claims: its sentences without the "Title - Heading:" lead, step labels, the fixed safety
     notice and the device's own words about what it did or could not answer."""
-    from linecrew.agent.assistant import SAFETY_NOTICE
+    from linecrew.agent.assistant import HEARD_AS, SAFETY_NOTICE
 
     out = []
     text = re.sub(r"\bStep \d+:\s*", "", answer.replace(SAFETY_NOTICE, ""))
+    text = re.sub(re.escape(HEARD_AS).replace(r"\{\}", ".*?"), "", text, count=1)  # what was heard, not a claim
     text = re.sub(r'I have no procedure for "[^"]*"\.|I have asked a human expert[^.]*\.', "", text)
     for s in grounding.sentences_of(text):
         s = s.split(":", 1)[1] if re.match(r"^[^:]{0,120} - [^:]{0,120}:", s) else s
@@ -119,14 +124,14 @@ def judge(kb: KnowledgeBase, case: Case, answer: str, abstained: bool, citations
             "contradiction": contradiction, "invented": False}
 
 
-def run(ask: Callable[[str], Any], kb: KnowledgeBase, cases: Sequence[Case],
+def run(ask: Callable[..., Any], kb: KnowledgeBase, cases: Sequence[Case],
         reset: Callable[[], None] | None = None) -> list[Outcome]:
     """Ask every case (a fresh conversation each) and judge the replies."""
     out = []
     for case in cases:
         if reset is not None:
             reset()
-        r = ask(case.question)
+        r = ask(case.question, alternatives=case.alternatives) if case.alternatives else ask(case.question)
         o = Outcome(case, r.answer, r.intent, bool(r.abstained), bool(r.grounded), float(r.latency_ms),
                     citations=list(r.citations))
         verdict = judge(kb, case, r.answer, bool(r.abstained), r.citations)

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,9 +60,9 @@ class DeviceService:
         self.partial = ""
 
     # ------------------------------------------------------------------ actions
-    def ask(self, text: str) -> dict[str, Any]:
+    def ask(self, text: str, alternatives: Sequence[str] = ()) -> dict[str, Any]:
         with self._lock:
-            reply = self.assistant.ask(text)
+            reply = self.assistant.ask(text, alternatives=alternatives)
         self.remember(text, reply)
         if self.speaker is not None:
             self.speaker.stop()
@@ -196,8 +197,12 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self._json(400, {"error": f"not JSON: {e}"})
                 return
             path = self.path.split("?", 1)[0]
-            if path == "/api/ask" and isinstance(body.get("text"), str) and body["text"].strip():
-                self._json(200, service.ask(body["text"]))
+            alternatives = body.get("alternatives", [])
+            if path == "/api/ask" and not (isinstance(alternatives, list) and all(isinstance(a, str) for a in
+                                                                                 alternatives)):
+                self._json(400, {"error": "alternatives must be a list of strings"})
+            elif path == "/api/ask" and isinstance(body.get("text"), str) and body["text"].strip():
+                self._json(200, service.ask(body["text"], alternatives))
             elif path == "/api/confirm":
                 self._json(200, service.confirm(bool(body.get("yes"))))
             elif path == "/api/note" and isinstance(body.get("text"), str) and body["text"].strip():

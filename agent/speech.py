@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -97,6 +97,7 @@ class Final:
     latency_ms: float  # end of speech → this result (wall clock)
     model_version: str
     kind: str = "final"
+    alternatives: tuple[str, ...] = ()  # the recogniser's other readings of the whole utterance, best first
 
 
 @dataclass
@@ -146,6 +147,9 @@ class Hypothesis:
     continuation: str  # text after the forced prefix
     avg_logprob: float
     no_speech_prob: float
+    # a final result's other readings of the same audio (after the same prefix), best first: what the beam also
+    # heard, for the assistant to try when the first reading has no procedure (``Assistant.ask(alternatives=)``)
+    alternatives: tuple[str, ...] = ()
 
 
 class Decoder(Protocol):
@@ -247,7 +251,11 @@ class WhisperDecoder:
                     for h, score in hyps]
         if len(hyps) > 1:
             lm, weight = self._lm, self.config.lm_weight
-            return max(hyps, key=lambda hs: hs[1] + weight * lm.log_prob(f"{prefix} {hs[0].continuation}"))[0]
+            ranked = [h for h, _ in sorted(hyps, key=lambda hs: -(hs[1] + weight * lm.log_prob(
+                f"{prefix} {hs[0].continuation}")))]
+            others = dict.fromkeys(h.continuation for h in ranked[1:] if h.continuation
+                                   and h.continuation != ranked[0].continuation)
+            return replace(ranked[0], alternatives=tuple(others))
         return hyps[0][0]
 
     def _generate(self, enc: Any, prompt: list[int], forced: list[int], budget: int, *, ngram: int,
@@ -448,7 +456,10 @@ class StreamingRecognizer:
         hyp = self.decoder.decode(audio, final=final)
         words, committed = hyp.continuation.split(), utt.agreement.committed
         if agreed_prefix(words, committed) == len(committed):
-            return Hypothesis(" ".join(words[len(committed) :]), hyp.avg_logprob, hyp.no_speech_prob)
+            others = (a.split() for a in hyp.alternatives)  # a reading that disagrees with what is shown is dropped
+            return Hypothesis(" ".join(words[len(committed) :]), hyp.avg_logprob, hyp.no_speech_prob,
+                              tuple(" ".join(w[len(committed):]) for w in others
+                                    if agreed_prefix(w, committed) == len(committed) and len(w) > len(committed)))
         return self.decoder.decode(audio, utt.agreement.text, final=final)
 
     def _trimmed(self, utt: _Utterance) -> tuple[np.ndarray, int]:
@@ -469,6 +480,7 @@ class StreamingRecognizer:
         latency = max(0.0, (time.monotonic() - utt.last_voiced_wall) * 1000)
         self.stats.final_latency_ms.append(latency)
         start = utt.start_sample / SAMPLE_RATE
+        others = (" ".join(x for x in (utt.agreement.text, a) if x).strip() for a in hyp.alternatives)
         return Final(utt.index, text, round(start, 3), round(start + len(audio) / SAMPLE_RATE, 3),
                      round(hyp.avg_logprob, 4), round(hyp.no_speech_prob, 4), round(latency, 1),
-                     self.decoder.version)
+                     self.decoder.version, alternatives=tuple(dict.fromkeys(a for a in others if a and a != text)))

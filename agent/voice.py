@@ -8,7 +8,7 @@ finalised, and the error is reported after the results it did produce.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from linecrew.agent.audio import AudioChunk
@@ -48,6 +48,17 @@ class Turn:
     latency_ms: float  # end of the last final's speech -> its text (the turn may have waited longer)
     kind: str = "turn"
 
+    @property
+    def alternatives(self) -> tuple[str, ...]:
+        """Other readings of the whole turn, best first: the sentences before as heard, the last one as the
+        recogniser also heard it (the question is what a turn ends with; ``other_readings``)."""
+        if not self.finals:
+            return ()
+        before = " ".join(f.text.strip() for f in self.finals[:-1])
+        last = self.finals[-1]
+        return tuple(" ".join(x for x in (before, a.strip()) if x) for a in other_readings(last.text,
+                                                                                           last.alternatives))
+
 
 _PRONOUN = r"(?:i|we|you|he|she|it|they|my|your|our|his|her|their|its)"
 _AUX = r"(?:is|are|was|were|do|does|did|can|could|should|would|will|shall|may|must|has|have|goes|go|comes|come)"
@@ -67,6 +78,15 @@ def asked(text: str) -> bool:
         return True
     last = re.split(r"(?<=[.!?,;])\s+", t)[-1].strip(" ,")  # the last sentence or clause
     return bool(_ASKED.match(last))
+
+
+def other_readings(first: str, readings: Sequence[str]) -> tuple[str, ...]:
+    """The recogniser's other readings of an utterance worth answering in place of ``first``: when ``first`` is a
+    question (``asked``), only those that are questions too ("how often are the grounding sets tested?" is not
+    "however not the grounding sets tested": on the tune part spoken, that kept an uncovered question's abstention
+    and lost no right answer)."""
+    question = asked(first)
+    return tuple(r for r in readings if r.strip() and (asked(r) or not question))
 
 
 class TurnTaker:

@@ -2,8 +2,10 @@
 
 Per turn (``voice.VoiceSession.turns``): a wake phrase is checked (``listen = "wake"``), a short voice command
 ("stop", "repeat", "louder", "slower") goes to the speaker, anything else to the assistant, and the answer is
-spoken. Barge-in: the moment the technician speaks again (the first partial of a new utterance) the speaker
-stops. Every partial and turn is also handed to ``on_event`` (the device screen's live transcript).
+spoken. The recogniser's other readings of the turn go with it (``Turn.alternatives``): the assistant tries them
+only when the first has no procedure. Barge-in: the moment the technician speaks again (the first partial of a new
+utterance) the speaker stops. Every partial and turn is also handed to ``on_event`` (the device screen's live
+transcript).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Heard:
 
 
 class VoiceLoop:
-    def __init__(self, session: VoiceSession, ask: Callable[[str], Any], *, speaker: Speaker | None = None,
+    def __init__(self, session: VoiceSession, ask: Callable[..., Any], *, speaker: Speaker | None = None,
                  wake_phrase: str | None = None, gap_s: float = 1.2, background_speech: bool = False,
                  on_event: Callable[[Partial | Turn], None] | None = None) -> None:
         self.session = session
@@ -50,20 +52,21 @@ class VoiceLoop:
                 if self.speaker is not None and self.speaker.speaking.is_set():
                     self.speaker.stop()  # barge-in: the technician talks over the answer
                 continue
-            text = ev.text
+            text, alternatives = ev.text, ev.alternatives
             command = voice_command(text)  # "stop", "repeat", "slower" work at any time, wake phrase or not
             if self.wake_phrase and command is None:
                 request = strip_wake(text, self.wake_phrase)
                 if not request:
                     continue  # not addressed to the device: a remark to the crew stays a remark
                 text = request
+                alternatives = tuple(a for a in (strip_wake(x, self.wake_phrase) for x in alternatives) if a)
                 command = voice_command(text)
             if command is not None:
                 if self.speaker is not None:
                     self.speaker.command(command)
                 yield Heard(ev, text, command=command)
                 continue
-            reply = self.ask(text)
+            reply = self.ask(text, alternatives=alternatives) if alternatives else self.ask(text)
             if self.speaker is not None:
                 self._say(reply.answer)
             yield Heard(ev, text, reply=reply)

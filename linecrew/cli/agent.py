@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,10 @@ class _Remote:
             raise click.ClickException(f"the running agent refused: {r.json().get('error', r.text)}")
         return r.json()
 
-    def ask(self, text: str) -> Any:
+    def ask(self, text: str, *, alternatives: Sequence[str] = ()) -> Any:
         from linecrew.agent.assistant import Reply
 
-        return Reply(**self.post("/api/ask", {"text": text}))
+        return Reply(**self.post("/api/ask", {"text": text, "alternatives": list(alternatives)}))
 
 
 def _running(cfg: Any) -> _Remote | None:

@@ -116,3 +116,10 @@ def test_actions_need_the_agents_token_and_small_bodies(screen: Any, tmp_path: P
     ok = httpx.post(server.url + "/api/ask", json={"text": "what fuse link for a 50 kva pole pig?"},
                     headers={"X-Linecrew-Token": token})
     assert ok.status_code == 200 and "8T" in ok.json()["answer"]
+    odd = httpx.post(server.url + "/api/ask", json={"text": "what be be", "alternatives": "what PPE"}, timeout=60,
+                     headers={"X-Linecrew-Token": token})
+    assert odd.status_code == 400 and "alternatives" in odd.json()["error"]
+    heard = httpx.post(server.url + "/api/ask", json={"text": "what be be for swamping a meter",
+                                                      "alternatives": ["what PPE for swapping a meter"]}, timeout=60,
+                       headers={"X-Linecrew-Token": token})
+    assert heard.status_code == 200 and heard.json()["heard_as"] == "what PPE for swapping a meter"

@@ -137,3 +137,19 @@ def test_a_wake_phrase_opens_a_turn_and_remarks_to_the_crew_stay_remarks(tmp_pat
     lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
     assert len(lines) == 1 and "cutout" in lines[0]["transcript"].lower(), lines
     assert "hey" not in lines[0]["transcript"].lower()
+
+
+def test_a_question_misheard_first_is_answered_as_the_recogniser_also_heard_it(tmp_path: Path) -> None:
+    """Through the real parts (espeak-ng, the agent's recogniser with its beam, the voice loop, the assistant):
+    tiny.en's first reading of these has no procedure ("how do I learn a victim", "refuse, loopwise"); another
+    reading of the beam has one, and the spoken answer says which question it answers."""
+    for text, doc in (("how do I lower the victim", "pole-top-rescue.md"),
+                      ("re-fuse blew twice", "fuse-cutout-replacement.md")):
+        wav, _ = mixed(tmp_path, [text])
+        r = _cli("agent", "talk", "--data-dir", str(tmp_path / "dev"), "--file", str(wav), "--json")
+        assert r.returncode == 0, r.stderr
+        reply = json.loads(r.stdout.strip().splitlines()[-1])
+        assert not reply["abstained"] and reply["citations"] and reply["citations"][0].startswith(doc), reply
+        if reply["heard_as"] is not None:  # (a recogniser that hears it right the first time needs no other reading)
+            assert reply["heard_as"] != reply["transcript"]
+            assert reply["answer"].startswith(f'I heard "{reply["heard_as"].rstrip("?.!")}".')

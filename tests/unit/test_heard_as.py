@@ -1,0 +1,183 @@
+"""A spoken question the procedures cannot answer as first recognised is tried as the recogniser also heard it:
+the alternatives travel from the decoder's beam through the final, the turn and the voice loop to the assistant,
+which answers one only when a procedure answers it confidently, says what it heard, and never acts on one."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from linecrew.agent.assistant import HEARD_AS, Assistant
+from linecrew.agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
+from linecrew.agent.errors import KnowledgeError
+from linecrew.agent.evaluation import Case, judge, load_cases
+from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
+from linecrew.agent.speech import Final, Hypothesis, SpeechConfig, StreamingRecognizer
+from linecrew.agent.store import AgentStore
+from linecrew.agent.voice import Turn
+
+MISHEARD = "what be be for swamping a meter"  # "what PPE for swapping a meter", as tiny.en heard it
+HEARD = "what PPE for swapping a meter"
+
+
+class _NoModel:
+    version = "none@0"
+
+    def submit(self, *a: object, **kw: object) -> Future[object]:
+        raise AssertionError("a grounded answer must not need the model")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def assistant(tmp_path: Path) -> Assistant:
+    store = AgentStore(tmp_path / "dev", device_id="truck-7")
+    kb = KnowledgeBase(store.db)
+    kb.ensure_indexed(SAMPLE_KB)
+    return Assistant(store, _NoModel(), kb)  # type: ignore[arg-type]
+
+
+def _queued(a: Assistant) -> int:
+    return int(a.store.db.scalar("SELECT COUNT(*) FROM outbox") or 0)
+
+
+# ------------------------------------------------------------------------------------------ the assistant
+def test_a_misheard_question_is_answered_as_also_heard_and_says_what_it_heard(assistant: Assistant) -> None:
+    first = assistant.ask(MISHEARD)
+    assert first.abstained  # without the other readings: no procedure
+    assistant.store.put("pending_action", None)
+    r = assistant.ask(MISHEARD, alternatives=["what be be for swapping the meter?", HEARD])
+    assert not r.abstained and r.grounded and r.heard_as is not None
+    assert r.answer.startswith(HEARD_AS.format(r.heard_as.rstrip("?")))
+    assert r.citations and all(c.startswith("meter-replacement.md") for c in r.citations)
+    assert "arc-rated" in r.answer and assistant.pending() is None  # an answer, no offer to ask an expert
+
+
+def test_a_first_reading_a_procedure_answers_is_answered_and_the_others_are_not_tried(assistant: Assistant) -> None:
+    r = assistant.ask(HEARD, alternatives=["which grounding clamp goes on first"])
+    assert r.heard_as is None and r.citations == ["meter-replacement.md#before-you-start:item-3"]
+    assert not r.answer.startswith("I heard")
+
+
+def test_a_reading_answered_without_confidence_is_not_taken(assistant: Assistant) -> None:
+    # "love" for "glove": a procedure answers it, but weakly (below HEARD_AS_MIN): the first reading's honest
+    # abstention stands
+    r = assistant.ask(MISHEARD, alternatives=["what class of love for 7200 volts"])
+    assert r.abstained and r.heard_as is None and r.citations == []
+
+
+def test_another_reading_never_becomes_an_action(assistant: Assistant) -> None:
+    r = assistant.ask(MISHEARD, alternatives=["order two more fuse links for the bucket"])
+    assert r.abstained and r.heard_as is None
+    assert r.intent == "procedure_question" and _queued(assistant) == 0
+    pending = assistant.pending()
+    assert pending is not None and pending.intent == "escalate_to_expert"  # only the offer to ask an expert
+    assert pending.payload["question"] == MISHEARD
+
+
+def test_an_action_or_a_remark_said_first_is_never_replaced_by_another_reading(assistant: Assistant) -> None:
+    r = assistant.ask("order two more fuse links for the bucket", alternatives=[HEARD])
+    assert r.intent == "parts_request" and r.needs_confirmation and r.heard_as is None
+
+
+def test_the_judge_does_not_take_what_was_heard_for_a_claim(assistant: Assistant) -> None:
+    case = Case("what class of glove for 7,500 volts", answerable=True, facts=("class 1",), source="rubber-gloves.md")
+    answer = (HEARD_AS.format("what class of glove for 9999 volts") + " Rubber insulating gloves - Glove classes: "
+              "class 1: maximum use voltage: 7,500 V")
+    assert judge(assistant.kb, case, answer, False, ["rubber-gloves.md#x"])["contradiction"] is False
+
+
+def test_a_labelled_case_carries_its_readings_and_refuses_any_other_shape(tmp_path: Path) -> None:
+    p = tmp_path / "qa.jsonl"
+    p.write_text('{"question": "what be be", "alternatives": ["what PPE"], "answerable": true}\n')
+    assert load_cases(p)[0].alternatives == ("what PPE",)
+    p.write_text('{"question": "what be be", "alternatives": "what PPE", "answerable": true}\n')
+    with pytest.raises(KnowledgeError, match="alternatives"):
+        load_cases(p)
+
+
+# ------------------------------------------------------------------------------------------ the voice path
+class _Vad:
+    def probs(self, windows: np.ndarray) -> np.ndarray:
+        return (np.abs(windows).mean(axis=1) > 0.01).astype(np.float32)
+
+    def reset(self) -> None: ...
+
+
+class _BeamDecoder:
+    """Greedy partials say the first words; the final's beam has other readings, one disagreeing with the
+    words already shown."""
+
+    version = "fake@1"
+
+    def decode(self, audio: np.ndarray, prefix: str = "", *, final: bool = False) -> Hypothesis:
+        if not final:
+            return Hypothesis("what be be"[: 0 if prefix else None], -0.1, 0.01)
+        return Hypothesis(MISHEARD, -0.1, 0.01, (HEARD, "what be be for swapping a meter", "cut the be be"))
+
+    def warm_up(self) -> None: ...
+
+
+def test_the_final_carries_the_beams_other_readings_of_the_whole_utterance() -> None:
+    rec = StreamingRecognizer(SpeechConfig(), decoder=_BeamDecoder(), vad=_Vad())  # type: ignore[arg-type]
+    chunks, t = [], 0.0
+    for seconds, voiced in ((0.3, False), (2.5, True), (1.0, False)):
+        for _ in range(int(seconds * SAMPLE_RATE / CHUNK_SAMPLES)):
+            t += CHUNK_SAMPLES / SAMPLE_RATE
+            chunks.append(AudioChunk(np.full(CHUNK_SAMPLES, 0.1 if voiced else 0.0, np.float32), t))
+    final = next(e for e in rec.process(chunks) if isinstance(e, Final))
+    assert final.text == MISHEARD
+    # the partials committed "what be be" to the screen: a reading that disagrees with it is dropped, the first
+    # reading is not among the others
+    assert final.alternatives == ("what be be for swapping a meter",)
+
+
+def _final(text: str, alternatives: tuple[str, ...] = ()) -> Final:
+    return Final(1, text, 0.0, 1.0, -0.2, 0.01, 100.0, "tiny@0", alternatives=alternatives)
+
+
+def test_a_turns_other_readings_are_its_sentences_before_with_the_last_one_as_also_heard() -> None:
+    turn = Turn("The can's leaking. " + MISHEARD, (_final("The can's leaking."), _final(MISHEARD, (HEARD,))), 1.0,
+                100.0)
+    assert turn.alternatives == (f"The can's leaking. {HEARD}",)
+    assert Turn("x", (), 1.0, 100.0).alternatives == ()
+
+
+def test_the_voice_loop_hands_the_readings_to_the_assistant_without_the_wake_phrase() -> None:
+    from linecrew.agent.voice_loop import VoiceLoop
+
+    asked: list[tuple[str, tuple[str, ...]]] = []
+
+    class _Reply:
+        answer = "ok"
+
+    def ask(text: str, alternatives: tuple[str, ...] = ()) -> Any:
+        asked.append((text, tuple(alternatives)))
+        return _Reply()
+
+    class _Session:
+        def turns(self, chunks: object, gap_s: float) -> object:
+            said = f"hey linecrew {MISHEARD}"
+            yield Turn(said, (_final(said, (f"hey linecrew {HEARD}", "hey you there")),), 1.0, 100.0)
+            yield Turn("how do I test it", (_final("how do I test it"),), 2.0, 100.0)
+
+    loop = VoiceLoop(_Session(), ask, wake_phrase="hey linecrew")  # type: ignore[arg-type]
+    list(loop.run([]))
+    assert asked == [(MISHEARD, (HEARD,))]  # a reading without the wake phrase is not the technician's request
+
+
+def test_a_question_is_only_read_again_as_a_question() -> None:
+    from linecrew.agent.voice import other_readings
+
+    first = "How often are the grounding sets electrically tested?"
+    readings = ["However not the grounding sets electrically tested.", "How often are the grounding set tested",
+                "  "]
+    assert other_readings(first, readings) == ("How often are the grounding set tested",)
+    assert other_readings("refuse loopwise", ["re-fuse blew twice", ""]) == ("re-fuse blew twice",)
+    turn = Turn(first, (_final(first, tuple(readings)),), 1.0, 100.0)
+    assert turn.alternatives == ("How often are the grounding set tested",)
