@@ -47,6 +47,8 @@ class AgentConfig(TomlSettings):
     escalate_below: float = Field(0.0, ge=0, le=1, description="escalate at once below this intent confidence "
                                                                 "(0: never; unanswerable questions offer an expert)")
     answer_budget_ms: float = Field(15000, gt=0, description="latency budget of one local answer")
+    update_health_budget_s: float = Field(20.0, gt=0, description="an update's model must load and answer a smoke "
+                                                                  "prompt within this, or the update rolls back")
     asr_vocabulary: bool = Field(True, description="bias recognition toward the trade lexicon's words")
     asr_language: str = Field("en", description="spoken language (English-only models ignore it)")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type")

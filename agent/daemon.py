@@ -83,7 +83,8 @@ def _update_agent(cfg: AgentConfig, store: AgentStore, sync: DeviceSync) -> Upda
         log.info("no pinned trust root or model slots: model updates are off on this device")
         return None
     root = load_trusted_root(root_file.read_bytes(), now=time.time())
-    updater = Updater(cfg.data_dir / "models", root=root, device_class=cfg.device_class, health=llm_health_check())
+    updater = Updater(cfg.data_dir / "models", root=root, device_class=cfg.device_class,
+                      health=llm_health_check(cfg.update_health_budget_s))
     agent = UpdateAgent(store, updater, sync.link)
     sync.binary[Topics.xfer_data(store.device_id)] = agent.on_chunk
     return agent

@@ -434,7 +434,8 @@ def _updater(cfg: Any) -> Any:
     if not root_file.exists():
         raise click.ClickException(f"no pinned trust root at {root_file} (provisioning puts it there)")
     root = load_trusted_root(root_file.read_bytes(), now=time.time())
-    return Updater(cfg.data_dir / "models", root=root, device_class=cfg.device_class, health=llm_health_check())
+    return Updater(cfg.data_dir / "models", root=root, device_class=cfg.device_class,
+                   health=llm_health_check(cfg.update_health_budget_s))
 
 
 @agent_update.command("status")

@@ -45,7 +45,9 @@ def _provision(fleet: Fleet, dev: Path) -> None:
 
 def _agent(dev: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "linecrew.cli", "agent", "run", "--dir", str(dev)], cwd=REPO,
-                            env={**os.environ, "LINECREW_AGENT_ACK_TIMEOUT_S": "2"})
+                            env={**os.environ, "LINECREW_AGENT_ACK_TIMEOUT_S": "2",
+                                 # the smoke prompt's budget is the device's, not a loaded CI machine's
+                                 "LINECREW_AGENT_UPDATE_HEALTH_BUDGET_S": "600"})
 
 
 def _active(dev: Path) -> str:

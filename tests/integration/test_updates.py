@@ -52,7 +52,8 @@ def _device(fleet: Fleet, folder: Path, health: Any = None) -> Updater:
 
 
 def test_delta_update_commits_after_health_check(fleet: Fleet, tmp_path: Path) -> None:
-    up = _device(fleet, tmp_path / "dev", llm_health_check())
+    # the latency budget is the device's (AgentConfig.update_health_budget_s); a loaded CI machine is not a device
+    up = _device(fleet, tmp_path / "dev", llm_health_check(budget_s=600))
     rec = up.apply(fleet.manifest("B", 2), fleet.deltas[("A", "B")])
     assert rec.state == State.COMMITTED
     assert rec.history.index("activating") < rec.history.index("health") < rec.history.index("committed")
@@ -68,6 +69,19 @@ def test_unhealthy_signed_model_rolls_back_automatically(fleet: Fleet, tmp_path:
     up = _device(fleet, tmp_path / "dev", llm_health_check())
     rec = up.apply(fleet.manifest("broken", 2), broken)
     assert rec.state == State.ROLLED_BACK and "health check failed" in (rec.error or "")
+    assert sha256_file(up.slots.active_model()) == fleet.sha["A"]
+
+
+def test_a_model_slower_than_the_devices_budget_rolls_back(fleet: Fleet, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from linecrew.agent.config import AgentConfig
+
+    monkeypatch.setenv("LINECREW_AGENT_UPDATE_HEALTH_BUDGET_S", "0.001")  # as an operator sets it for a device
+    budget = AgentConfig().update_health_budget_s
+    assert budget == 0.001
+    up = _device(fleet, tmp_path / "dev", llm_health_check(budget))
+    rec = up.apply(fleet.manifest("B", 2), fleet.deltas[("A", "B")])
+    assert rec.state == State.ROLLED_BACK and "budget 0.0 s" in (rec.error or "")
     assert sha256_file(up.slots.active_model()) == fleet.sha["A"]
 
 

@@ -29,7 +29,7 @@ def main() -> int:
     args = ap.parse_args()
     delay = float(os.environ.get("LINECREW_TEST_STEP_DELAY", "0"))
     root = load_trusted_root(args.root.read_bytes(), now=time.time())
-    up = Updater(args.dir, root=root, device_class="x86-dev", health=llm_health_check(),
+    up = Updater(args.dir, root=root, device_class="x86-dev", health=llm_health_check(budget_s=600),
                  step_hook=lambda _s: time.sleep(delay))
     print("ready", flush=True)
     rec = up.resume() if args.resume else up.apply(json.loads(args.manifest.read_text()), args.payload)
