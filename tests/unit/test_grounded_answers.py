@@ -5,7 +5,6 @@ if it is ever asked: a grounded answer needs none."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -16,28 +15,15 @@ from linecrew.agent.documents import load
 from linecrew.agent.errors import DocumentError, KnowledgeError
 from linecrew.agent.evaluation import Case, judge, load_cases
 from linecrew.agent.intents import classify
-from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase, UnitRef
+from linecrew.agent.knowledge import UnitRef
 from linecrew.agent.lexicon import Lexicon
-from linecrew.agent.store import AgentStore
+from tests.helpers.grounded import sample_assistant
 from tests.helpers.manuals import STEPS, WRITERS
-
-
-class _NoModel:
-    version = "none@0"
-
-    def submit(self, *a: object, **kw: object) -> Future[object]:
-        raise AssertionError("a grounded answer must not need the model")
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
 def assistant(tmp_path: Path) -> Assistant:
-    store = AgentStore(tmp_path / "dev", device_id="truck-7")
-    kb = KnowledgeBase(store.db)
-    kb.ensure_indexed(SAMPLE_KB)
-    return Assistant(store, _NoModel(), kb)  # type: ignore[arg-type]
+    return sample_assistant(tmp_path / "dev")
 
 
 def _units(a: Assistant, doc: str) -> list[str]:

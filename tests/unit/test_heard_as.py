@@ -4,7 +4,6 @@ which answers one only when a procedure answers it confidently, says what it hea
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,17 @@ from linecrew.agent.assistant import HEARD_AS, Assistant
 from linecrew.agent.audio import CHUNK_SAMPLES, SAMPLE_RATE, AudioChunk
 from linecrew.agent.errors import KnowledgeError
 from linecrew.agent.evaluation import Case, judge, load_cases
-from linecrew.agent.knowledge import SAMPLE_KB, KnowledgeBase
 from linecrew.agent.speech import Final, Hypothesis, SpeechConfig, StreamingRecognizer
-from linecrew.agent.store import AgentStore
 from linecrew.agent.voice import Turn
+from tests.helpers.grounded import sample_assistant
 
 MISHEARD = "what be be for swamping a meter"  # "what PPE for swapping a meter", as tiny.en heard it
 HEARD = "what PPE for swapping a meter"
 
 
-class _NoModel:
-    version = "none@0"
-
-    def submit(self, *a: object, **kw: object) -> Future[object]:
-        raise AssertionError("a grounded answer must not need the model")
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def assistant(tmp_path: Path) -> Assistant:
-    store = AgentStore(tmp_path / "dev", device_id="truck-7")
-    kb = KnowledgeBase(store.db)
-    kb.ensure_indexed(SAMPLE_KB)
-    return Assistant(store, _NoModel(), kb)  # type: ignore[arg-type]
+    return sample_assistant(tmp_path / "dev")
 
 
 def _queued(a: Assistant) -> int:
