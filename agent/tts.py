@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -30,6 +33,8 @@ import numpy as np
 
 from linecrew.agent.commands import REPEAT, match
 from linecrew.agent.errors import AudioError
+
+log = logging.getLogger(__name__)
 
 BLOCK_S = 0.02
 _SENTENCE = re.compile(r"(?<=[.!?:])\s+(?=[A-Z0-9\"'(])")
@@ -104,12 +109,27 @@ def espeak_synth(text: str, settings: VoiceSettings) -> tuple[np.ndarray, int]:
                 engine.runAndWait()
         except (RuntimeError, OSError) as e:
             raise AudioError(f"speech synthesis failed: {e}") from e
-        if not out.exists():
-            raise AudioError("speech synthesis wrote nothing (is espeak-ng installed?)")
+        if not out.exists():  # pyttsx3's espeak driver now and then ends its loop before it writes (its issue #219)
+            log.warning("pyttsx3 wrote no audio for a sentence; synthesizing it with the espeak-ng command")
+            _espeak_command(text, settings, out)
         with wave.open(str(out), "rb") as w:
             rate, frames = w.getframerate(), w.readframes(w.getnframes())
     samples = np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0
     return samples * settings.volume if settings.volume < 1.0 else samples, rate
+
+
+def _espeak_command(text: str, settings: VoiceSettings, out: Path) -> None:
+    """The same voice from the espeak-ng program, into ``out`` (22.05 kHz WAV, as the driver writes)."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise AudioError("speech synthesis wrote nothing (is espeak-ng installed?)")
+    try:
+        subprocess.run([exe, "-s", str(settings.rate_wpm), "-w", str(out), "--", text], check=True,
+                       capture_output=True, timeout=60)
+    except (subprocess.SubprocessError, OSError) as e:
+        raise AudioError(f"speech synthesis failed: {e}") from e
+    if not out.exists():
+        raise AudioError("speech synthesis wrote nothing (is espeak-ng installed?)")
 
 
 # ------------------------------------------------------------------------------------------ sinks
