@@ -442,10 +442,10 @@ class Assistant:
             return None
         return self._grounded(text, intent, reply, on_token, started, about, job, alternatives)
 
-    def _heard_as(self, first: Grounded, alternatives: tuple[str, ...]) -> tuple[str | None, Grounded]:
+    def _heard_as(self, first: Grounded, alternatives: tuple[str, ...],
+                  focus: Focus | None) -> tuple[str | None, Grounded]:
         """The first other reading that is a procedure question answered with ``HEARD_AS_MIN`` or more, and its
         answer; else none, and the first reading's abstention."""
-        focus = self.focus()
         for alt in alternatives:
             if not alt.strip() or len(alt) > MAX_ASK_CHARS or self._classify(alt).name != "procedure_question":
                 continue
@@ -477,11 +477,12 @@ class Assistant:
                     own, focus=about, follow=True, within=about.doc).probability < JOB_OWN_FLOOR:
                 g = None  # only the title's words made the job's procedure look right ("how do I lock out for it")
             text = own if g is None or g.abstained else text
+        focus = self.focus()
         if g is None or g.abstained:
-            g = self.answerer.answer(text, focus=self.focus())
+            g = self.answerer.answer(text, focus=focus)
         heard = None
         if g.abstained and alternatives:
-            heard, g = self._heard_as(g, alternatives)
+            heard, g = self._heard_as(g, alternatives, focus)
         reply.confidence = round(g.confidence, 3)
         if g.abstained:
             reply.abstained = True

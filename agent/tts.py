@@ -112,6 +112,8 @@ def espeak_synth(text: str, settings: VoiceSettings) -> tuple[np.ndarray, int]:
         if not out.exists():  # pyttsx3's espeak driver now and then ends its loop before it writes (its issue #219)
             log.warning("pyttsx3 wrote no audio for a sentence; synthesizing it with the espeak-ng command")
             _espeak_command(text, settings, out)
+        if not out.exists():
+            raise AudioError("speech synthesis wrote nothing (is espeak-ng installed?)")
         with wave.open(str(out), "rb") as w:
             rate, frames = w.getframerate(), w.readframes(w.getnframes())
     samples = np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0
@@ -119,17 +121,16 @@ def espeak_synth(text: str, settings: VoiceSettings) -> tuple[np.ndarray, int]:
 
 
 def _espeak_command(text: str, settings: VoiceSettings, out: Path) -> None:
-    """The same voice from the espeak-ng program, into ``out`` (22.05 kHz WAV, as the driver writes)."""
+    """The same voice from the espeak-ng program, into ``out`` (22.05 kHz WAV, as the driver writes); without
+    the program, nothing is written."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise AudioError("speech synthesis wrote nothing (is espeak-ng installed?)")
+        return
     try:
         subprocess.run([exe, "-s", str(settings.rate_wpm), "-w", str(out), "--", text], check=True,
                        capture_output=True, timeout=60)
     except (subprocess.SubprocessError, OSError) as e:
         raise AudioError(f"speech synthesis failed: {e}") from e
-    if not out.exists():
-        raise AudioError("speech synthesis wrote nothing (is espeak-ng installed?)")
 
 
 # ------------------------------------------------------------------------------------------ sinks
