@@ -10,6 +10,7 @@ follow-up ("and after that?", "what if it's still low?") resolves against them.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from linecrew.agent import embedding, grounding, spelling
-from linecrew.agent.answerability import AnswerabilityModel
+from linecrew.agent.answerability import AnswerabilityModel, QuestionBank
 from linecrew.agent.knowledge import _FILLER, _STOP, KnowledgeBase, UnitRef
 
 ABSTAIN = "I have no procedure for that. Shall I ask an expert?"
@@ -52,6 +53,15 @@ _HOW_TO = re.compile(r"^\s*(how (do|should|can|would) (i|we|you)|walk me through
                      r"(steps|procedure|process) (for|to|of))\b", re.I)
 _FOLLOW = re.compile(r"^\s*(and\s+)?(what if|what about|and if|if it'?s|if so|how about|and how|and what|"
                      r"is that|does that|what does that)\b", re.I)
+
+
+def digests(units: Sequence[UnitRef]) -> dict[str, str]:
+    """Per document, a digest of its units as the answerer reads them (headings, kinds, numbers, text)."""
+    found: dict[str, hashlib._Hash] = {}
+    for u in units:
+        found.setdefault(u.doc, hashlib.sha256()).update(
+            f"{u.section}\0{u.heading}\0{u.kind}\0{u.number}\0{u.text}\n".encode())
+    return {doc: h.hexdigest()[:16] for doc, h in found.items()}
 
 
 @dataclass(frozen=True)
@@ -95,9 +105,14 @@ class Grounded:
 class Answerer:
     def __init__(self, kb: KnowledgeBase, model: AnswerabilityModel | None = None, *,
                  encoder: embedding.Encoder | None = None, encoder_dir: Path | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, bank: QuestionBank | bool | None = True) -> None:
+        """``bank``: the questions asked before (``answerability.QuestionBank``); True: the shipped one, unless a
+        ``model`` is given (then it alone decides); None or False: none."""
         self.kb = kb
         self.model = model or AnswerabilityModel.load()
+        self.bank = (QuestionBank.load() if model is None else None) if bank is True else (bank or None)
+        self._bank_vectors: np.ndarray | None = None
+        self._bank_docs: frozenset[str] = frozenset()  # the documents it scores: as they read when asked about
         self.encoder = encoder or embedding.shared(encoder_dir)
         self.cache_dir = cache_dir
         self._corpus: grounding.Corpus | None = None
@@ -129,8 +144,16 @@ class Answerer:
                     [*said, *(w for field, proc in lex.terms for w in grounding.words(f"{field} {proc}")),
                      *(w for phrase in lex.words for w in grounding.words(phrase))], keep=_STOP | _FILLER,
                     stem=lambda w: (grounding.terms(w) or [w])[0])
+                if self.bank is not None:
+                    now = digests(units)
+                    self._bank_docs = frozenset(d for d in self.bank.docs if self.bank.digests.get(d) == now.get(d))
                 self._corpus, self._corpus_of = grounding.Corpus(units), units  # last: the rest is ready
             return self._corpus
+
+    def use_bank(self, bank: QuestionBank | None) -> None:
+        """Read with ``bank`` from now on (None: without one)."""
+        with self._building:
+            self.bank, self._bank_vectors, self._corpus = bank, None, None  # its documents found again
 
     def normalised(self, question: str) -> str:
         """The question as the procedures would write it: without hesitations or a polite frame
@@ -150,24 +173,26 @@ class Answerer:
         return [float(x) for x in self._vectors @ self.encoder.encode([question])[0]]
 
     def select(self, question: str, *, focus: Focus | None = None, follow: bool = False,
-               within: str | None = None) -> PartAnswer:
+               within: str | None = None, unseen: str | None = None) -> PartAnswer:
         """The units that answer one part of a question, and whether to say them. A question that tells a
         situation first ("ok I'm up the pole now, what goes on the tag") and reads weakly as a whole (below
         ``REREAD_BELOW``) is read again without its first clauses, one more each time, down to the bare ask; a
         shorter reading of ``REREAD_TERMS`` or more terms that is answered, and scores higher than the whole,
         stands: a remark says nothing the procedures answer, and a told situation that matters ("the lower controls
-        won't bring the bucket down, what now") leaves too few words without it."""
+        won't bring the bucket down, what now") leaves too few words without it. ``unseen``: a group of the
+        question bank read as if never asked (fitting)."""
         question = self.normalised(question)
-        best = self._read(question, focus, follow, within)
+        best = self._read(question, focus, follow, within, unseen)
         weak = self.reread and best.probability < REREAD_BELOW
         for reading in grounding.shorter_readings(question) if weak else ():
-            part = self._read(reading, focus, follow, within)
+            part = self._read(reading, focus, follow, within, unseen)
             if (part.answered and len(set(grounding.terms(reading))) >= REREAD_TERMS
                     and part.probability > best.probability):
                 best = part
         return best
 
-    def _read(self, question: str, focus: Focus | None, follow: bool, within: str | None) -> PartAnswer:
+    def _read(self, question: str, focus: Focus | None, follow: bool, within: str | None,
+              unseen: str | None = None) -> PartAnswer:
         c = self.corpus
         expanded = self.kb.lexicon.expand(question)
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
@@ -184,10 +209,16 @@ class Answerer:
                                judged=self.semantic(expanded) if expanded != question else None, within=within)
         features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also),
                     **self._situation(question, sel.units + sel.also)}
-        p = self.model.probability(features)
+        model = self.model
+        if self.bank is not None:  # questions asked before: scored by the bank's model where they cover the document
+            features.update(self.bank.features(self._asked_cosines(question), [u.citation for u in sel.units + sel.also],
+                                               grounding.spec_figures(question), unseen))
+            if sel.units and sel.units[0].doc in self._bank_docs:
+                model = self.bank.model
+        p = model.probability(features)
         # a guard, whatever the score: a figure the question names that the quoted text neither has nor falls
         # within a range of (``grounding.figures_unsaid``) means the text is another row ("class 5", "a 75 kVA can")
-        answered = (p >= self.model.threshold and bool(sel.units) and not features["question_figures_missing"]
+        answered = (p >= model.threshold and bool(sel.units) and not features["question_figures_missing"]
                     and not self.unknown_thing(question))
         if q.step_number:  # "step 3 of lockout": that step of the procedure named, never another's text
             answered = sel.numbered
@@ -218,6 +249,17 @@ class Answerer:
         c = self.corpus
         said = set(c.context[(units[0].doc, units[0].section)]).union(*(c.unit_terms[c.index[u]] for u in units))
         return all(c.known(t) and t in said for t in q.weights)
+
+    def _asked_cosines(self, question: str) -> list[float]:
+        """The question's cosine with each question of the bank, in the bank's order."""
+        assert self.bank is not None
+        with self._building:
+            if self._bank_vectors is None:
+                self._bank_vectors = embedding.encode_units(self.encoder, [a.question for a in self.bank.asked],
+                                                            self.cache_dir, kind="asked")
+        if not len(self._bank_vectors):
+            return []
+        return [float(x) for x in self._bank_vectors @ self.encoder.encode([question])[0]]
 
     def _soft_missed(self, q: grounding.Query, expanded: str, units: Sequence[UnitRef]) -> float:
         """The (idf) share of the question's words the chosen text neither says nor says in other words: each

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from linecrew.agent import grounding
-from linecrew.agent.answerability import AnswerabilityModel, fit
-from linecrew.agent.answering import Answerer
+from linecrew.agent.answerability import BANK_FEATURES, AnswerabilityModel, Asked, QuestionBank, fit
+from linecrew.agent.answering import Answerer, digests
 from linecrew.agent.errors import KnowledgeError
 from linecrew.agent.knowledge import KnowledgeBase
 from linecrew.shared.metrics import percentiles
@@ -203,3 +203,48 @@ def calibrate(answerer: Answerer, cases: Sequence[Case]) -> AnswerabilityModel:
         raise KnowledgeError("calibration needs both answerable and uncovered questions")
     return fit(rows, labels, answerable=covered, note={"cases": len(rows), "positives": sum(labels)})
 
+
+def group_of(case: Case) -> str:
+    """The batch a case was written in: its id's letters ("a" of "a012", "ku" of "ku03"); the id itself, or the
+    question, when it has none."""
+    found = re.match(r"[a-z]+", case.id)
+    return found.group(0) if found else (case.id or case.question)
+
+
+def calibrate_bank(answerer: Answerer, cases: Sequence[Case]) -> QuestionBank:
+    """The question bank of ``cases`` (each procedure question with the units that alone hold its facts, or none
+    for one no procedure covers) and its answerability model, fitted as ``calibrate`` fits, each question's bank
+    features read without its own batch (``group_of``): a question never finds itself, nor its batch's paraphrases.
+    ``answerer``'s own model decides the rereading meanwhile; it reads with the new bank from then on."""
+    bank, rows, labels, covered, _ = bank_rows(answerer, cases)
+    if len(set(labels)) < 2:
+        raise KnowledgeError("calibration needs both answerable and uncovered questions")
+    model = fit(rows, labels, answerable=covered, features=BANK_FEATURES,
+                note={"cases": len(rows), "positives": sum(labels), "asked": len(bank.asked)})
+    return replace(bank, model=model)
+
+
+def bank_rows(answerer: Answerer, cases: Sequence[Case]) -> tuple[QuestionBank, list[dict[str, float]], list[int],
+                                                                  list[bool], list[str]]:
+    """The bank of ``cases`` (with ``answerer``'s model) and, per single-part procedure question, its features read
+    without its own batch, its label (the text chosen holds its facts), whether a procedure covers it, its batch."""
+    units = answerer.kb.units()
+    asked = []
+    for c in cases:
+        if c.answerable is None:
+            continue
+        cites = tuple(u.citation for u in units if c.answerable and u.doc == c.source and has_facts(u.text, c.facts))
+        figures = tuple(grounding.spec_figures(answerer.normalised(c.question)))
+        asked.append(Asked(c.question, cites, bool(c.answerable), group_of(c), figures))
+    bank = QuestionBank(answerer.model, tuple(asked), digests(units))
+    answerer.use_bank(bank)
+    rows, labels, covered, groups = [], [], [], []
+    for c in cases:
+        if c.answerable is None or len(grounding.split_parts(c.question)) != 1:
+            continue
+        part = answerer.select(c.question, unseen=group_of(c))
+        rows.append(part.features)
+        labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.said), c.facts)))
+        covered.append(bool(c.answerable))
+        groups.append(group_of(c))
+    return bank, rows, labels, covered, groups

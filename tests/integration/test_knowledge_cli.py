@@ -62,3 +62,25 @@ def test_eval_assistant_reports_every_figure_on_the_held_out_part(tmp_path: Path
     bad.write_text('{"nothing": 1}\n')
     r = _cli("eval", "assistant", "--data-dir", str(tmp_path / "dev"), str(bad))
     assert r.returncode == 1 and "bad.jsonl:1: not a case" in r.stderr
+
+
+def test_eval_calibrate_writes_both_models_and_a_bank_of_the_tune_part_only(tmp_path: Path) -> None:
+    """``linecrew eval calibrate`` through the real CLI on a slice of the labelled set: the answerability model and
+    the question bank load, and the bank holds the slice's tune questions (none held out)."""
+    from linecrew.agent.answerability import BANK_FEATURES, AnswerabilityModel, QuestionBank
+
+    rows = [json.loads(line) for line in QA.read_text().splitlines() if line.strip()]
+    tune = [r for r in rows if r["split"] == "tune" and "answerable" in r]
+    held = [r for r in rows if r["split"] == "heldout" and "answerable" in r]
+    part = [r for k, r in enumerate(tune) if k % 8 == 0] + held[:10]  # both kinds of question, a few held out
+    cases = tmp_path / "qa.jsonl"
+    cases.write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
+    r = _cli("eval", "calibrate", "--data-dir", str(tmp_path / "dev"), str(cases), "--out", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    printed = json.loads(r.stdout)
+    assert printed["curve"] and printed["bank"]["curve"]
+    model = AnswerabilityModel.load(tmp_path / "m.json")
+    bank = QuestionBank.load(tmp_path / "question_bank.json")
+    assert bank is not None and 0.0 < model.threshold < 1.0 and bank.model.features == BANK_FEATURES
+    assert [a.question for a in bank.asked] == [r["question"] for r in part if r["split"] == "tune"]
+    assert any(a.cites for a in bank.asked) and any(not a.covered for a in bank.asked) and bank.digests
