@@ -20,9 +20,9 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
-from functools import cached_property
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +200,10 @@ class QuestionBank:
     def features(self, cosines: Sequence[float], said: Sequence[str], figures: Sequence[str] = (),
                  without: str | None = None) -> dict[str, float]:
         """``cosines``: the question's with each asked question, in order; ``said``: the citations of the text
-        chosen (a question answered from another unit of the same section counts); ``figures``: the question's (``Asked.figures``); ``without``: a group left out (fitting). An
-        uncovered question counts only with the same figures: the encoder hears "approach distance for a 500 kV
-        line" (no row goes that high) as "... for a 25 kV line" (the first row)."""
+        chosen (a question answered from another unit of the same section counts); ``figures``: the question's
+        (``Asked.figures``); ``without``: a group left out (fitting). An uncovered question counts only with the
+        same figures: the encoder hears "approach distance for a 500 kV line" (no row goes that high) as "... for a
+        25 kV line" (the first row)."""
         sections, named = {_section(c) for c in said}, tuple(sorted(figures))
         answered = uncovered = 0.0
         for a, cos in zip(self.asked, cosines, strict=True):

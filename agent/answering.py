@@ -211,8 +211,9 @@ class Answerer:
                     **self._situation(question, sel.units + sel.also)}
         model = self.model
         if self.bank is not None:  # questions asked before: scored by the bank's model where they cover the document
-            features.update(self.bank.features(self._asked_cosines(question), [u.citation for u in sel.units + sel.also],
-                                               grounding.spec_figures(question), unseen))
+            said = [u.citation for u in sel.units + sel.also]
+            features.update(self.bank.features(self._asked_cosines(question), said, grounding.spec_figures(question),
+                                               unseen))
             if sel.units and sel.units[0].doc in self._bank_docs:
                 model = self.bank.model
         p = model.probability(features)

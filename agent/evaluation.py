@@ -191,14 +191,7 @@ def evaluate(assistant: Any, cases: Sequence[Case]) -> dict[str, Any]:
 def calibrate(answerer: Answerer, cases: Sequence[Case]) -> AnswerabilityModel:
     """Fit the answerability model on single-part procedure questions: label 1 when the selected units hold
     every fact (the answer would be right), 0 otherwise (wrong text, or no procedure covers it)."""
-    rows, labels, covered = [], [], []
-    for c in cases:
-        if c.answerable is None or len(grounding.split_parts(c.question)) != 1:
-            continue
-        part = answerer.select(c.question)
-        rows.append(part.features)
-        labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.said), c.facts)))
-        covered.append(bool(c.answerable))
+    rows, labels, covered, _ = _read_cases(answerer, cases, by_group=False)
     if len(set(labels)) < 2:
         raise KnowledgeError("calibration needs both answerable and uncovered questions")
     return fit(rows, labels, answerable=covered, note={"cases": len(rows), "positives": sum(labels)})
@@ -238,13 +231,21 @@ def bank_rows(answerer: Answerer, cases: Sequence[Case]) -> tuple[QuestionBank, 
         asked.append(Asked(c.question, cites, bool(c.answerable), group_of(c), figures))
     bank = QuestionBank(answerer.model, tuple(asked), digests(units))
     answerer.use_bank(bank)
+    return (bank, *_read_cases(answerer, cases, by_group=True))
+
+
+def _read_cases(answerer: Answerer, cases: Sequence[Case], *, by_group: bool) -> tuple[
+        list[dict[str, float]], list[int], list[bool], list[str]]:
+    """Per single-part procedure question: the features of the text ``answerer`` chooses (``by_group``: read
+    without the question's own batch in the bank), its label (that text holds every fact: the answer would be
+    right), whether a procedure covers it, its batch."""
     rows, labels, covered, groups = [], [], [], []
     for c in cases:
         if c.answerable is None or len(grounding.split_parts(c.question)) != 1:
             continue
-        part = answerer.select(c.question, unseen=group_of(c))
+        part = answerer.select(c.question, unseen=group_of(c) if by_group else None)
         rows.append(part.features)
         labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.said), c.facts)))
         covered.append(bool(c.answerable))
         groups.append(group_of(c))
-    return bank, rows, labels, covered, groups
+    return rows, labels, covered, groups
