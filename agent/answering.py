@@ -10,6 +10,7 @@ follow-up ("and after that?", "what if it's still low?") resolves against them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import threading
@@ -154,6 +155,16 @@ class Answerer:
         """Read with ``bank`` from now on (None: without one)."""
         with self._building:
             self.bank, self._bank_vectors, self._corpus = bank, None, None  # its documents found again
+
+    def without_bank(self) -> Answerer:
+        """This answerer scoring with its first model alone (the question bank unread), sharing all else: what a bar
+        measured on that model's scores (``assistant.HEARD_AS_MIN``) compares with."""
+        if self.bank is None:
+            return self
+        _ = self.corpus  # built once, shared
+        twin = copy.copy(self)
+        twin.bank = None
+        return twin
 
     def normalised(self, question: str) -> str:
         """The question as the procedures would write it: without hesitations or a polite frame

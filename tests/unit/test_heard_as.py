@@ -166,3 +166,22 @@ def test_a_question_is_only_read_again_as_a_question() -> None:
     assert other_readings("refuse loopwise", ["re-fuse blew twice", ""]) == ("re-fuse blew twice",)
     turn = Turn(first, (_final(first, tuple(readings)),), 1.0, 100.0)
     assert turn.alternatives == ("How often are the grounding set tested",)
+
+
+def test_other_readings_are_scored_by_the_model_their_bar_was_measured_on(assistant: Assistant) -> None:
+    """HEARD_AS_MIN was chosen on the first answerability model's scores; a question bank's model (here one that
+    never answers) scores the first reading, not the others."""
+    from linecrew.agent.answerability import BANK_FEATURES, AnswerabilityModel, Asked, QuestionBank
+    from linecrew.agent.answering import digests
+
+    units = assistant.kb.units()
+    never = QuestionBank(AnswerabilityModel((0.0,) * len(BANK_FEATURES), -30.0, 0.5, BANK_FEATURES),
+                         tuple(Asked(u.text, (u.citation,), True) for u in units[:1]) +
+                         (Asked("what PPE for a meter", ("meter-replacement.md#before-you-start:item-3",), True),),
+                         digests(units))
+    assistant.answerer.use_bank(never)
+    assert assistant.ask(HEARD).abstained  # the bank's model scored the first reading
+    assistant.store.put("pending_action", None)
+    r = assistant.ask(MISHEARD, alternatives=[HEARD])
+    assert not r.abstained and r.heard_as == HEARD and "arc-rated" in r.answer
+    assert assistant.answerer.bank is never  # the first model's view is a twin: the assistant keeps its bank
