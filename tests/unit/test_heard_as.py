@@ -176,7 +176,6 @@ def test_other_readings_are_scored_by_the_model_their_bar_was_measured_on(assist
 
     units = assistant.kb.units()
     never = QuestionBank(AnswerabilityModel((0.0,) * len(BANK_FEATURES), -30.0, 0.5, BANK_FEATURES),
-                         tuple(Asked(u.text, (u.citation,), True) for u in units[:1]) +
                          (Asked("what PPE for a meter", ("meter-replacement.md#before-you-start:item-3",), True),),
                          digests(units))
     assistant.answerer.use_bank(never)
