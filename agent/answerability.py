@@ -69,7 +69,10 @@ class AnswerabilityModel:
 
     @classmethod
     def load(cls, path: Path = SHIPPED) -> AnswerabilityModel:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> AnswerabilityModel:
         features = tuple(raw["features"])
         return cls(tuple(raw.get("coef") or [0.0] * len(features)), float(raw["intercept"]), float(raw["threshold"]),
                    features, raw.get("fitted_on", {}), tuple(raw.get("curve", ())), float(raw.get("rate", 0.0)),
@@ -170,8 +173,8 @@ def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 5) ->
 # model above scores it, as before). Chosen leave-one-batch-out on the tune part (24 batches, each batch's features
 # read from the other batches' questions; cost = 2 x wrong answers + needless abstentions): without the bank 174
 # (AUC 0.912; accuracy / uncovered abstained 0.860 / 0.868); with it 135 (0.942; 0.861 / 0.939). Measured and not
-# kept: the chosen unit's own questions only (not its section's) 140, with questions answered from other text as a
-# third feature 139, the mean of the three nearest 139, uncovered questions below a cosine of 0.6 / 0.7 / 0.8 not
+# kept: the chosen unit's own questions only (not its section's) 140, and with it questions answered from other text
+# as a third feature 139; the mean of the three nearest 139, uncovered questions below a cosine of 0.6 / 0.7 / 0.8 not
 # counted 147 / 151 / 139, the lexical and semantic rankers' agreement with the chosen text 171.
 BANK = SHIPPED.with_name("question_bank.json")
 BANK_FEATURES = (*FEATURES, "bank_answered", "bank_uncovered")
@@ -222,13 +225,9 @@ class QuestionBank:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        m = raw["model"]
-        model = AnswerabilityModel(tuple(m["coef"]), float(m["intercept"]), float(m["threshold"]),
-                                   tuple(m["features"]), m.get("fitted_on", {}), tuple(m.get("curve", ())),
-                                   float(m.get("rate", 0.0)), tuple(m.get("trees", ())))
-        return cls(model, tuple(Asked(a["question"], tuple(a["cites"]), bool(a["covered"]), a.get("group", ""),
-                                      tuple(a.get("figures", ()))) for a in raw["asked"]),
-                   dict(raw.get("digests", {})))
+        asked = tuple(Asked(a["question"], tuple(a["cites"]), bool(a["covered"]), a.get("group", ""),
+                            tuple(a.get("figures", ()))) for a in raw["asked"])
+        return cls(AnswerabilityModel.from_dict(raw["model"]), asked, dict(raw.get("digests", {})))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"model": asdict(self.model), "digests": self.digests,
