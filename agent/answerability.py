@@ -196,6 +196,11 @@ class QuestionBank:
     digests: dict[str, str] = field(default_factory=dict)  # per document, its text when the questions were asked
 
     @cached_property
+    def sections(self) -> tuple[frozenset[str], ...]:
+        """Per asked question, the sections its units are in (read once, not on every question)."""
+        return tuple(frozenset(_section(c) for c in a.cites) for a in self.asked)
+
+    @cached_property
     def docs(self) -> frozenset[str]:
         """The documents the bank holds answered questions about."""
         return frozenset(c.split("#", 1)[0] for a in self.asked for c in a.cites)
@@ -209,10 +214,10 @@ class QuestionBank:
         25 kV line" (the first row)."""
         sections, named = {_section(c) for c in said}, tuple(sorted(figures))
         answered = uncovered = 0.0
-        for a, cos in zip(self.asked, cosines, strict=True):
+        for a, its, cos in zip(self.asked, self.sections, cosines, strict=True):
             if without is not None and a.group == without:
                 continue
-            if a.covered and sections.intersection(_section(c) for c in a.cites):
+            if a.covered and not sections.isdisjoint(its):
                 answered = max(answered, float(cos))
             elif not a.covered and a.figures == named:
                 uncovered = max(uncovered, float(cos))
