@@ -173,3 +173,15 @@ def test_a_sentence_the_tts_driver_drops_is_still_spoken(monkeypatch: pytest.Mon
     said = load16k(write_wav(tmp_path / "said.wav", samples, rate))  # resampled as any audio the agent hears
     heard = WhisperDecoder(SpeechConfig()).decode(said).continuation.lower()
     assert "hot stick" in heard, heard
+
+
+def test_the_tts_drivers_late_message_never_reaches_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """The driver prints "Audio saved to ..." from espeak's callback, now and then after the call has returned (make
+    test once got it as a line of ``agent talk --json``): whenever it comes, it is not on standard output."""
+    from linecrew.agent.tts import VoiceSettings
+
+    samples, _ = espeak_synth("Close the cutout.", VoiceSettings())
+    assert len(samples)
+    driver = sys.modules["pyttsx3.drivers.espeak"]
+    driver.print("Audio saved to /tmp/late.wav")  # what the callback does when it comes late
+    assert capsys.readouterr().out == ""
