@@ -139,7 +139,10 @@ def test_a_labelled_set_reads_a_single_fact_whole_and_refuses_an_answerable_flag
 def test_a_negation_in_the_procedure_is_said_as_written(assistant: Assistant) -> None:
     r = assistant.ask("Can I use someone else's lock on the switch?")
     assert r.grounded and not r.abstained and "never lock for someone else" in r.answer
-    assert r.citations == ["lockout-tagout.md#steps:step-4"]  # only what the answer used
+    # only what the answer used: the step with the rule, and any step said beside it, each one said word for word
+    units = {u.citation: u for u in assistant.kb.units()}
+    assert "lockout-tagout.md#steps:step-4" in r.citations and len(r.citations) <= 3
+    assert all(units[c].text in r.answer for c in r.citations)
     assert not r.answer.lower().startswith("yes")
 
 
@@ -350,8 +353,8 @@ def test_the_donts_are_what_the_never_lists_say(assistant: Assistant) -> None:
 def test_earthing_is_grounding(assistant: Assistant) -> None:
     """Crews trained on IEC / British practice say earth for ground."""
     said = assistant.answerer.select("which earth clamp goes on first")
-    assert said.answered and [u.citation for u in said.said] == [
-        u.citation for u in assistant.answerer.select("which ground clamp goes on first").said]
+    assert said.answered and [u.citation for u in said.units] == [
+        u.citation for u in assistant.answerer.select("which ground clamp goes on first").units]
 
 
 @pytest.mark.parametrize(("heard", "typed"), [
@@ -991,3 +994,17 @@ def test_asking_whom_to_tell_is_still_a_question(question: str) -> None:
 def test_arc_flash_gear_is_asked_about_an_arc_flash_is_an_emergency(said: str, intent: str) -> None:
     """"arc flash PPE for meters" escalated as an emergency at once."""
     assert classify(said).name == intent
+
+
+def test_two_steps_the_question_weighs_against_each_other_are_both_said(assistant: Assistant) -> None:
+    """"restore the hospitals or the feeder backbone first?" names two steps of the restoration order; the ranker
+    scores them close, and the order is only heard with both (once the step naming the backbone alone was said)."""
+    said = assistant.answerer.select("restore the hospitals or the feeder backbone first?")
+    order = "storm-damage-assessment.md#restoration-priority"
+    assert said.answered and [u.citation for u in said.said] == [f"{order}:step-2", f"{order}:step-3"]
+
+
+def test_a_tables_neighbouring_rows_are_not_said_with_the_row_asked_for(assistant: Assistant) -> None:
+    """Rows are alternatives, not parts of one answer: "class 1" is one row, however close its neighbours score."""
+    said = assistant.answerer.select("what's the max voltage for class 1 gloves")
+    assert said.answered and [u.text for u in said.units] == ["Class 1: Maximum use voltage: 7,500 V"]
