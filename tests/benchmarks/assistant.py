@@ -136,14 +136,15 @@ def main() -> None:
     reference = _assistant(tmp, "generate", llm, AssistantConfig(intent_mode="rules", answer_mode="generate"))
     ref = _measure(reference, qa + intents)
 
-    # calibration on the held-out questions: predicted answerability vs. whether the selected text was right
+    # calibration on the held-out questions: predicted answerability vs. whether the text said (the chosen units and
+    # the runner-ups said after them, as the model is fitted) holds the facts
     answerer = Answerer(grounded.kb)
     probs, labels = [], []
     for c in qa:
         if len(grounding.split_parts(c.question)) == 1:
             part = answerer.select(c.question)
             probs.append(part.probability)
-            labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.units), c.facts)))
+            labels.append(int(bool(c.answerable) and has_facts(grounding.compose(part.said), c.facts)))
 
     # raw llama-cpp-python on the reference's prompts, in its own process (two llama.cpp instances in one
     # process slow each other down)
