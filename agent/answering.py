@@ -262,16 +262,28 @@ class Answerer:
         said = set(c.context[(units[0].doc, units[0].section)]).union(*(c.unit_terms[c.index[u]] for u in units))
         return all(c.known(t) and t in said for t in q.weights)
 
-    def _asked_cosines(self, question: str) -> list[float]:
-        """The question's cosine with each question of the bank, in the bank's order."""
+    def warm_up(self) -> None:
+        """Build what the first question would otherwise wait for: the corpus and the question bank's vectors (the
+        bank's 800 questions took the first spoken question 3 s more)."""
+        _ = self.corpus
+        if self.bank is not None:
+            self._asked_vectors()
+
+    def _asked_vectors(self) -> np.ndarray:
+        """The bank's questions encoded, once."""
         assert self.bank is not None
         with self._building:
             if self._bank_vectors is None:
                 self._bank_vectors = embedding.encode_units(self.encoder, [a.question for a in self.bank.asked],
                                                             self.cache_dir, kind="asked")
-        if not len(self._bank_vectors):
+            return self._bank_vectors
+
+    def _asked_cosines(self, question: str) -> list[float]:
+        """The question's cosine with each question of the bank, in the bank's order."""
+        vectors = self._asked_vectors()
+        if not len(vectors):
             return []
-        return [float(x) for x in self._bank_vectors @ self.encoder.encode([question])[0]]
+        return [float(x) for x in vectors @ self.encoder.encode([question])[0]]
 
     def _soft_missed(self, q: grounding.Query, expanded: str, units: Sequence[UnitRef]) -> float:
         """The (idf) share of the question's words the chosen text neither says nor says in other words: each

@@ -203,10 +203,11 @@ class Assistant:
         return reply
 
     def warm_up(self) -> None:
-        """Load what the first question would otherwise wait for: the classifier and the procedures' index."""
+        """Load what the first question would otherwise wait for: the classifier, the procedures' index and the
+        question bank's vectors."""
         if self.config.intent_mode == "classifier":
             classify("warm up")
-        _ = self.answerer.corpus
+        self.answerer.warm_up()
 
     def confirm(self, yes: bool) -> Reply:
         """The technician's yes or no by key (a rugged handheld's button), for the pending action."""

@@ -1008,3 +1008,24 @@ def test_a_tables_neighbouring_rows_are_not_said_with_the_row_asked_for(assistan
     """Rows are alternatives, not parts of one answer: "class 1" is one row, however close its neighbours score."""
     said = assistant.answerer.select("what's the max voltage for class 1 gloves")
     assert said.answered and [u.text for u in said.units] == ["Class 1: Maximum use voltage: 7,500 V"]
+
+
+def test_after_warm_up_the_first_question_encodes_only_itself(assistant: Assistant) -> None:
+    """The question bank's questions were encoded on the first question, not at warm-up: the first spoken question
+    after start waited 3 s more than the rest."""
+    assistant.warm_up()
+    assert assistant.answerer.bank is not None
+    encoder = assistant.answerer.encoder
+    batches: list[int] = []
+    encode = encoder.encode
+
+    def spy(texts: list[str], *args: object, **kwargs: object) -> object:
+        batches.append(len(texts))
+        return encode(texts, *args, **kwargs)
+
+    encoder.encode = spy  # type: ignore[method-assign]
+    try:
+        assert not assistant.ask("what goes on the lockout tag?").abstained
+    finally:
+        encoder.encode = encode  # type: ignore[method-assign]
+    assert batches and max(batches) < 20, batches  # the question and its words, not the bank's 800 questions
