@@ -40,3 +40,23 @@ def test_procedures_lexicon_and_only_the_tune_split_of_labelled_utterances_are_u
     assert "tune sentence about the recloser" in found
     assert not any("heldout" in s for s in found)
     assert {"pole pig", "pole-mounted transformer", "recloser", "Open the cutout.", "Test for voltage."} <= set(found)
+
+
+class _WordsCost:
+    """A language model where every word costs the same: it always prefers fewer words."""
+
+    def log_prob(self, text: str) -> float:
+        return -6.0 * len(text.split())
+
+
+def test_the_language_model_never_chooses_a_reading_whisper_finds_far_less_likely() -> None:
+    from linecrew.agent.speech import Hypothesis, rank_readings
+
+    whole, cut = Hypothesis("I need two fuse cutouts and one insulator.", -0.25, 0.01), Hypothesis("I need", -1.1, 0.01)
+    near = Hypothesis("I need to fuse cutouts and one insulator.", -0.3, 0.01)
+    ranked = rank_readings([(whole, -0.25), (near, -0.3), (cut, -1.12)], _WordsCost(), 0.05, 0.5)
+    assert ranked[-1] is cut, "a reading cut short is never lifted over Whisper's far better ones"
+    assert ranked[:2] == [whole, near]
+    # within the gap the language model still chooses: here it favours the reading with fewer words
+    lean = Hypothesis("I need two fuse cutouts.", -0.4, 0.01)
+    assert rank_readings([(whole, -0.25), (lean, -0.4)], _WordsCost(), 0.05, 0.5)[0] is lean

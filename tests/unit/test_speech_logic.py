@@ -103,3 +103,44 @@ def test_local_agreement_commits_only_what_two_hypotheses_share() -> None:
     la.update("your country")
     assert la.text == "ask not what your"
     assert agreed_prefix(["Ask,", "not"], ["ask", "Not!"]) == 2
+
+
+class _SlowToAgreeDecoder(CountingDecoder):
+    """Greedy partials hear "won two"; the final's beam hears the whole utterance right."""
+
+    def decode(self, audio: np.ndarray, prefix: str = "", *, final: bool = False) -> Hypothesis:
+        self.calls += 1
+        if final and not prefix:
+            return Hypothesis("one two three four", -0.1, 0.01, ("won two three four",))
+        heard = ["won", "two", "three", "four"][: max(1, int(len(audio) / SAMPLE_RATE / 0.5))]
+        return Hypothesis(" ".join(heard[len(prefix.split()):]), -0.1, 0.01)
+
+
+def test_a_final_is_the_whole_utterances_reading_not_the_partials_continued() -> None:
+    """The partials committed "won"; the final's whole reading says "one" and stands, from one decode (forced to
+    continue the partials, it read "won two three four" and cost a second decode)."""
+    dec = _SlowToAgreeDecoder()
+    rec = StreamingRecognizer(SpeechConfig(), decoder=dec, vad=EnergyVad())  # type: ignore[arg-type]
+    events = list(rec.process(_chunks([(2.5, True), (1.0, False)])))
+    partials = [e for e in events if isinstance(e, Partial)]
+    assert partials and partials[-1].committed.startswith("won")
+    finals = [e for e in events if isinstance(e, Final)]
+    assert [f.text for f in finals] == ["one two three four"]
+    assert finals[0].alternatives == ("won two three four",)
+    assert dec.calls == len(partials) + 1, "one decode for the final"
+
+
+def test_a_final_whose_whole_reading_is_empty_keeps_the_committed_words() -> None:
+    class EmptyFinal(CountingDecoder):
+        def decode(self, audio: np.ndarray, prefix: str = "", *, final: bool = False) -> Hypothesis:
+            if final and not prefix:
+                self.calls += 1
+                return Hypothesis("", -0.1, 0.01)
+            return super().decode(audio, prefix, final=final)
+
+    dec = EmptyFinal()
+    rec = StreamingRecognizer(SpeechConfig(), decoder=dec, vad=EnergyVad())  # type: ignore[arg-type]
+    events = list(rec.process(_chunks([(3.0, True), (1.0, False)])))
+    committed = [e for e in events if isinstance(e, Partial)][-1].committed
+    final = next(e for e in events if isinstance(e, Final))
+    assert committed and final.text.startswith(committed)
