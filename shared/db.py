@@ -3,7 +3,8 @@
 Every database is opened in WAL mode with a busy timeout. ``synchronous=FULL`` is the default so a
 committed transaction survives power loss, not only a process crash: an acknowledgement is a promise.
 Migrations are plain functions, each applied in its own transaction together with its row in
-``schema_version``; a failing migration leaves the database at the previous version.
+``schema_version``; a failing migration leaves the database at the previous version. Processes that open the
+same file at once each apply a migration only if it is still missing once they hold the write lock.
 """
 
 from __future__ import annotations
@@ -128,6 +129,11 @@ class Database:
                     continue
                 try:
                     with self.transaction() as conn:
+                        # read again under the write lock: another process opening the same file (the agent and
+                        # a CLI command started beside it) may have applied it while this one waited
+                        current = self.version()
+                        if m.version <= current:
+                            continue
                         m.apply(conn)
                         conn.execute(
                             "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",

@@ -11,6 +11,26 @@ from linecrew.shared.db import Database, Migration
 from linecrew.shared.errors import ConfigError, CryptoError, MigrationError
 
 
+def test_a_migration_another_process_applied_while_this_one_waited_is_not_applied_again(tmp_path: Path) -> None:
+    """Two processes open one database at once (the agent and a CLI command beside it): both read version 0, the
+    other applies migration 1 first; this one must skip it, not fail with "table t already exists"."""
+    migrations = [Migration(1, "t", lambda c: c.execute("CREATE TABLE t (x)")),
+                  Migration(2, "u", lambda c: c.execute("CREATE TABLE u (x)"))]
+    this, other = Database(tmp_path / "x.db"), Database(tmp_path / "x.db")
+    stale = Database.version
+
+    def read_then_lose_the_race(db: Database) -> int:
+        seen = stale(db)
+        if seen == 0 and other.version() == 0:
+            other.migrate(migrations[:1])  # the other process wins the race for migration 1
+        return seen
+
+    this.version = read_then_lose_the_race.__get__(this)  # type: ignore[method-assign]
+    assert this.migrate(migrations) == 2
+    assert other.version() == 2
+    assert [r["version"] for r in other.query("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+
+
 def test_migrations_apply_once_each_in_its_own_transaction(tmp_path: Path) -> None:
     db = Database(tmp_path / "x.db")
     m1 = Migration(1, "t", lambda c: c.execute("CREATE TABLE t (x)"))
