@@ -52,6 +52,9 @@ _BACK = re.compile(r"^\s*(go back|back|previous( step)?|what was (the step )?bef
 _BARE = frozenset(grounding.terms("again repeat say read tell me once more what was is the step"))  # no topic
 _HOW_TO = re.compile(r"^\s*(how (do|should|can|would) (i|we|you)|walk me through|what('s| is| are) the "
                      r"(steps|procedure|process) (for|to|of))\b", re.I)
+# a question that leans on the one before it: it starts with a conjunction ("and taking them off?", "but when the job's
+# done?") or names its subject by a pronoun ("what do I wear for IT", "where do I send IT")
+_LEANS = re.compile(r"^\s*(and|but|so|then|or|also)\b|\b(it|its|it's|them|they|they're|he|him|his|she|her)\b", re.I)
 _FOLLOW = re.compile(r"^\s*(and\s+)?(what if|what about|and if|if it'?s|if so|how about|and how|and what|"
                      r"is that|does that|what does that)\b", re.I)
 
@@ -73,6 +76,7 @@ class Focus:
     section: int
     position: int
     weights: dict[str, float] = field(default_factory=dict)
+    question: str = ""  # the last question answered, as it was read (a follow-up with the question it follows)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class PartAnswer:
     answered: bool
     features: dict[str, float]
     also: tuple[UnitRef, ...] = ()  # said after the chosen text (``grounding.Selection.also``)
+    reading: str = ""  # the text its meaning was read from: a follow-up's with the question it follows
 
     @property
     def said(self) -> tuple[UnitRef, ...]:
@@ -124,6 +129,9 @@ class Answerer:
         self._building = threading.RLock()
         self.spelling = True  # typing slips corrected to the base's words (off: the question's words as typed)
         self.reread = True  # a weak reading read again without its first clauses (off: the question read whole)
+        # a follow-up ("what if one fails?", "where do I send it?") found as one and read with the question it follows
+        # (off: only an opening like "what if" / "and how" makes one, read alone, the former words carried)
+        self.converse = True
 
     @property
     def corpus(self) -> grounding.Corpus:
@@ -194,6 +202,10 @@ class Answerer:
         question bank read as if never asked (fitting)."""
         question = self.normalised(question)
         best = self._read(question, focus, follow, within, unseen)
+        if best.reading != question:  # a follow-up: read alone too ("how often do they get retested" needs nothing
+            alone = self._read(question, focus, follow, within, unseen, alone=True)  # of the question before it)
+            if alone.answered and (not best.answered or alone.probability > best.probability):
+                best = alone
         weak = self.reread and best.probability < REREAD_BELOW
         for reading in grounding.shorter_readings(question) if weak else ():
             part = self._read(reading, focus, follow, within, unseen)
@@ -203,21 +215,27 @@ class Answerer:
         return best
 
     def _read(self, question: str, focus: Focus | None, follow: bool, within: str | None,
-              unseen: str | None = None) -> PartAnswer:
+              unseen: str | None = None, *, alone: bool = False) -> PartAnswer:
         c = self.corpus
         expanded = self.kb.lexicon.expand(question)
-        follow = focus is not None and (follow or bool(_FOLLOW.search(question)))
+        leans = self.converse and bool(_LEANS.search(question))
+        follow = focus is not None and (follow or bool(_FOLLOW.search(question)) or leans)
+        # a follow-up's meaning is read with the question it follows: "what if one fails?" alone is close to nothing
+        reading = (f"{focus.question} {question}" if self.converse and follow and focus and focus.question
+                   and not alone else question)
         q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None,
-                              expand=self.kb.lexicon.expand)
+                              expand=self.kb.lexicon.expand,
+                              mapped=self.kb.lexicon.mappings(question))
         fts = self._sections(expanded)
         prefer = (focus.doc, focus.section) if focus and follow else None
         seq = grounding.sequence_of(question)
         anchor = self._anchor(seq[0]) if seq else None
-        # the question's own words rank the units; the lexicon-widened question (the procedures' words for the
-        # field's) is what the answerability features compare with the chosen text
-        sel = grounding.select(q, c, fts, prefer, self.semantic(question),
+        # the question's own words (a follow-up's with the question it follows) rank the units; the lexicon-widened
+        # question (the procedures' words for the field's) is what the answerability features compare with the text
+        widened = expanded if reading == question else self.kb.lexicon.expand(reading)
+        sel = grounding.select(q, c, fts, prefer, self.semantic(reading),
                                anchor=(anchor, seq[1]) if anchor and seq else None,
-                               judged=self.semantic(expanded) if expanded != question else None, within=within)
+                               judged=self.semantic(widened) if widened != reading else None, within=within)
         features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also),
                     **self._situation(question, sel.units + sel.also)}
         model = self.model
@@ -236,7 +254,7 @@ class Answerer:
             answered = sel.numbered
         elif not answered and _HOW_TO.match(question) and self._whole_procedure(q, sel.units):
             answered = True  # "how do I lock out": the steps of the procedure every word of it names
-        return PartAnswer(question, sel.units, round(p, 3), answered, features, sel.also)
+        return PartAnswer(question, sel.units, round(p, 3), answered, features, sel.also, reading)
 
     def unknown_thing(self, question: str) -> str:
         """The thing a how-to question asks to work on, when no procedure and no lexicon entry says its last word
@@ -260,7 +278,8 @@ class Answerer:
             return False
         c = self.corpus
         said = set(c.context[(units[0].doc, units[0].section)]).union(*(c.unit_terms[c.index[u]] for u in units))
-        return all(c.known(t) and t in said for t in q.weights)
+        stood_in = grounding.said_by_lexicon(q, said)  # "how do I HANG grounds": "install" says it
+        return all((c.known(t) and t in said) or t in stood_in for t in q.weights)
 
     def warm_up(self) -> None:
         """Build what the first question would otherwise wait for: the corpus and the question bank's vectors (the
@@ -398,7 +417,8 @@ class Answerer:
             if k and parts[0].units:  # a later part may lean on the first: "what link for a 25? and if it blows?"
                 u = parts[0].units[0]
                 w = grounding.analyse(parts[0].question, self.kb.lexicon.expand(parts[0].question), self.corpus)
-                parts.append(self.select(text, focus=Focus(u.doc, u.section, u.position, w.weights), follow=True))
+                parts.append(self.select(text, focus=Focus(u.doc, u.section, u.position, w.weights,
+                                                                 parts[0].reading), follow=True))
             else:
                 parts.append(self.select(text, focus=focus, follow=follow, within=within))
         answered = [p for p in parts if p.answered]
@@ -417,7 +437,7 @@ class Answerer:
         weights = grounding.analyse(answered[-1].question, self.kb.lexicon.expand(answered[-1].question),
                                     self.corpus).weights
         return Grounded(" ".join(lines), tuple(used), min(p.probability for p in answered), False, tuple(parts),
-                        Focus(last.doc, last.section, last.position, weights))
+                        Focus(last.doc, last.section, last.position, weights, answered[-1].reading))
 
     def _step(self, question: str, focus: Focus | None) -> Grounded | None:
         """ "And after that?" / "go back": the next or previous unit of the section in focus; "what's step 5?"
@@ -431,7 +451,7 @@ class Answerer:
                 title = f"{units[0].title} - {units[0].heading}" if units else focus.doc
                 return Grounded(f"{title} has {steps} steps; there is no step {number}.", (), 1.0, False, (), focus)
             return Grounded(grounding.compose([step]), (step,), 1.0, False, (),
-                            Focus(step.doc, step.section, step.position, focus.weights))
+                            Focus(step.doc, step.section, step.position, focus.weights, focus.question))
         if not (_NEXT.match(question) or _BACK.match(question)):
             return None
         if focus is None:  # "and after that?" with nothing before it: there is nothing to follow
@@ -445,4 +465,4 @@ class Answerer:
             text = ("That was the last step of " if not _BACK.match(question) else "That was the first step of ")
             return Grounded(text + f"{last.title} - {last.heading}.", (last,), 1.0, False, (), focus)
         return Grounded(grounding.compose([nxt]), (nxt,), 1.0, False, (),
-                        Focus(nxt.doc, nxt.section, nxt.position, focus.weights))
+                        Focus(nxt.doc, nxt.section, nxt.position, focus.weights, focus.question))

@@ -180,7 +180,8 @@ class Assistant:
         if not isinstance(raw, dict) or time.time() - float(raw.get("at", 0)) > CONVERSATION_TTL_S:
             return None
         f = raw.get("focus")
-        return Focus(f["doc"], int(f["section"]), int(f["position"]), dict(f.get("weights") or {})) if f else None
+        return (Focus(f["doc"], int(f["section"]), int(f["position"]), dict(f.get("weights") or {}),
+                      str(f.get("question") or "")) if f else None)
 
     def forget_conversation(self) -> None:
         self.store.put("conversation", None)

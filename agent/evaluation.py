@@ -1,7 +1,9 @@
 """Evaluation as a product feature: run a labelled set through the assistant and say how it did.
 
 A case (one JSON line): ``question`` (or ``text``), ``intent`` (expected), and for procedure questions
-``answerable``, ``facts`` (phrases a right answer must contain) and ``source`` (the document). The report:
+``answerable``, ``facts`` (phrases a right answer must contain) and ``source`` (the document); a follow-up has
+``after``, the questions asked before it in the same conversation ("how do I inspect my gloves" before "what if
+one fails?"). The report:
 answer accuracy, contradictions (an answer sentence that differs from the source procedure in a figure or a
 negation), invented figures (a figure said for a question no procedure covers), abstention on uncovered
 questions, false abstention, intent accuracy with per-intent precision and recall, retrieval hit@1/@3, and
@@ -35,6 +37,7 @@ class Case:
     split: str = ""
     id: str = ""
     alternatives: tuple[str, ...] = ()  # a spoken question's other readings, best first (``Assistant.ask``)
+    after: tuple[str, ...] = ()  # a follow-up's earlier turns, asked first in the same conversation (not judged)
 
 
 @dataclass
@@ -64,13 +67,14 @@ def load_cases(path: Path, *, split: str | None = None) -> list[Case]:
             answerable = r.get("answerable")
             if answerable is not None and not isinstance(answerable, bool):
                 raise TypeError(f"answerable must be true, false or absent, not {answerable!r}")
-            alternatives = r.get("alternatives") or ()
-            if not isinstance(alternatives, list | tuple) or not all(isinstance(a, str) for a in alternatives):
-                raise TypeError(f"alternatives must be a list of strings, not {alternatives!r}")
+            alternatives, after = r.get("alternatives") or (), r.get("after") or ()
+            for name, value in (("alternatives", alternatives), ("after", after)):
+                if not isinstance(value, list | tuple) or not all(isinstance(a, str) for a in value):
+                    raise TypeError(f"{name} must be a list of strings, not {value!r}")
             c = Case(str(r.get("question") or r["text"]),
                      str(r.get("intent") or r.get("expected_intent") or "procedure_question"), answerable,
                      (facts,) if isinstance(facts, str) else tuple(map(str, facts)), r.get("source"),
-                     str(r.get("split", "")), str(r.get("id", n)), tuple(alternatives))
+                     str(r.get("split", "")), str(r.get("id", n)), tuple(alternatives), tuple(after))
         except (ValueError, KeyError, TypeError) as e:
             raise KnowledgeError(f"{path}:{n}: not a case ({e})") from e
         if split is None or c.split == split:
@@ -126,11 +130,13 @@ def judge(kb: KnowledgeBase, case: Case, answer: str, abstained: bool, citations
 
 def run(ask: Callable[..., Any], kb: KnowledgeBase, cases: Sequence[Case],
         reset: Callable[[], None] | None = None) -> list[Outcome]:
-    """Ask every case (a fresh conversation each) and judge the replies."""
+    """Ask every case (a fresh conversation each, its ``after`` turns first) and judge the replies."""
     out = []
     for case in cases:
         if reset is not None:
             reset()
+        for turn in case.after:
+            ask(turn)
         r = ask(case.question, alternatives=case.alternatives) if case.alternatives else ask(case.question)
         o = Outcome(case, r.answer, r.intent, bool(r.abstained), bool(r.grounded), float(r.latency_ms),
                     citations=list(r.citations))

@@ -63,6 +63,9 @@ _SEQ_LEAD = re.compile(_SEQ_LEAD_PART + r"what|who|where|which|how|do|does|shoul
 # "the new meter is in", not by "the new meter"
 _SEQ_LEAD_WH = re.compile(_SEQ_LEAD_PART + r"what|who|where|which|how)\b.*)$", re.I)
 _SEQ_TRAIL = re.compile(r"^(?P<ask>(?:what|who|which)\b.*?) (?P<rel>after|once) (?P<clause>.+)$", re.I)
+# a follow-up that names the step and nothing else: "and after the critical customers?"
+_SEQ_BARE = re.compile(r"^(?:and |so |ok,? )?(?P<rel>after|once) (?P<clause>(?:(?!\b(?:what|how|who|where|which|"
+                       r"when|why|do|does|can|should|is|are)\b).)+?)(?P<ask>)$", re.I)
 _CONDITION = re.compile(r"^(if|when)\b|[,:;] (if|when)\b", re.I)  # a rule for a situation: "If X, do Y"
 _PART_SPLIT = re.compile(
     r"\?\s+|;\s+|\s+(?:and also|also|plus)\s+|,?\s+and\s+(?=(?:what|how|when|where|which|who|why|do|does|is|are|"
@@ -231,6 +234,9 @@ class Query:
     focus: tuple[frozenset[str], ...] = ()
     wants_end: str = ""  # "first" / "last": the first or last step of the procedure the question is about
     step_number: int = 0  # "what's step 3 of lockout", "what comes after step 2": that numbered step (3)
+    # terms only the lexicon's field phrases hold ("HANG grounds"): the procedure's words the lexicon added for them
+    # ("install") stand in for them, so they count neither as unknown nor as missed
+    mapped: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()  # (field terms, procedure terms) per phrase
 
     @property
     def mass(self) -> float:
@@ -238,7 +244,8 @@ class Query:
 
 
 def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float] | None = None,
-            expand: Callable[[str], str] | None = None) -> Query:
+            expand: Callable[[str], str] | None = None,
+            mapped: Sequence[tuple[str, str]] = ()) -> Query:
     """Weighted terms of the question; words the lexicon added weigh as much as the technician's own.
     ``expand`` (the lexicon's) lets a field word in the asked-for thing ("what PPE ...") be named by the
     procedure's words for it."""
@@ -248,7 +255,8 @@ def analyse(text: str, expanded: str, corpus: Corpus, *, carry: dict[str, float]
         weights.setdefault(t, 0.5 * w)
     return Query(text, weights, bool(_WANTS_NUMBER.search(text)), bool(_WANTS_STEPS.search(text)),
                  negated(text), bool(_AFTER.search(text)), focus_of(text, expand), wants_end=end_of(text),
-                 step_number=step_number_of(text))
+                 step_number=step_number_of(text),
+                 mapped=tuple((frozenset(terms(f)), frozenset(terms(p))) for f, p in mapped))
 
 
 _STEP_NUMBER = re.compile(r"\b(?:(?P<rel>after|before|past|following|preceding)\s+)?step\s+(?:number\s+)?"
@@ -283,7 +291,7 @@ _PLAIN_ASK = frozenset(terms("do does did happen happens come comes go goes get 
 
 def _sequence_match(question: str) -> re.Match[str] | None:
     q = question.strip(" ?.")
-    return _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q)
+    return _SEQ_LEAD_WH.match(q) or _SEQ_LEAD.match(q) or _SEQ_TRAIL.match(q) or _SEQ_BARE.match(q)
 
 
 def sequence_ask(question: str) -> frozenset[str]:
@@ -357,13 +365,18 @@ def _asked_sentences(text: str) -> list[str]:
     return chunks
 
 
+_CONDITION_ASKED = re.compile(r"^(?:(?:and|but|or)\s+)?(?:what\s+)?if\b", re.I)
+
+
 def split_parts(text: str) -> list[str]:
     """A multi-part question as its parts; a part too short to be a question stays with its neighbour."""
     raw = [p.strip(" ,.?") for chunk in _asked_sentences(text) for p in _PART_SPLIT.split(chunk)
            if p and p.strip(" ,.?")]
     parts: list[str] = []
     for p in raw:
-        asked = bool(_ASKS.match(p)) and bool(terms(p))  # "what do I short them with": short, still a question
+        # "what do I short them with": short, still a question; so is a condition asked of the part before it
+        # ("what link for a 25? AND IF IT BLOWS?": the step for a link that blows, or "no procedure" for it)
+        asked = (bool(_ASKS.match(p)) or bool(_CONDITION_ASKED.match(p))) and bool(terms(p))
         if parts and len(terms(p)) < 2 and not asked:
             parts[-1] = f"{parts[-1]} {p}"
         else:
@@ -527,8 +540,11 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     s_best, f_best, bi = scored[0]
     if q.wants_steps:  # "how do I <what a procedure is called>": that procedure's steps
         titled = [x for x in scored if c.units[x[2]].kind == "step" and x[1]["context_coverage"] >= 0.6]
+        named = next((x for x in titled if x[1]["context_coverage"] >= 0.999), None)
         if titled and titled[0][0] >= s_best - 0.1:
             s_best, f_best, bi = titled[0]
+        elif named is not None:
+            s_best, f_best, bi = named
     neighbour = next_unit(c.units, anchor[0], back=anchor[1]) if anchor and anchor[0] in c.index else None
     if neighbour is not None and not sequence_ask(q.text) <= (c.unit_terms[c.index[neighbour]] |
                                                               c.context[(neighbour.doc, neighbour.section)]):
@@ -562,8 +578,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
     asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
     in_range = asked - unsaid
-    unknown = sum(w for t, w in q.weights.items() if not c.known(t) and t not in in_range) / q.mass
     said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)] | in_range
+    unknown = sum(w for t, w in q.weights.items() if not c.known(t) and t not in in_range) / q.mass
     missed = [w for t, w in q.weights.items() if t not in said]
     features = {
         "coverage": round(min(1.5, f_best["coverage"]), 4), "unit_coverage": round(f_best["unit_coverage"], 4),
@@ -580,6 +596,11 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         **question_form(q.text),
     }
     return Selection(tuple(chosen), features, numbered=numbered is not None, also=also)
+
+
+def said_by_lexicon(q: Query, said: set[str] | frozenset[str]) -> frozenset[str]:
+    """The question's field terms whose procedure words (the lexicon's) ``said`` holds: "hang" where "install" is."""
+    return frozenset().union(*(f for f, p in q.mapped if p and p <= said))
 
 
 def _names_the_table(q: Query, c: Corpus, row: UnitRef) -> bool:

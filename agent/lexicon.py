@@ -63,6 +63,19 @@ class Lexicon:
                 low = pattern.sub(" ", low)
         return f"{text} {' '.join(extra)}" if extra else text
 
+    def mappings(self, text: str) -> list[tuple[str, str]]:
+        """Per field phrase ``expand`` maps in ``text``: the words only that phrase says, and the procedure phrase
+        it adds ("how do I hang grounds" -> ("hang", "install"), ("grounds", "protective grounds"))."""
+        low, found = text.lower(), []
+        for field, proc in self.terms:
+            pattern = _pattern(field)
+            if pattern.search(low):
+                rest = pattern.sub(" ", low)
+                gone = [w for w in dict.fromkeys(re.findall(r"[\w'-]+", low)) if w not in re.findall(r"[\w'-]+", rest)]
+                found.append((" ".join(gone), proc))
+                low = rest
+        return found
+
     def vocabulary(self, limit: int = 40) -> list[str]:
         """Trade words for speech recognition's prompt (``[vocabulary] words``; the user's file adds to them)."""
         return list(self.words[:limit])

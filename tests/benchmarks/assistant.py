@@ -13,6 +13,8 @@ intent classifier, fit the answerability model or choose a threshold):
   base's words (``agent/spelling.py``) and without it;
 * said with a remark first: the same questions after a remark (seeded, one of six never used in tuning: "sorry
   it's loud here," ...), answered with a weak reading read again without its first clauses and without;
+* follow-ups in a conversation (``tests/data/assistant/followups.jsonl``, split "heldout": "how do I inspect my
+  gloves" then "what if one fails?"), read with the question they follow and read alone (the former reading);
 * kept from before: bare llama-cpp-python tokens/s and TTFT on the reference's prompts, in its own process,
   and TTFT with the prompt prefix reused vs. evaluated cold.
 
@@ -47,6 +49,7 @@ from linecrew.shared.llm import LlmConfig, LocalLLM, chat_prompt  # noqa: E402
 from tests.helpers.stats import pct  # noqa: E402
 
 QA = REPO / "tests" / "data" / "assistant" / "qa.jsonl"
+FOLLOWUPS = QA.with_name("followups.jsonl")
 
 
 def _assistant(tmp: Path, name: str, llm: LocalLLM, config: AssistantConfig) -> Assistant:
@@ -133,6 +136,13 @@ def main() -> None:
     said_whole = _measure(grounded, remarked)
     grounded.answerer.reread = True
 
+    # follow-ups asked after the question they lean on, read with it and alone
+    follow = load_cases(FOLLOWUPS, split="heldout")
+    conversed = _measure(grounded, follow)
+    grounded.answerer.converse = False
+    alone = _measure(grounded, follow)
+    grounded.answerer.converse = True
+
     reference = _assistant(tmp, "generate", llm, AssistantConfig(intent_mode="rules", answer_mode="generate"))
     ref = _measure(reference, qa + intents)
 
@@ -184,6 +194,8 @@ def main() -> None:
                         "without_correction": {k: typed_raw[k] for k in _SLIP_KEYS}},
         "said_with_a_remark": {"cases": len(remarked), **{k: said[k] for k in (*_SLIP_KEYS, "intent_accuracy")},
                                "read_whole_only": {k: said_whole[k] for k in (*_SLIP_KEYS, "intent_accuracy")}},
+        "follow_ups": {"cases": len(follow), **{k: conversed[k] for k in _SLIP_KEYS},
+                       "read_alone": {k: alone[k] for k in _SLIP_KEYS}},
         "answerability_curve_heldout": reliability(probs, labels),
         "intent_classifier_train_s": round(train_s, 2),
         "tokens_per_s_through_assistant": round(statistics.median(tps), 1) if tps else None,

@@ -5,6 +5,7 @@ if it is ever asked: a grounded answer needs none."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from linecrew.agent import grounding
 from linecrew.agent.assistant import Assistant, JobContext, request_stats
 from linecrew.agent.documents import load
 from linecrew.agent.errors import DocumentError, KnowledgeError
-from linecrew.agent.evaluation import Case, judge, load_cases
+from linecrew.agent.evaluation import Case, evaluate, judge, load_cases
 from linecrew.agent.intents import classify
 from linecrew.agent.knowledge import UnitRef
 from linecrew.agent.lexicon import Lexicon
@@ -132,6 +133,22 @@ def test_a_labelled_set_reads_a_single_fact_whole_and_refuses_an_answerable_flag
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "tag?", "answerable": "no"}\n', encoding="utf-8")
     with pytest.raises(KnowledgeError, match=r"bad\.jsonl:1"):
+        load_cases(bad)
+
+
+def test_a_follow_up_case_is_asked_after_its_earlier_turns_in_one_conversation(assistant: Assistant,
+                                                                               tmp_path: Path) -> None:
+    cases = tmp_path / "followups.jsonl"
+    cases.write_text('{"after": ["how do I inspect my gloves"], "question": "what if one fails?", '
+                     '"facts": ["taken out of service at once"], "source": "rubber-gloves.md", "answerable": true}\n',
+                     encoding="utf-8")
+    (case,) = load_cases(cases)
+    assert case.after == ("how do I inspect my gloves",)
+    assert evaluate(assistant, [case])["answer_accuracy"] == 1.0
+    assert evaluate(assistant, [replace(case, after=())])["answer_accuracy"] == 0.0  # alone it follows nothing
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "what if one fails?", "after": "how do I inspect my gloves"}\n', encoding="utf-8")
+    with pytest.raises(KnowledgeError, match="after must be a list"):
         load_cases(bad)
 
 
@@ -586,6 +603,52 @@ def test_a_follow_up_said_any_usual_way_gets_the_next_step(follow: str, assistan
     assert r.grounded and r.citations == ["capacitor-bank.md#before-work-on-a-capacitor-bank:step-3"]
 
 
+@pytest.mark.parametrize(("first", "follow", "said"), [
+    ("how do I inspect my gloves", "what if one fails?", "taken out of service at once"),
+    ("how do I re-fuse a cutout", "what do I wear for it?", "rubber gloves and sleeves"),
+    ("how do I hang grounds", "which phase first?", "nearest phase first"),
+])
+def test_a_follow_up_is_read_with_the_question_it_follows(first: str, follow: str, said: str,
+                                                          assistant: Assistant) -> None:
+    """Read alone, "what if one fails?" is close in meaning to nothing and was "no procedure"; "what do I wear for
+    it?" (no "what if" or "and" before it) was not taken for a follow-up at all and answered from another
+    procedure."""
+    assert not assistant.ask(first).abstained
+    r = assistant.ask(follow)
+    assert not r.abstained and said in r.answer.lower()
+
+
+def test_a_follow_up_no_procedure_covers_is_still_no_procedure(assistant: Assistant) -> None:
+    assistant.ask("how do I inspect my gloves")
+    assert assistant.ask("and what brand should I buy?").abstained
+
+
+def test_the_conversation_keeps_the_question_a_follow_up_is_read_with(assistant: Assistant) -> None:
+    """The focus is stored between turns (typed and spoken turns share it): the question goes with it."""
+    assistant.ask("how do I inspect my gloves")
+    focus = assistant.focus()
+    assert focus is not None and focus.question == "how do I inspect my gloves"
+
+
+def test_a_follow_up_naming_only_the_step_gets_the_step_after_it(assistant: Assistant) -> None:
+    assert grounding.sequence_of("and after the critical customers?") == ("the critical customers", False)
+    assistant.ask("what's the storm restoration order")
+    r = assistant.ask("and after the critical customers?")
+    assert "Feeder backbones" in r.answer
+
+
+@pytest.mark.parametrize(("question", "section"), [
+    ("how do I reconnect a service drop", "service-drop-reconnection.md#"),
+    ("how do I hang grounds", "protective-grounding.md#installing-grounds"),
+])
+def test_a_how_to_naming_a_procedure_gets_its_steps(question: str, section: str, assistant: Assistant) -> None:
+    """The procedure's title says every word ("reconnect a service drop") or the lexicon's word for one ("HANG
+    grounds": install): its steps, not its "Never" list, and not "no procedure"."""
+    r = assistant.ask(question)
+    assert not r.abstained and len(r.citations) >= 2
+    assert all(c.startswith(section) and ":step-" in c for c in r.citations if ":warning-" not in c)
+
+
 @pytest.mark.parametrize("asked", ["what's next after the tester", "now what do I check on the meter"])
 def test_a_follow_up_with_a_subject_of_its_own_is_a_question(asked: str) -> None:
     from linecrew.agent.answering import _NEXT
@@ -755,6 +818,16 @@ def test_a_multi_part_question_answers_each_part(assistant: Assistant) -> None:
         "how long before I can touch the caps", "what do I short them with"]
     r = assistant.ask("how long before I can touch the caps and what do I short them with")
     assert "at least 5 minutes" in r.answer and "grounding stick" in r.answer and not r.abstained
+
+
+def test_a_condition_asked_after_a_question_is_a_part_of_its_own(assistant: Assistant) -> None:
+    """ "what link for a 25? and if it blows?" read as one part said the link and dropped the second question: each
+    part is answered or said to be unanswered."""
+    assert grounding.split_parts("what link for a 25? and if it blows?") == ["what link for a 25", "and if it blows"]
+    assert grounding.split_parts("what if the oil is low") == ["what if the oil is low"]
+    r = assistant.ask("what fuse link for a 25 kva? and if it blows again?")
+    assert "3T" in r.answer
+    assert "do not re-fuse a second time" in r.answer or 'I have no procedure for "and if it blows again"' in r.answer
 
 
 @pytest.mark.parametrize(("said", "parts"), [
