@@ -44,6 +44,11 @@ def read_back(intent: str, slots: dict[str, Any], text: str, job_id: str | None,
         status, reason = slots["status"], slots.get("reason")
         words = {"on_site": "on site", "done": "done", "blocked": "blocked"}.get(status, status)
         why = f" because {reason}" if reason else ""
+        if not job_id:  # a status for no job changes nothing at dispatch: what was said goes as a note instead
+            note = text or f"{words}{why}"
+            return PendingAction("log_note", {"text": note, "job_id": None},
+                                 f'No job is set on this device, so none can be marked {words}. Save "{note}" as a '
+                                 f"note for dispatch?", now)
         return PendingAction(intent, {"job_id": job_id, "status": status, "reason": reason},
                              f"Mark {job} as {words}{why} and tell dispatch?", now)
     items = list(slots.get("items") or [])

@@ -40,7 +40,11 @@ def test_cli_commands_go_through_the_running_agent(server: object, tmp_path: Pat
         after = json.loads(_cli("agent", "ask", "--config", str(cfg), "--json", "and after that?").stdout)
         assert after["grounded"] and after["citations"][0].startswith("protective-grounding.md#installing-grounds")
         read_back = json.loads(_cli("agent", "ask", "--config", str(cfg), "--json", "we're on site").stdout)
-        assert read_back["needs_confirmation"]
+        assert read_back["needs_confirmation"] and read_back["answer"].startswith("No job is set on this device")
+        assert _cli("agent", "confirm", "--no", "--config", str(cfg), "--json").returncode == 0
+        assert _cli("agent", "job", "set", "--config", str(cfg), "--title", "Replace blown fuse", "J-9").returncode == 0
+        read_back = json.loads(_cli("agent", "ask", "--config", str(cfg), "--json", "we're on site").stdout)
+        assert read_back["needs_confirmation"] and "job J-9" in read_back["answer"]
         done = json.loads(_cli("agent", "confirm", "--config", str(cfg), "--json").stdout)
         assert done["actions"] == ["job status on_site queued"]
         note = _cli("agent", "note", "--config", str(cfg), "pole 9 guy is slack")

@@ -35,6 +35,15 @@ def test_read_backs_say_what_will_be_sent() -> None:
                                                                                   "job_id": "J-2"}
 
 
+def test_a_status_with_no_job_set_is_offered_as_a_note_not_queued_as_a_status() -> None:
+    """The server drops a status that names no job: "Done: job (none set) is done; dispatch is told" told nobody."""
+    said = "we're done on the pad mount, job complete"
+    p = read_back("job_status", {"status": "done"}, said, None, 0)
+    assert p.intent == "log_note" and p.payload == {"text": said, "job_id": None}
+    assert p.readback == ('No job is set on this device, so none can be marked done. '
+                          f'Save "{said}" as a note for dispatch?')
+
+
 class _NoModel:
     """No weights here: any question is answered from retrieval alone (actions never reach the model)."""
 

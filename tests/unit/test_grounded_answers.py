@@ -577,6 +577,7 @@ def test_a_person_hurt_still_escalates_at_once_even_asked_as_a_question(assistan
 
 
 def test_a_remark_is_read_back_and_queued_only_after_a_yes(assistant: Assistant) -> None:
+    assistant.set_job(JobContext("J-7", "Replace blown fuse", "pole 4471", ""))
     r = assistant.ask("we're on site")
     assert r.intent == "job_status" and r.needs_confirmation and _queued(assistant) == 0
     assert assistant.confirm(True).actions == ["job status on_site queued"] and _queued(assistant) == 1
