@@ -30,7 +30,7 @@ from linecrew.agent import grounding, walkthrough
 from linecrew.agent.answering import ABSTAIN, Answerer, Focus, Grounded
 from linecrew.agent.breaker import CircuitBreaker
 from linecrew.agent.commands import REPEAT, match
-from linecrew.agent.confirm import ACTION_INTENTS, PendingAction, answer_to_prompt, read_back
+from linecrew.agent.confirm import ACTION_INTENTS, PendingAction, answer_to_prompt, bare_answer, read_back
 from linecrew.agent.intents import (
     _SAFETY,
     GRAMMAR,
@@ -284,6 +284,12 @@ class Assistant:
             return walked
         if match(text, _AGAIN, max_words=7):
             return self._again(rid, started, on_token)
+        bare = bare_answer(text) if pending is None else None
+        if bare is not None:  # a yes or a no with nothing read back: not a question, not a note "no"
+            reply = self._new_reply(rid, Intent("other", 1.0, source="guard"), Route("local", "nothing to answer"))
+            reply.answer = "Nothing is waiting for a yes." if bare else "Nothing to cancel."
+            self._say(reply, reply.answer, started, on_token)
+            return self._finish(reply, started, None)
         intent = self._classify(text)
         # the job's own details, or a job without a procedure title; with no job set, "why do we ground both sides
         # of the job" is still a procedure question

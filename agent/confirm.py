@@ -56,6 +56,18 @@ def read_back(intent: str, slots: dict[str, Any], text: str, job_id: str | None,
     return PendingAction(intent, {"job_id": job_id, "items": items}, f"Request {listing} for {job}?", now)
 
 
+# the whole utterance a yes or a no and nothing else ("yes", "cancel that", "go ahead"): with nothing read back, it
+# answers nothing (it was heard as a question, or saved as a note "no")
+_BARE = re.compile(r"^(?:(?P<yes>yes|yeah|yep|yup|do it|go ahead|confirm(?:ed)?)|"
+                   r"(?P<no>no|nope|nah|cancel(?: (?:that|it))?|never ?mind|scratch that))(?: please| thanks)?$")
+
+
+def bare_answer(text: str) -> bool | None:
+    """True for an utterance that is only a yes, False for only a no, None otherwise."""
+    m = _BARE.match(" ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split()))
+    return None if m is None else m["yes"] is not None
+
+
 def answer_to_prompt(text: str) -> bool | None:
     """True for a yes, False for a no, None for anything else (a new request; the action stays pending)."""
     said = match(text, {"no": _NO, "yes": _YES}, max_words=5)  # a no first: "no, don't do it"

@@ -76,6 +76,24 @@ def test_a_status_is_queued_only_after_a_yes(assistant: Assistant) -> None:
     assert assistant.ask("yes").intent != "confirm", "a second yes confirms nothing"
 
 
+@pytest.mark.parametrize(("said", "answer"), [("yes", "Nothing is waiting for a yes."), ("go ahead", "Nothing is "
+                                               "waiting for a yes."), ("no", "Nothing to cancel."),
+                                               ("cancel that", "Nothing to cancel.")])
+def test_a_yes_or_a_no_with_nothing_read_back_answers_nothing(said: str, answer: str, assistant: Assistant) -> None:
+    """A yes heard as a question was offered to an expert (another yes escalated "yes"); a no was read back as a note
+    "no"."""
+    r = assistant.ask(said)
+    assert r.answer == answer and not r.needs_confirmation and assistant.pending() is None
+    assert assistant.store.outbox.depth() == 0
+
+
+@pytest.mark.parametrize(("said", "bare"), [("yes", True), ("yep please", True), ("nope", False),
+                                            ("never mind", False), ("no voltage on the line", None),
+                                            ("yes the jaws are burnt, what do I check", None), ("ok", None)])
+def test_only_a_whole_utterance_of_yes_or_no_is_a_bare_answer(said: str, bare: bool | None) -> None:
+    assert confirm.bare_answer(said) is bare
+
+
 def test_a_no_cancels_and_a_key_press_confirms(assistant: Assistant) -> None:
     assistant.ask("I need two fuse cutouts and one insulator")
     assert assistant.ask("no, cancel").answer.startswith("Cancelled") and assistant.store.outbox.depth() == 0
