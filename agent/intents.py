@@ -64,8 +64,12 @@ _HARD_EMERGENCY = re.compile(
 _SAFETY = re.compile(
     r"\b(fire|smok\w*|injur\w*|hurt|bleed\w*|unconscious|not breathing|can'?t breathe|collapsed|electrocut\w*|"
     r"shocked|got a shock|arc flash|burn(ed|t|s|ing)?|emergency|911|man down|live (wire|line|conductor)s?|"
-    r"wire(s)? (is |are )?down|downed (live )?(wire|line|conductor)s?|explosion|exploded|(hit|struck) by|crushed|"
+    r"(wire|line|conductor|primary|neutral|drop)s?('s| is| are)? down(?! for\b)|downed (live )?(wire|line|conductor)s?|"
+    r"explosion|exploded|(hit|struck) by|crushed|"
     r"pinned|trapped|fell|fallen)\b", re.I)
+# a line the crew took down on purpose is work, not a hazard
+_TAKEN_DOWN = re.compile(r"\b(took|take|taking|taken|bring|brought|put|pull(ed)?|lower(ed)?) (the |that |our |a )?"
+                         r"(wire|line|conductor|primary|neutral|drop)s? down\b", re.I)
 _ESCALATE = re.compile(
     r"\b(talk|speak) (to|with) (an? )?(expert|engineer|supervisor|specialist|human|person)|"
     r"\b(connect|put) me (through )?(to|with)|\bescalate\b|\bsecond opinion\b|"
@@ -295,8 +299,8 @@ def _classify(t: str, classifier: IntentClassifier | None) -> Intent:
     for name, p in ranked:
         if question and name in (*ACTIONS, "safety_emergency"):
             continue  # a question is answered, never turned into an action or an alarm
-        if name == "safety_emergency" and not _SAFETY.search(_ARC_FLASH_GEAR.sub("", t)):
-            continue  # an emergency names a hazard: "next" is not one, whatever the classifier leans to
+        if name == "safety_emergency" and (not _SAFETY.search(_ARC_FLASH_GEAR.sub("", t)) or _TAKEN_DOWN.search(t)):
+            continue  # an emergency names a hazard: "next" is not one, nor "we took the line down for the splice"
         if name == "escalate_to_expert" and not _ASKS_FOR_A_PERSON.search(t):
             continue  # an escalation asks for a person ("walk me through this job" asks for none)
         slots = slots_for(name, t)

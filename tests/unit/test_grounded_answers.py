@@ -558,6 +558,19 @@ def test_a_hazard_told_in_other_words_is_still_an_emergency(said: str) -> None:
     assert classify(said).name == "safety_emergency"
 
 
+@pytest.mark.parametrize("said", ["smoke's coming out of the cutout", "there's a primary down across the driveway",
+                                  "transformer is spitting oil and smoking", "the neutral is down on the sidewalk"])
+def test_a_smoking_unit_or_a_line_down_is_an_emergency(said: str) -> None:
+    """ "there's smoke coming off the transformer" was answered from the re-fusing procedure and "the line's down
+    across the road" read back as a note; none of these is in the labelled set."""
+    assert classify(said).name == "safety_emergency"
+
+
+@pytest.mark.parametrize("said", ["we took the line down for the splice", "the line is down for maintenance until 3"])
+def test_a_line_taken_down_for_work_is_no_emergency(said: str) -> None:
+    assert classify(said).name != "safety_emergency"
+
+
 @pytest.mark.parametrize("said", ["im hurt", "I'm hurt bad", "i am injured", "I cut my hand on the crossarm",
                                   "I burned my arm on the tank"])
 def test_the_technician_hurt_is_an_emergency_however_typed(said: str) -> None:
