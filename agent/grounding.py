@@ -234,8 +234,8 @@ class Query:
     focus: tuple[frozenset[str], ...] = ()
     wants_end: str = ""  # "first" / "last": the first or last step of the procedure the question is about
     step_number: int = 0  # "what's step 3 of lockout", "what comes after step 2": that numbered step (3)
-    # terms only the lexicon's field phrases hold ("HANG grounds"): the procedure's words the lexicon added for them
-    # ("install") stand in for them, so they count neither as unknown nor as missed
+    # terms only the lexicon's field phrases hold ("HANG grounds"): where a question names a whole procedure, the
+    # procedure's words the lexicon added for them ("install") stand in for them (``said_by_lexicon``)
     mapped: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()  # (field terms, procedure terms) per phrase
 
     @property
@@ -578,8 +578,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
     # a figure the chosen text covers by a range ("138 kV" in "50 kV to 200 kV") is said, though not word for word
     asked, unsaid = set(spec_figures(q.text)), set(figures_unsaid(q.text, chosen))
     in_range = asked - unsaid
-    said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)] | in_range
     unknown = sum(w for t, w in q.weights.items() if not c.known(t) and t not in in_range) / q.mass
+    said = set().union(*(c.unit_terms[c.index[u]] for u in chosen)) | c.context[(best.doc, best.section)] | in_range
     missed = [w for t, w in q.weights.items() if t not in said]
     features = {
         "coverage": round(min(1.5, f_best["coverage"]), 4), "unit_coverage": round(f_best["unit_coverage"], 4),

@@ -54,13 +54,7 @@ class Lexicon:
         """The text with the procedure phrase appended for every field phrase it contains; a phrase of several
         words matches with its first word inflected ("comes off", "hooked up", "writing down") and its last made
         plural ("meter bases")."""
-        low = text.lower()
-        extra = []
-        for field, proc in self.terms:
-            pattern = _pattern(field)
-            if pattern.search(low):
-                extra.append(proc)
-                low = pattern.sub(" ", low)
+        extra = [proc for _, proc in self.mappings(text)]
         return f"{text} {' '.join(extra)}" if extra else text
 
     def mappings(self, text: str) -> list[tuple[str, str]]:
@@ -71,7 +65,8 @@ class Lexicon:
             pattern = _pattern(field)
             if pattern.search(low):
                 rest = pattern.sub(" ", low)
-                gone = [w for w in dict.fromkeys(re.findall(r"[\w'-]+", low)) if w not in re.findall(r"[\w'-]+", rest)]
+                kept = set(re.findall(r"[\w'-]+", rest))
+                gone = [w for w in dict.fromkeys(re.findall(r"[\w'-]+", low)) if w not in kept]
                 found.append((" ".join(gone), proc))
                 low = rest
         return found
