@@ -217,7 +217,8 @@ class Answerer:
     def _read(self, question: str, focus: Focus | None, follow: bool, within: str | None,
               unseen: str | None = None, *, alone: bool = False) -> PartAnswer:
         c = self.corpus
-        expanded = self.kb.lexicon.expand(question)
+        mapped = self.kb.lexicon.mappings(question)  # one pass over the lexicon's phrases for both
+        expanded = self.kb.lexicon.expand(question, mapped)
         leans = self.converse and bool(_LEANS.search(question))
         follow = focus is not None and (follow or bool(_FOLLOW.search(question)) or leans)
         # a follow-up's meaning is read with the question it follows: "what if one fails?" alone is close to nothing
@@ -225,7 +226,7 @@ class Answerer:
                    and not alone else question)
         q = grounding.analyse(question, expanded, c, carry=focus.weights if follow and focus else None,
                               expand=self.kb.lexicon.expand,
-                              mapped=self.kb.lexicon.mappings(question))
+                              mapped=mapped)
         fts = self._sections(expanded)
         prefer = (focus.doc, focus.section) if focus and follow else None
         seq = grounding.sequence_of(question)

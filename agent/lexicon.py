@@ -50,11 +50,11 @@ class Lexicon:
     def for_device(cls, data_dir: Path | None) -> Lexicon:
         return cls.load(data_dir / USER_FILE) if data_dir else cls.load()
 
-    def expand(self, text: str) -> str:
+    def expand(self, text: str, mappings: list[tuple[str, str]] | None = None) -> str:
         """The text with the procedure phrase appended for every field phrase it contains; a phrase of several
         words matches with its first word inflected ("comes off", "hooked up", "writing down") and its last made
-        plural ("meter bases")."""
-        extra = [proc for _, proc in self.mappings(text)]
+        plural ("meter bases"). ``mappings``: ``self.mappings(text)`` when the caller has them already."""
+        extra = [proc for _, proc in (self.mappings(text) if mappings is None else mappings)]
         return f"{text} {' '.join(extra)}" if extra else text
 
     def mappings(self, text: str) -> list[tuple[str, str]]:
