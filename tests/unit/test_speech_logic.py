@@ -15,6 +15,7 @@ from linecrew.agent.speech import (
     SpeechConfig,
     StreamingRecognizer,
     agreed_prefix,
+    vocabulary_prompt,
 )
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
@@ -144,3 +145,21 @@ def test_a_final_whose_whole_reading_is_empty_keeps_the_committed_words() -> Non
     committed = [e for e in events if isinstance(e, Partial)][-1].committed
     final = next(e for e in events if isinstance(e, Final))
     assert committed and final.text.startswith(committed)
+
+
+class WordTokenizer:
+    """Whisper's tokenizer as the prompt uses it: a token per word, and the previous-text marker."""
+
+    sot_prev = -1
+
+    def encode(self, text: str) -> list[str]:
+        return text.split()
+
+
+def test_the_recognition_prompt_leaves_hyphenated_phrases_to_the_correction_pass() -> None:
+    """Whisper copies the prompt's style: with "live-dead-live" in it, it wrote whole utterances as hyphen chains."""
+    prompt = vocabulary_prompt(WordTokenizer(), ("recloser", "live-dead-live", "pole pig", "re-fuse"))
+    assert prompt[0] == WordTokenizer.sot_prev
+    assert " ".join(map(str, prompt[1:])) == "recloser, pole pig."
+    assert vocabulary_prompt(WordTokenizer(), ("re-fuse",)) == []
+    assert vocabulary_prompt(WordTokenizer(), ()) == []
