@@ -86,6 +86,8 @@ def test_the_lexicon_widens_field_words_and_a_user_file_extends_it(tmp_path: Pat
     ("he jotted down the counter", "record"),
     ("putting on the grounds", "install"),
     ("two meter bases were pulled", "meter socket"),
+    ("who takes my lock off if I go home sick", "worker is missing"),  # "went home" was there, "go home" was not
+    ("a guy goes home with his lock on", "worker is missing"),
 ])
 def test_a_lexicon_phrase_matches_its_verb_inflected_and_its_noun_plural(said: str, widened: str) -> None:
     assert widened in Lexicon.load().expand(said)
