@@ -858,6 +858,12 @@ def covering_rows(question: str, rows: Sequence[UnitRef]) -> list[UnitRef]:
     return held
 
 
+# a split-phase service as the trade writes it: "120/240 V" is 120 V to neutral and 240 V leg to leg; "a 240 volt
+# socket" is that service (its leg-to-leg figure names it), "a 120 volt socket" may be another (a two-wire 120 V
+# service): only the second figure counts as said. "2/0" alone is a cable size.
+_SERVICE_PAIR = re.compile(r"\b(\d+)/(\d+)\s*(?:v|volts?)\b", re.I)
+
+
 def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
     """The figures of a specification the question names ("a 75 kVA can", "class 5 gloves", "a 500 kV line")
     that the chosen text neither names nor falls within a span of ("50 kV to 200 kV", "up to 50 kV", a row's
@@ -869,7 +875,7 @@ def figures_unsaid(question: str, chosen: Sequence[UnitRef]) -> list[str]:
     # a heading states what its table or steps are for ("Fuse link sizes for 7.2 kV single-phase transformers"):
     # a question naming that figure, as written or in another unit ("at 7200 volts"), names what the text is for
     headings = " ".join(dict.fromkeys(u.heading for u in chosen))
-    said = numbers(text) | numbers(headings)
+    said = numbers(text) | numbers(headings) | {m[2] for m in _SERVICE_PAIR.finditer(text)}
     scope = [(dim, v) for _, dim, v in quantities(headings)]
     with_unit = {fig: (dim, v) for fig, dim, v in quantities(question)}
     # a table row answers only the values its span holds; a rule that states a span of the quantity ("should read

@@ -232,6 +232,13 @@ def test_figures_unsaid_reads_ranges_and_rows() -> None:
     assert grounding.figures_unsaid("check the oil at 12 Birch Lane", [unit("Read the sight gauge.")]) == []
     assert grounding.figures_unsaid("pole 1234 leans, can I climb?", [unit("Do not climb a leaning pole.")]) == []
     assert grounding.figures_unsaid("what form for a 2S meter", [unit("form 2S for standard 120/240 V")]) == []
+    # a 120/240 V service is the 240 V socket a technician names; a 120 V or a 480 V one is not said
+    service = [unit("Check the meter's form (form 2S for standard 120/240 V).")]
+    assert grounding.figures_unsaid("what form meter goes in a 240 volt socket", service) == []
+    assert grounding.figures_unsaid("what form meter goes in a 480 volt socket", service) == ["480"]
+    assert grounding.figures_unsaid("what form meter for 120 volts", service) == ["120"]
+    assert grounding.figures_unsaid("what size cable for 240 volts", [unit("The minimum size is 2/0 copper.")]) == [
+        "240"]
 
 
 def test_a_figure_the_heading_states_the_text_for_is_said() -> None:
