@@ -96,6 +96,10 @@ _WHOLE = re.compile(r"^\s*(what are |what're |read me |tell me |give me )?(the )
 _JOB_DETAILS = re.compile(
     r"\b(where|address|location|located|directions|what job|which job|job (number|id|details)|details|customer)\b|"
     r"^\s*what('s| is) (this|the|my|our|current) (job|work order|ticket)( about)?\s*\??\s*$", re.I)
+# a question about the job's status ("is this job done?", "what's the status of the job"): what this device has
+# told dispatch, not a procedure's steps (which "is this job done" was answered with)
+_JOB_STATUS = re.compile(r"^\s*(is|was|has|have|did)\b.*\b(job|work order|ticket)\b.*\b(done|finished|complete|"
+                         r"completed|closed|marked)\b|\bstatus\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,8 @@ class Assistant:
             reply.answer = f"Saved. It syncs to the server {when}."
         elif pending.intent == "job_status":
             self.store.outbox.put("job_status", p, peer=SERVER_PEER, stream=Stream.JOBS)
+            if p.get("job_id"):  # what "is this job done?" is answered with
+                self.store.put(f"job_status:{p['job_id']}", {"status": p["status"], "at": time.time()})
             reply.actions.append(f"job status {p['status']} queued")
             reply.answer = f"Done: job {p.get('job_id') or '(none set)'} is {p['status']}; dispatch is told {when}."
         else:
@@ -294,9 +300,9 @@ class Assistant:
         # the job's own details, or a job without a procedure title; with no job set, "why do we ground both sides
         # of the job" is still a procedure question
         if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and (
-                _JOB_DETAILS.search(text) or (job is not None and not job.title)):
+                _JOB_DETAILS.search(text) or _JOB_STATUS.search(text) or (job is not None and not job.title)):
             reply = self._new_reply(rid, intent, Route("local", "answered from the current job"))
-            self._answer_job(job, reply, started, on_token)
+            self._answer_job(job, reply, started, on_token, status=bool(_JOB_STATUS.search(text)))
             return self._finish(reply, started, None)
         about = None
         if intent.name == "procedure_question" and job is not None and job.title and _JOB_QUESTION.search(text):
@@ -387,13 +393,21 @@ class Assistant:
         return classify(text)
 
     def _answer_job(self, job: JobContext | None, reply: Reply, started: float,
-                    on_token: Callable[[str], None] | None) -> None:
+                    on_token: Callable[[str], None] | None, *, status: bool = False) -> None:
+        """The job's details; ``status``: and the status this device last gave it (a confirmed job status)."""
         reply.grounded = True
         if job is None:
             reply.answer = "No job is set on this device. Dispatch sends it, or set it with: linecrew agent job set."
         else:
             reply.answer = job.describe() + "."
             reply.citations = [f"job:{job.job_id}"]
+            if status:
+                said = self.store.get(f"job_status:{job.job_id}")
+                if isinstance(said, dict):
+                    at = time.strftime("%H:%M", time.localtime(float(said["at"])))
+                    reply.answer += f" Marked {str(said['status']).replace('_', ' ')} on this device at {at}."
+                else:
+                    reply.answer += " It has not been marked done on this device."
         self._say(reply, reply.answer, started, on_token)
 
     def _say(self, reply: Reply, piece: str, started: float, on_token: Callable[[str], None] | None) -> None:

@@ -778,6 +778,19 @@ def test_a_question_about_this_job_is_answered_from_the_job(assistant: Assistant
     assert "12 Birch Lane" in r.answer and r.citations == ["job:J-42"] and r.grounded
 
 
+def test_is_this_job_done_is_answered_with_the_status_this_device_gave_it(assistant: Assistant) -> None:
+    """"is this job done?" was answered with the meter procedure's steps."""
+    assistant.set_job(JobContext("J-7", "Replace meter", "44 Oak Ave"))
+    before = assistant.ask("is this job done?")
+    assert before.citations == ["job:J-7"] and "not been marked done" in before.answer
+    assert assistant.ask("I'm done with the meter, closing out the job").needs_confirmation
+    assistant.ask("yes")
+    after = assistant.ask("what's the status of this job?")
+    assert after.citations == ["job:J-7"] and "Marked done on this device" in after.answer
+    # a procedure question that says "done" is still asked of the procedure
+    assert assistant.ask("what do I check before this job is done?").citations[0].startswith("meter-replacement.md#")
+
+
 def test_the_word_job_in_a_procedure_question_with_no_job_set_is_answered_from_the_procedures(
         assistant: Assistant) -> None:
     r = assistant.ask("why do we ground both sides of the job")
