@@ -123,9 +123,17 @@ class Intent:
     source: str = "classifier"
 
 
+# asked of the device to act, as a question: "can you order a new meter seal?", "could you mark this job done?" (a
+# recogniser writes the question mark): a request, read back and done only after a yes like any other
+_ASKED_TO_ACT = re.compile(r"^\s*(can|could|would|will) you (please |just )?(order|send|request|bring|mark|note|log|"
+                           r"save|add|let dispatch know)\b", re.I)
+
+
 def is_question(text: str) -> bool:
-    """Asked, not told: a question mark, a question word up front, or "…, what do I…" after a remark."""
-    return bool(_QUESTION.search(text.strip()))
+    """Asked, not told: a question mark, a question word up front, or "…, what do I…" after a remark; not a
+    request for the device to act put as a question."""
+    t = text.strip()
+    return not _ASKED_TO_ACT.match(t) and bool(_QUESTION.search(t))
 
 
 MAX_QUANTITY = 10_000  # shared.protocol.PartItem takes 1 to 10,000
@@ -225,7 +233,8 @@ def slots_for(name: str, text: str) -> dict[str, Any] | None:
 def _plain(text: str) -> str:
     """As the classifier reads an utterance: without hesitations or a greeting ("um, hey, we're on um scene"),
     and contractions typed without the apostrophe with one ("im hurt", "whats the class")."""
-    return grounding.apostrophes(grounding.without_fillers(text.strip()))
+    t = grounding.apostrophes(grounding.without_fillers(text.strip()))
+    return t.rstrip(" ?") if _ASKED_TO_ACT.match(t) else t  # a request put as a question is read as a request
 
 
 def load_labelled(path: Path = LABELLED, *, split: str | None = None) -> list[tuple[str, str]]:
@@ -295,7 +304,8 @@ def _classify(t: str, classifier: IntentClassifier | None) -> Intent:
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
     question = is_question(t)
     if _NOTE.match(t) and not question:
-        return Intent("log_note", max(scores.get("log_note", 0.0), 0.9), slots_for("log_note", t) or {}, "guard")
+        return Intent("log_note", round(max(scores.get("log_note", 0.0), 0.9), 3), slots_for("log_note", t) or {},
+                      "guard")
     for name, p in ranked:
         if question and name in (*ACTIONS, "safety_emergency"):
             continue  # a question is answered, never turned into an action or an alarm

@@ -930,6 +930,24 @@ def test_a_polite_request_after_a_remark_is_a_request_not_a_question() -> None:
     assert classify("remind me to check the guy wire tomorrow").slots == {"text": "check the guy wire tomorrow"}
 
 
+@pytest.mark.parametrize(("said", "intent"), [("can you order a new meter seal?", "parts_request"),
+                                               ("could you send out two 8T links?", "parts_request"),
+                                               ("could you mark this job done?", "job_status"),
+                                               ("can you note that the customer wasn't home?", "log_note")])
+def test_a_request_put_as_a_question_is_read_back_and_waits_for_a_yes(said: str, intent: str,
+                                                                        assistant: Assistant) -> None:
+    """A recogniser writes "can you order a new meter seal?" with its question mark: it was answered with the meter
+    procedure's seal step; it is a request, read back like any other and queued only after a yes."""
+    assistant.set_job(JobContext("J-7", "Replace meter", "44 Oak Ave"))
+    r = assistant.ask(said)
+    assert (r.intent, r.needs_confirmation, _queued(assistant)) == (intent, True, 0)
+    assert "?" not in str(assistant.store.get("pending_action")["payload"])  # what is queued has no question mark
+    assistant.ask("no")
+    assert _queued(assistant) == 0
+    # asking the device to say something is still a question
+    assert assistant.ask("can you tell me the steps for lockout?").intent == "procedure_question"
+
+
 def test_a_close_runner_up_of_another_section_of_the_same_procedure_is_said_after_the_chosen_text() -> None:
     def unit(doc: str, heading: str, section: int, text: str) -> UnitRef:
         return UnitRef(doc, doc.upper(), heading, section, 1, "step", 1, 1, text)
