@@ -383,12 +383,14 @@ class Answerer:
 
     def procedure(self, name: str) -> tuple[str, int] | None:
         """The section with steps whose title and heading best match ``name`` ("installing grounds", "lockout
-        tagout"), or None when none is named well enough (at least half the words' weight)."""
+        tagout"), or None when none is named well enough (at least half the words' weight). Sections named equally
+        well: the best-ranked section's procedure (bm25), then its earlier section ("grounding" is the procedure's
+        installing steps, not its removing steps; "removing grounds" names those)."""
         c = self.corpus
         q = grounding.analyse(name, self.kb.lexicon.expand(name), c)
         if not q.weights:
             return None
-        fts = {(p.doc, p.section): 0 for p in self.kb.search(name, limit=1)}  # the best-ranked section
+        fts = {p.doc: 0 for p in self.kb.search(name, limit=1)}  # the best-ranked section's procedure
         steps: dict[tuple[str, int], int] = {}
         for u in c.units:
             if u.kind == "step":
@@ -399,7 +401,7 @@ class Answerer:
                 continue
             ctx = c.context[key]
             cov = sum(w for t, w in q.weights.items() if t in ctx) / q.mass
-            scored.append((round(cov, 3), -fts.get(key, 9), -key[1], key))  # a tie: ranked higher, then earlier
+            scored.append((round(cov, 3), -fts.get(key[0], 9), -key[1], key))  # a tie: ranked higher, then earlier
         if not scored:
             return None
         cov, _, _, key = max(scored)

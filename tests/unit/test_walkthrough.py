@@ -74,6 +74,18 @@ def test_walk_through_logs_each_done_step_and_survives_a_restart(tmp_path: Path)
     assert len(notes) == 6 and {n["job_id"] for n in notes} == {"J-7"}  # step 1 twice (back), then 2..5
 
 
+@pytest.mark.parametrize(("said", "section"), [("walk me through grounding", "installing-grounds"),
+                                               ("walk me through removing grounds", "removing-grounds"),
+                                               ("walk me through lockout", "steps"),
+                                               ("walk me through the lockout release", "release")])
+def test_a_procedure_named_without_a_section_is_walked_from_its_first_steps(said: str, section: str,
+                                                                             tmp_path: Path) -> None:
+    """"walk me through grounding" walked the removing steps: both sections named "grounding" equally well, and the
+    search ranked the removing section first."""
+    first = _assistant(tmp_path / "dev").ask(said)
+    assert first.intent == "walkthrough" and first.citations[0].split("#")[1].startswith(f"{section}:")
+
+
 def test_walking_through_something_with_no_procedure_is_an_honest_no(tmp_path: Path) -> None:
     a = _assistant(tmp_path / "dev")
     r = a.ask("walk me through baking a cake")
