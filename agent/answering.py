@@ -201,6 +201,8 @@ class Answerer:
         won't bring the bucket down, what now") leaves too few words without it. ``unseen``: a group of the
         question bank read as if never asked (fitting)."""
         question = self.normalised(question)
+        if self.converse and focus is not None and focus.question:  # "and what about 35 kV?": the question it
+            question = grounding.with_figure(focus.question, question) or question  # follows, with that figure
         best = self._read(question, focus, follow, within, unseen)
         if best.reading != question:  # a follow-up: read alone too ("how often do they get retested" needs nothing
             alone = self._read(question, focus, follow, within, unseen, alone=True)  # of the question before it)

@@ -815,6 +815,29 @@ def quantities(text: str) -> list[tuple[str, str, float]]:
     return out
 
 
+_NAMED_FIGURE = re.compile(r"\b(class|form|size|type|step|number|pole|phase)\s+\d", re.I)  # "and class 2?": no kV
+_FIGURE_LEAD = frozenset("and or so ok okay what how about for with on at in a an the if it's its is one".split())
+
+
+def with_figure(previous: str, follow_up: str) -> str | None:
+    """The question ``previous`` asked again with the figure a follow-up names and nothing more ("what class gloves
+    for 14.4 kV" + "and what about 35 kV?" -> "what class gloves for 35 kV"; "what fuse for a 25 kVA" + "and a
+    100?" -> "... a 100 kVA"): the previous question's one figure of the same quantity (or its one figure with a
+    unit, for a bare number) replaced. None when the follow-up says anything else or no figure matches."""
+    said = [m for m in _QUANTITY.finditer(previous) if m["n"]]
+    new = [m for m in _QUANTITY.finditer(follow_up) if m["n"]]
+    bare = [w for w in words(follow_up) if w[0].isdigit()]
+    units = {w for m in new for w in words(m["u"])}
+    other = set(words(follow_up)) - _FIGURE_LEAD - units - set(bare) - set(words(previous))
+    if len(said) != 1 or len(bare) != 1 or other or _NAMED_FIGURE.search(follow_up):
+        return None
+    old = said[0]
+    if new:
+        (_, dim, _), (_, was, _) = quantities(new[0][0])[0], quantities(old[0])[0]
+        return previous[:old.start()] + new[0][0] + previous[old.end():] if dim == was else None
+    return previous[:old.start("n")] + bare[0] + previous[old.end("n"):]
+
+
 def spans(unit: UnitRef) -> list[tuple[str, float, float]]:
     """The values of each quantity a table row stands for, in base units: the span it states ("50 kV to 200 kV",
     "up to 50 kV"), or, where the row gives a maximum ("Class 2: Maximum use voltage: 17,000 V"), up to it."""

@@ -626,6 +626,29 @@ def test_a_follow_up_said_any_usual_way_gets_the_next_step(follow: str, assistan
     assert r.grounded and r.citations == ["capacitor-bank.md#before-work-on-a-capacitor-bank:step-3"]
 
 
+@pytest.mark.parametrize(("previous", "follow", "asked"), [
+    ("what class gloves for 14.4 kV", "and what about 35 kV?", "what class gloves for 35 kV"),
+    ("what fuse goes in a 25 kVA", "and a 100?", "what fuse goes in a 100 kVA"),
+    ("what's the approach distance for a 25 kV line", "and for a 138 kV line?",
+     "what's the approach distance for a 138 kV line"),
+    ("what fuse goes in a 25 kVA", "and for 7.2 kV?", None),  # another quantity
+    ("what class gloves for 14.4 kV", "and class 2?", None),  # a class is not a voltage
+    ("what fuse goes in a 25 kVA", "what about 2 of them?", None),  # says more than a figure
+    ("what fuse goes in a 25 kVA", "and if it blows again?", None),
+])
+def test_a_follow_up_that_names_only_a_figure_asks_the_question_before_with_it(previous: str, follow: str,
+                                                                                asked: str | None) -> None:
+    assert grounding.with_figure(previous, follow) == asked
+
+
+def test_and_what_about_another_figure_is_answered_from_its_row(assistant: Assistant) -> None:
+    """"and what about 35 kV?" after the glove class for 14.4 kV was "no procedure" (0.51): read with the question
+    before it, two figures weighed against one row. A figure no row holds is still not answered."""
+    assert "Class 2" in assistant.ask("what class gloves for 14.4 kv").answer
+    assert "Class 4" in assistant.ask("and what about 35 kv?").answer
+    assert assistant.ask("and what about 40 kv?").abstained
+
+
 @pytest.mark.parametrize(("first", "follow", "said"), [
     ("how do I inspect my gloves", "what if one fails?", "taken out of service at once"),
     ("how do I re-fuse a cutout", "what do I wear for it?", "rubber gloves and sleeves"),
