@@ -99,7 +99,7 @@ _JOB_DETAILS = re.compile(
 # a question about the job's status ("is this job done?", "what's the status of the job"): what this device has
 # told dispatch, not a procedure's steps (which "is this job done" was answered with)
 _JOB_STATUS = re.compile(r"^\s*(is|was|has|have|did)\b.*\b(job|work order|ticket)\b.*\b(done|finished|complete|"
-                         r"completed|closed|marked)\b|\bstatus\b", re.I)
+                         r"completed|closed|marked)\b|\bstatus of\b|\b(job|work order|ticket)('s)? status\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -299,10 +299,11 @@ class Assistant:
         intent = self._classify(text)
         # the job's own details, or a job without a procedure title; with no job set, "why do we ground both sides
         # of the job" is still a procedure question
+        status = bool(_JOB_STATUS.search(text))
         if intent.name == "procedure_question" and _JOB_QUESTION.search(text) and (
-                _JOB_DETAILS.search(text) or _JOB_STATUS.search(text) or (job is not None and not job.title)):
+                _JOB_DETAILS.search(text) or status or (job is not None and not job.title)):
             reply = self._new_reply(rid, intent, Route("local", "answered from the current job"))
-            self._answer_job(job, reply, started, on_token, status=bool(_JOB_STATUS.search(text)))
+            self._answer_job(job, reply, started, on_token, status=status)
             return self._finish(reply, started, None)
         about = None
         if intent.name == "procedure_question" and job is not None and job.title and _JOB_QUESTION.search(text):
