@@ -130,10 +130,8 @@ _ASKED_TO_ACT = re.compile(r"^\s*(can|could|would|will) you (please |just )?(ord
 
 
 def is_question(text: str) -> bool:
-    """Asked, not told: a question mark, a question word up front, or "…, what do I…" after a remark; not a
-    request for the device to act put as a question."""
-    t = text.strip()
-    return not _ASKED_TO_ACT.match(t) and bool(_QUESTION.search(t))
+    """Asked, not told: a question mark, a question word up front, or "…, what do I…" after a remark."""
+    return bool(_QUESTION.search(text.strip()))
 
 
 MAX_QUANTITY = 10_000  # shared.protocol.PartItem takes 1 to 10,000
@@ -233,8 +231,7 @@ def slots_for(name: str, text: str) -> dict[str, Any] | None:
 def _plain(text: str) -> str:
     """As the classifier reads an utterance: without hesitations or a greeting ("um, hey, we're on um scene"),
     and contractions typed without the apostrophe with one ("im hurt", "whats the class")."""
-    t = grounding.apostrophes(grounding.without_fillers(text.strip()))
-    return t.rstrip(" ?") if _ASKED_TO_ACT.match(t) else t  # a request put as a question is read as a request
+    return grounding.apostrophes(grounding.without_fillers(text.strip()))
 
 
 def load_labelled(path: Path = LABELLED, *, split: str | None = None) -> list[tuple[str, str]]:
@@ -298,6 +295,8 @@ def classify(text: str, classifier: IntentClassifier | None = None) -> Intent:
 def _classify(t: str, classifier: IntentClassifier | None) -> Intent:
     if not t:
         return Intent("other", 1.0, source="guard")
+    if _ASKED_TO_ACT.match(t):  # a request put as a question is read, and its slots taken, as a request
+        t = t.rstrip(" ?")
     if _HARD_EMERGENCY.search(t):
         return Intent("safety_emergency", 0.99, source="guard")
     scores = (classifier or default_classifier()).scores(t)
