@@ -418,9 +418,9 @@ QUESTION_FORMS = {
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
             "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS,
-            "soft_missed", "situation_missed", "situation_cos")
-# (``soft_missed`` needs the sentence encoder's word vectors, the situation features its sentence vectors:
-# ``answering`` adds them)
+            "soft_missed", "situation_missed", "situation_cos", "semantic_text_max", "semantic_heading")
+# (``soft_missed`` needs the sentence encoder's word vectors, the situation features and the chosen text's words and
+# heading read apart (``Answerer._read_apart``) its sentence vectors: ``answering`` adds them)
 
 
 _LEAD_IN = re.compile(r"^(?:(?:and|so|but|ok|okay|well|then|alright|hey)\b[\s,]*)+")
@@ -455,6 +455,10 @@ def question_form(text: str) -> dict[str, float]:
 # How much the sentence encoder's cosine (question vs unit with its heading) adds to a unit's score: chosen on
 # the tune part (selection holding the facts, single-part questions: 0 -> 76 of 89, 0.75 -> 80, 1.5 -> 79; chosen
 # again on 305: 0.5 / 0.75 / 1.0 / 1.25 -> 271 / 274 / 276 / 276 on average over the other ranking weights).
+# Measured and not kept (tune part, 599 single-part questions, right text 568): the cosine with a unit's own words
+# alone added at 0.1 / 0.25 / 0.5 -> 568 / 562 / 559 (more best units hold the facts, 487 -> 495, but their section's
+# runner-ups no longer come with them); the local LLM's likelihood of the question after each of the 5 best units
+# (query likelihood) added at 0.1 / 0.2 / 0.5 of its mean log-probability -> 569 / 560 / 558, and 1.4 s a question.
 SEMANTIC_WEIGHT = 1.0
 FIGURE_HELD_WEIGHT = 0.3
 # A unit of another section of the same procedure that scores within RUNNER_UP_GAP of the best is said after the
@@ -545,6 +549,8 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
             s_best, f_best, bi = titled[0]
         elif named is not None:
             s_best, f_best, bi = named
+    if q.wants_end == "first" and c.units[bi].kind == "step":  # the first thing: the procedure's first steps
+        s_best, f_best, bi = _first_steps(q, c, scored, bi)
     neighbour = next_unit(c.units, anchor[0], back=anchor[1]) if anchor and anchor[0] in c.index else None
     if neighbour is not None and not sequence_ask(q.text) <= (c.unit_terms[c.index[neighbour]] |
                                                               c.context[(neighbour.doc, neighbour.section)]):
@@ -596,6 +602,20 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         **question_form(q.text),
     }
     return Selection(tuple(chosen), features, numbered=numbered is not None, also=also)
+
+
+def _first_steps(q: Query, c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]],
+                 bi: int) -> tuple[float, dict[str, float], int]:
+    """For "what's the first thing before climbing a pole": the best-scored step of the procedure's section of steps
+    that the question names most by its heading's own words (those its title lacks: "If the pole is UNSAFE"), the
+    earliest of those named alike: a procedure named without a section of it starts at its first steps."""
+    best = c.units[bi]
+    title = frozenset(terms(best.title))
+    named = {key: sum(q.weights.get(t, 0.0) for t in c.context[key] - title) for key in c.steps if key[0] == best.doc}
+    most = max(named.values(), default=0.0)
+    key = min((k for k, v in named.items() if v >= most), key=lambda k: k[1], default=(best.doc, best.section))
+    return next((x for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) == key and c.units[x[2]].kind ==
+                 "step"), next(x for x in scored if x[2] == bi))
 
 
 def said_by_lexicon(q: Query, said: set[str] | frozenset[str]) -> frozenset[str]:

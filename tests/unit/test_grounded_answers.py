@@ -755,6 +755,19 @@ def test_the_first_thing_to_do_is_the_procedures_first_step(assistant: Assistant
     assert r.citations[0] == "breaker-check.md#when-a-breaker-or-recloser-has-tripped:step-1"
 
 
+@pytest.mark.parametrize(("question", "first"), [
+    # the procedure named, no section of it: its first section of steps ("If the pole is unsafe" ranked first)
+    ("what's the first thing before climbing a pole",
+     "pole-inspection-before-climbing.md#checks-before-climbing:step-1"),
+    # the section named by its heading's own words
+    ("the pole is unsafe, what do I do first", "pole-inspection-before-climbing.md#if-the-pole-is-unsafe:step-1"),
+])
+def test_the_first_thing_is_the_first_step_of_the_section_the_question_names(question: str, first: str,
+                                                                             assistant: Assistant) -> None:
+    r = assistant.ask(question)
+    assert r.grounded and first in r.citations
+
+
 def test_a_word_the_text_says_in_other_words_is_missed_less_than_one_it_does_not_cover(assistant: Assistant) -> None:
     a = assistant.answerer
     kept = a.select("how should the gloves be kept")  # the text says "store"
@@ -763,6 +776,17 @@ def test_a_word_the_text_says_in_other_words_is_missed_less_than_one_it_does_not
     splice = a.select("how do I splice a broken neutral messenger")  # no procedure says how
     assert splice.features["soft_missed"] > kept.features["soft_missed"]
     assert a.select("store gloves in a glove bag").features["soft_missed"] == 0.0  # nothing missed
+
+
+def test_the_chosen_texts_own_words_and_its_heading_are_read_apart(assistant: Assistant) -> None:
+    a = assistant.answerer
+    assert {"semantic_text_max", "semantic_heading"} <= set(a.model.features)  # the shipped model reads them
+    words = a.select("keep them in a bag, not folded, out of the sun")  # the item's words, not its heading's
+    assert "glove bag" in grounding.compose(words.units)
+    assert words.features["semantic_text_max"] > words.features["semantic_heading"] + 0.1
+    heading = a.select("rubber gloves testing and storage")  # the heading's words, not the items'
+    assert heading.features["semantic_heading"] > heading.features["semantic_text_max"] + 0.1
+    assert a.select("").features.get("semantic_text_max", 0.0) == 0.0
 
 
 def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assistant: Assistant) -> None:
