@@ -124,9 +124,6 @@ class Answerer:
         self._corpus: grounding.Corpus | None = None
         self._corpus_of: list[UnitRef] | None = None
         self._vectors: np.ndarray | None = None
-        # each unit's own words, and where it lives ("Title. Heading"), each read alone: what the answerability reads
-        self._text_vectors: np.ndarray | None = None
-        self._heading_vectors: np.ndarray | None = None
         self._word_index: tuple[dict[str, int], np.ndarray] | None = None  # the base's words and their vectors
         self._speller: spelling.Speller | None = None
         self._building = threading.RLock()
@@ -146,10 +143,6 @@ class Answerer:
             if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
                 self._vectors = embedding.encode_units(
                     self.encoder, [embedding.unit_text(u.title, u.heading, u.text) for u in units], self.cache_dir)
-                self._text_vectors = embedding.encode_units(self.encoder, [u.text for u in units], self.cache_dir,
-                                                            kind="text")
-                self._heading_vectors = embedding.encode_units(self.encoder, [f"{u.title}. {u.heading}" for u in units],
-                                                               self.cache_dir, kind="heading")
                 said = [w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")]
                 # every word the base says, encoded once (and kept on disk): what ``_soft_missed`` compares with
                 vocab = list(dict.fromkeys(w for w in said if grounding.terms(w)))
@@ -247,7 +240,7 @@ class Answerer:
                                anchor=(anchor, seq[1]) if anchor and seq else None,
                                judged=self.semantic(widened) if widened != reading else None, within=within)
         features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also),
-                    **self._situation(question, sel.units + sel.also), **self._read_apart(reading, sel.units)}
+                    **self._situation(question, sel.units + sel.also)}
         model = self.model
         if self.bank is not None:  # questions asked before: scored by the bank's model where they cover the document
             said = [u.citation for u in sel.units + sel.also]
@@ -352,19 +345,6 @@ class Answerer:
         cosines = self.semantic(told)
         return {"situation_missed": round(sum(w for t, w in q.weights.items() if t not in said) / q.mass, 4),
                 "situation_cos": round(max(cosines[c.index[u]] for u in units), 4)}
-
-    def _read_apart(self, reading: str, units: Sequence[UnitRef]) -> dict[str, float]:
-        """The chosen text's words and where it lives, each compared with the question alone: the best cosine of a
-        chosen unit's own words, and that of its section's title and heading. Read together (``semantic``), a
-        heading on the topic lifts a step that says nothing of the ask, and a step that answers in other words
-        under another heading reads weak."""
-        if not units:
-            return {"semantic_text_max": 0.0, "semantic_heading": 0.0}
-        assert self._text_vectors is not None and self._heading_vectors is not None
-        v = self.encoder.encode([reading])[0]
-        idx = [self.corpus.index[u] for u in units]
-        return {"semantic_text_max": round(float((self._text_vectors[idx] @ v).max()), 4),
-                "semantic_heading": round(float(self._heading_vectors[idx[0]] @ v), 4)}
 
     def _sections(self, expanded: str) -> list[tuple[str, int]]:
         """The three sections bm25 ranks first for a (lexicon-widened) question."""
