@@ -549,8 +549,6 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
             s_best, f_best, bi = titled[0]
         elif named is not None:
             s_best, f_best, bi = named
-    if q.wants_end == "first" and c.units[bi].kind == "step":  # the first thing: the procedure's first steps
-        s_best, f_best, bi = _first_steps(q, c, scored, bi)
     neighbour = next_unit(c.units, anchor[0], back=anchor[1]) if anchor and anchor[0] in c.index else None
     if neighbour is not None and not sequence_ask(q.text) <= (c.unit_terms[c.index[neighbour]] |
                                                               c.context[(neighbour.doc, neighbour.section)]):
@@ -602,20 +600,6 @@ def select(q: Query, c: Corpus, fts_sections: Sequence[tuple[str, int]] = (),
         **question_form(q.text),
     }
     return Selection(tuple(chosen), features, numbered=numbered is not None, also=also)
-
-
-def _first_steps(q: Query, c: Corpus, scored: Sequence[tuple[float, dict[str, float], int]],
-                 bi: int) -> tuple[float, dict[str, float], int]:
-    """For "what's the first thing before climbing a pole": the best-scored step of the procedure's section of steps
-    that the question names most by its heading's own words (those its title lacks: "If the pole is UNSAFE"), the
-    earliest of those named alike: a procedure named without a section of it starts at its first steps."""
-    best = c.units[bi]
-    title = frozenset(terms(best.title))
-    named = {key: sum(q.weights.get(t, 0.0) for t in c.context[key] - title) for key in c.steps if key[0] == best.doc}
-    most = max(named.values(), default=0.0)
-    key = min((k for k, v in named.items() if v >= most), key=lambda k: k[1], default=(best.doc, best.section))
-    return next((x for x in scored if (c.units[x[2]].doc, c.units[x[2]].section) == key and c.units[x[2]].kind ==
-                 "step"), next(x for x in scored if x[2] == bi))
 
 
 def said_by_lexicon(q: Query, said: set[str] | frozenset[str]) -> frozenset[str]:

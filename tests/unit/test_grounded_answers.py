@@ -755,19 +755,6 @@ def test_the_first_thing_to_do_is_the_procedures_first_step(assistant: Assistant
     assert r.citations[0] == "breaker-check.md#when-a-breaker-or-recloser-has-tripped:step-1"
 
 
-@pytest.mark.parametrize(("question", "first"), [
-    # the procedure named, no section of it: its first section of steps ("If the pole is unsafe" ranked first)
-    ("what's the first thing before climbing a pole",
-     "pole-inspection-before-climbing.md#checks-before-climbing:step-1"),
-    # the section named by its heading's own words
-    ("the pole is unsafe, what do I do first", "pole-inspection-before-climbing.md#if-the-pole-is-unsafe:step-1"),
-])
-def test_the_first_thing_is_the_first_step_of_the_section_the_question_names(question: str, first: str,
-                                                                             assistant: Assistant) -> None:
-    r = assistant.ask(question)
-    assert r.grounded and first in r.citations
-
-
 def test_a_word_the_text_says_in_other_words_is_missed_less_than_one_it_does_not_cover(assistant: Assistant) -> None:
     a = assistant.answerer
     kept = a.select("how should the gloves be kept")  # the text says "store"
