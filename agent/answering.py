@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from linecrew.agent import embedding, grounding, spelling
-from linecrew.agent.answerability import AnswerabilityModel, QuestionBank
+from linecrew.agent.answerability import HEARD, AnswerabilityModel, QuestionBank
 from linecrew.agent.knowledge import _FILLER, _STOP, KnowledgeBase, UnitRef
 
 ABSTAIN = "I have no procedure for that. Shall I ask an expert?"
@@ -111,11 +111,14 @@ class Grounded:
 class Answerer:
     def __init__(self, kb: KnowledgeBase, model: AnswerabilityModel | None = None, *,
                  encoder: embedding.Encoder | None = None, encoder_dir: Path | None = None,
-                 cache_dir: Path | None = None, bank: QuestionBank | bool | None = True) -> None:
+                 cache_dir: Path | None = None, bank: QuestionBank | bool | None = True,
+                 heard: AnswerabilityModel | None = None) -> None:
         """``bank``: the questions asked before (``answerability.QuestionBank``); True: the shipped one, unless a
-        ``model`` is given (then it alone decides); None or False: none."""
+        ``model`` is given (then it alone decides); None or False: none. ``heard``: the model for the recogniser's
+        other readings (``for_other_readings``); by default the shipped one, or ``model`` when one is given."""
         self.kb = kb
         self.model = model or AnswerabilityModel.load()
+        self._heard = heard or model  # (None: the shipped one, read when first needed)
         self.bank = (QuestionBank.load() if model is None else None) if bank is True else (bank or None)
         self._bank_vectors: np.ndarray | None = None
         self._bank_docs: frozenset[str] = frozenset()  # the documents it scores: as they read when asked about
@@ -124,6 +127,9 @@ class Answerer:
         self._corpus: grounding.Corpus | None = None
         self._corpus_of: list[UnitRef] | None = None
         self._vectors: np.ndarray | None = None
+        # each unit's own words, and where it lives ("Title. Heading"), each read alone: what the answerability reads
+        self._text_vectors: np.ndarray | None = None
+        self._heading_vectors: np.ndarray | None = None
         self._word_index: tuple[dict[str, int], np.ndarray] | None = None  # the base's words and their vectors
         self._speller: spelling.Speller | None = None
         self._building = threading.RLock()
@@ -143,6 +149,10 @@ class Answerer:
             if self._corpus is None or self._corpus_of is not units:  # the base changed: a new list of units
                 self._vectors = embedding.encode_units(
                     self.encoder, [embedding.unit_text(u.title, u.heading, u.text) for u in units], self.cache_dir)
+                self._text_vectors = embedding.encode_units(self.encoder, [u.text for u in units], self.cache_dir,
+                                                            kind="text")
+                self._heading_vectors = embedding.encode_units(self.encoder, [f"{u.title}. {u.heading}" for u in units],
+                                                               self.cache_dir, kind="heading")
                 said = [w for u in units for w in grounding.words(f"{u.title} {u.heading} {u.text}")]
                 # every word the base says, encoded once (and kept on disk): what ``_soft_missed`` compares with
                 vocab = list(dict.fromkeys(w for w in said if grounding.terms(w)))
@@ -164,14 +174,16 @@ class Answerer:
         with self._building:
             self.bank, self._bank_vectors, self._corpus = bank, None, None  # its documents found again
 
-    def without_bank(self) -> Answerer:
-        """This answerer scoring with its first model alone (the question bank unread), sharing all else: what a bar
-        measured on that model's scores (``assistant.HEARD_AS_MIN``) compares with."""
-        if self.bank is None:
+    def for_other_readings(self) -> Answerer:
+        """This answerer scoring with its model for the recogniser's other readings alone (``heard``; the question
+        bank unread), sharing all else: what the bar ``assistant.HEARD_AS_MIN`` was chosen on."""
+        if self._heard is None:
+            self._heard = AnswerabilityModel.load(HEARD)
+        if self.bank is None and self._heard is self.model:
             return self
         _ = self.corpus  # built once, shared
         twin = copy.copy(self)
-        twin.bank = None
+        twin.bank, twin.model = None, self._heard
         return twin
 
     def normalised(self, question: str) -> str:
@@ -240,7 +252,7 @@ class Answerer:
                                anchor=(anchor, seq[1]) if anchor and seq else None,
                                judged=self.semantic(widened) if widened != reading else None, within=within)
         features = {**sel.features, "soft_missed": self._soft_missed(q, expanded, sel.units + sel.also),
-                    **self._situation(question, sel.units + sel.also)}
+                    **self._situation(question, sel.units + sel.also), **self._read_apart(reading, sel.units)}
         model = self.model
         if self.bank is not None:  # questions asked before: scored by the bank's model where they cover the document
             said = [u.citation for u in sel.units + sel.also]
@@ -345,6 +357,19 @@ class Answerer:
         cosines = self.semantic(told)
         return {"situation_missed": round(sum(w for t, w in q.weights.items() if t not in said) / q.mass, 4),
                 "situation_cos": round(max(cosines[c.index[u]] for u in units), 4)}
+
+    def _read_apart(self, reading: str, units: Sequence[UnitRef]) -> dict[str, float]:
+        """The chosen text's words and where it lives, each compared with the question alone: the best cosine of a
+        chosen unit's own words, and that of its section's title and heading. Read together (``semantic``), a
+        heading on the topic lifts a step that says nothing of the ask, and a step that answers in other words
+        under another heading reads weak."""
+        if not units:
+            return {"semantic_text_max": 0.0, "semantic_heading": 0.0}
+        assert self._text_vectors is not None and self._heading_vectors is not None
+        v = self.encoder.encode([reading])[0]
+        idx = [self.corpus.index[u] for u in units]
+        return {"semantic_text_max": round(float((self._text_vectors[idx] @ v).max()), 4),
+                "semantic_heading": round(float(self._heading_vectors[idx[0]] @ v), 4)}
 
     def _sections(self, expanded: str) -> list[tuple[str, int]]:
         """The three sections bm25 ranks first for a (lexicon-widened) question."""

@@ -74,9 +74,10 @@ JOB_OWN_FLOOR = 0.25
 # uncovered abstained, first reading only: 0.701 / 0.887; every other reading tried: at 0.6 0.756 / 0.817, at 0.8
 # 0.736 / 0.873, at 0.9 0.711 / 0.887; at 0.8 with a question read again only as a question
 # (``voice.other_readings``): 0.736 / 0.887. A wrong reading answered is what the bar guards against. Another voice
-# (espeak-ng en-us), not tuned on: 0.672 / 0.859 -> 0.701 / 0.859. Measured on the first answerability model's
-# scores, so other readings are scored by it alone (``Answerer.without_bank``): the question bank's tune questions
-# would make a bar chosen on the tune part with it in-sample.
+# (espeak-ng en-us), not tuned on: 0.672 / 0.859 -> 0.701 / 0.859. Measured on the scores of the first answerability
+# model before it read the chosen text apart, kept for the other readings (``Answerer.for_other_readings``,
+# ``answerability.HEARD``: why); the question bank's tune questions would make a bar chosen on the tune part with the
+# bank in-sample.
 HEARD_AS_MIN = 0.8
 HEARD_AS = 'I heard "{}".'
 MAX_ALTERNATIVES = 8
@@ -471,7 +472,7 @@ class Assistant:
                   focus: Focus | None) -> tuple[str | None, Grounded]:
         """The first other reading that is a procedure question answered with ``HEARD_AS_MIN`` or more, and its
         answer; else none, and the first reading's abstention."""
-        plain = self.answerer.without_bank()  # the bar was measured on the first model's scores
+        plain = self.answerer.for_other_readings()  # the model the bar was chosen on
         for alt in alternatives:
             if not alt.strip() or len(alt) > MAX_ASK_CHARS or self._classify(alt).name != "procedure_question":
                 continue

@@ -194,13 +194,16 @@ def evaluate(assistant: Any, cases: Sequence[Case]) -> dict[str, Any]:
     return report(run(assistant.ask, assistant.kb, cases, reset))
 
 
-def calibrate(answerer: Answerer, cases: Sequence[Case]) -> AnswerabilityModel:
-    """Fit the answerability model on single-part procedure questions: label 1 when the selected units hold
-    every fact (the answer would be right), 0 otherwise (wrong text, or no procedure covers it)."""
+def calibrate(answerer: Answerer, cases: Sequence[Case],
+              features: Sequence[Sequence[str]] = (grounding.FEATURES,)) -> list[AnswerabilityModel]:
+    """Fit an answerability model over each set of ``features`` (the first model's, ``answerability.HEARD_FEATURES``
+    for the recogniser's other readings) on single-part procedure questions, each read once: label 1 when the
+    selected units hold every fact (the answer would be right), 0 otherwise (wrong text, or no procedure covers it)."""
     rows, labels, covered, _ = _read_cases(answerer, cases, by_group=False)
     if len(set(labels)) < 2:
         raise KnowledgeError("calibration needs both answerable and uncovered questions")
-    return fit(rows, labels, answerable=covered, note={"cases": len(rows), "positives": sum(labels)})
+    return [fit(rows, labels, answerable=covered, note={"cases": len(rows), "positives": sum(labels)}, features=f)
+            for f in features]
 
 
 def group_of(case: Case) -> str:

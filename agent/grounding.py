@@ -418,9 +418,9 @@ QUESTION_FORMS = {
 FEATURES = ("coverage", "unit_coverage", "context_coverage", "unknown_mass", "number_missing", "fts_top",
             "terms", "missed_mass", "max_missed_idf", "rank_gap", "question_figures_missing",
             "type_missing", "semantic_best", "semantic_max", "semantic_chosen_max", "focus_missing", *QUESTION_FORMS,
-            "soft_missed", "situation_missed", "situation_cos")
-# (``soft_missed`` needs the sentence encoder's word vectors, the situation features its sentence vectors:
-# ``answering`` adds them)
+            "soft_missed", "situation_missed", "situation_cos", "semantic_text_max", "semantic_heading")
+# (``soft_missed`` needs the sentence encoder's word vectors, the situation features and the chosen text's words and
+# heading read apart (``Answerer._read_apart``) its sentence vectors: ``answering`` adds them)
 
 
 _LEAD_IN = re.compile(r"^(?:(?:and|so|but|ok|okay|well|then|alright|hey)\b[\s,]*)+")

@@ -57,22 +57,30 @@ def eval_assistant(config_path: Path | None, data_dir: Path | None, cases_file: 
               help="where to write the answerability model (JSON)")
 @click.option("--bank-out", "bank_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="where to write the question bank and its model (default: question_bank.json beside --out)")
+@click.option("--heard-out", "heard_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="where to write the model for the recogniser's other readings (default: answerability_heard.json "
+                   "beside --out)")
 @_friendly
 def eval_calibrate(config_path: Path | None, data_dir: Path | None, cases_file: Path, split: str,
-                   out_file: Path, bank_file: Path | None) -> None:
+                   out_file: Path, bank_file: Path | None, heard_file: Path | None) -> None:
     """Fit the answer-or-abstain models on labelled questions; prints their reliability curves."""
+    from linecrew.agent.answerability import HEARD_FEATURES
     from linecrew.agent.answering import Answerer
     from linecrew.agent.evaluation import calibrate, calibrate_bank, load_cases
+    from linecrew.agent.grounding import FEATURES
     from linecrew.tools.evaluation import scratch_knowledge
 
     cfg = _agent_config(config_path, data_dir=data_dir)
     cases = load_cases(cases_file, split=split)
     with tempfile.TemporaryDirectory(prefix="linecrew-calibrate-") as tmp:
         kb = scratch_knowledge(cfg, Path(tmp))
-        model = calibrate(Answerer(kb, encoder_dir=cfg.embedding_model, bank=None), cases)
+        model, heard = calibrate(Answerer(kb, encoder_dir=cfg.embedding_model, bank=None), cases,
+                                 (FEATURES, HEARD_FEATURES))
         bank = calibrate_bank(Answerer(kb, model, encoder_dir=cfg.embedding_model, bank=None), cases)
     model.save(out_file)
+    heard.save(heard_file or out_file.with_name("answerability_heard.json"))
     bank.save(bank_file or out_file.with_name("question_bank.json"))
     click.echo(json.dumps({"threshold": model.threshold, "fitted_on": model.fitted_on, "curve": model.curve,
+                           "heard": {"threshold": heard.threshold, "curve": heard.curve},
                            "bank": {"threshold": bank.model.threshold, "fitted_on": bank.model.fitted_on,
                                     "curve": bank.model.curve}}))

@@ -64,10 +64,11 @@ def test_eval_assistant_reports_every_figure_on_the_held_out_part(tmp_path: Path
     assert r.returncode == 1 and "bad.jsonl:1: not a case" in r.stderr
 
 
-def test_eval_calibrate_writes_both_models_and_a_bank_of_the_tune_part_only(tmp_path: Path) -> None:
+def test_eval_calibrate_writes_its_models_and_a_bank_of_the_tune_part_only(tmp_path: Path) -> None:
     """``linecrew eval calibrate`` through the real CLI on a slice of the labelled set: the answerability model and
     the question bank load, and the bank holds the slice's tune questions (none held out)."""
-    from linecrew.agent.answerability import BANK_FEATURES, AnswerabilityModel, QuestionBank
+    from linecrew.agent.answerability import BANK_FEATURES, HEARD_FEATURES, AnswerabilityModel, QuestionBank
+    from linecrew.agent.grounding import FEATURES
 
     rows = [json.loads(line) for line in QA.read_text().splitlines() if line.strip()]
     tune = [r for r in rows if r["split"] == "tune" and "answerable" in r]
@@ -78,8 +79,10 @@ def test_eval_calibrate_writes_both_models_and_a_bank_of_the_tune_part_only(tmp_
     r = _cli("eval", "calibrate", "--data-dir", str(tmp_path / "dev"), str(cases), "--out", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     printed = json.loads(r.stdout)
-    assert printed["curve"] and printed["bank"]["curve"]
+    assert printed["curve"] and printed["bank"]["curve"] and printed["heard"]["curve"]
     model = AnswerabilityModel.load(tmp_path / "m.json")
+    heard = AnswerabilityModel.load(tmp_path / "answerability_heard.json")  # for the recogniser's other readings
+    assert heard.features == HEARD_FEATURES and model.features == FEATURES and set(FEATURES) > set(HEARD_FEATURES)
     bank = QuestionBank.load(tmp_path / "question_bank.json")
     assert bank is not None and 0.0 < model.threshold < 1.0 and bank.model.features == BANK_FEATURES
     assert [a.question for a in bank.asked] == [r["question"] for r in part if r["split"] == "tune"]

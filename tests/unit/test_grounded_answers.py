@@ -765,6 +765,17 @@ def test_a_word_the_text_says_in_other_words_is_missed_less_than_one_it_does_not
     assert a.select("store gloves in a glove bag").features["soft_missed"] == 0.0  # nothing missed
 
 
+def test_the_chosen_texts_own_words_and_its_heading_are_read_apart(assistant: Assistant) -> None:
+    a = assistant.answerer
+    assert {"semantic_text_max", "semantic_heading"} <= set(a.model.features)  # the shipped model reads them
+    words = a.select("keep them in a bag, not folded, out of the sun")  # the item's words, not its heading's
+    assert "glove bag" in grounding.compose(words.units)
+    assert words.features["semantic_text_max"] > words.features["semantic_heading"] + 0.1
+    heading = a.select("rubber gloves testing and storage")  # the heading's words, not the items'
+    assert heading.features["semantic_heading"] > heading.features["semantic_text_max"] + 0.1
+    assert a.select("").features.get("semantic_text_max", 0.0) == 0.0
+
+
 def test_a_failure_the_question_describes_finds_the_procedures_rule_for_it(assistant: Assistant) -> None:
     r = assistant.ask("the bucket won't come down with the lower controls")
     assert r.grounded and "emergency hydraulic pump" in r.answer

@@ -183,3 +183,24 @@ def test_other_readings_are_scored_by_the_model_their_bar_was_measured_on(assist
     r = assistant.ask(MISHEARD, alternatives=[HEARD])
     assert not r.abstained and r.heard_as == HEARD and "arc-rated" in r.answer
     assert assistant.answerer.bank is never  # the first model's view is a twin: the assistant keeps its bank
+
+
+def test_other_readings_are_scored_by_the_model_kept_for_them(assistant: Assistant) -> None:
+    """The first reading is judged by the first model, the others by the one their bar was chosen on
+    (``answerability.HEARD``): a first model that never answers and one for the other readings that always does
+    answer from the beam; the other way round, nothing."""
+    from linecrew.agent.answerability import HEARD_FEATURES, AnswerabilityModel
+    from linecrew.agent.answering import Answerer
+    from linecrew.agent.grounding import FEATURES
+
+    encoder = assistant.answerer.encoder
+    for first, heard, taken in ((-30.0, 30.0, True), (30.0, -30.0, False), (-30.0, -30.0, False)):
+        assistant.answerer = Answerer(
+            assistant.kb, AnswerabilityModel((0.0,) * len(FEATURES), first, 0.5, FEATURES), encoder=encoder,
+            bank=None, heard=AnswerabilityModel((0.0,) * len(HEARD_FEATURES), heard, 0.5, HEARD_FEATURES))
+        assistant.store.put("pending_action", None)
+        r = assistant.ask(MISHEARD, alternatives=[HEARD])
+        assert (r.heard_as == HEARD) is taken and r.abstained is (first < 0 and not taken), (first, heard, r)
+
+    shipped = Answerer(assistant.kb, encoder=encoder)
+    assert shipped.for_other_readings().model.features == HEARD_FEATURES and shipped.model.features == FEATURES
