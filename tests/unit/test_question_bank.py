@@ -115,3 +115,22 @@ def test_the_shipped_bank_holds_tune_questions_only() -> None:
     bank = QuestionBank.load()
     assert bank is not None and bank.asked
     assert {split.get(a.question) for a in bank.asked} == {"tune"}
+
+
+def test_a_question_asked_before_votes_for_the_text_that_answered_it(kb: KnowledgeBase) -> None:
+    """A question near one asked before (``BANK_VOTE``) leans to the unit that alone answered that one; not when
+    the asked question's batch is left out (fitting), nor when its document has changed since."""
+    question = "what kills the stored charge in a capacitor"
+    resistors = "capacitor-bank.md#before-work-on-a-capacitor-bank:step-2"  # "internal resistors ... 5 minutes"
+    asked = (Asked("what kills the stored charge in a capacitor then", (resistors,), True, "a"),)
+    now = digests(kb.units())
+    plain = Answerer(kb, bank=None)
+    banked = Answerer(kb, bank=QuestionBank(_model(30.0), asked, {"capacitor-bank.md": now["capacitor-bank.md"]}),
+                      encoder=plain.encoder)
+    before = [u.citation for u in plain.select(question).units]
+    assert resistors not in before
+    assert resistors in [u.citation for u in banked.select(question).units]
+    assert [u.citation for u in banked.select(question, unseen="a").units] == before
+    changed = Answerer(kb, bank=QuestionBank(_model(30.0), asked, {"capacitor-bank.md": "0" * 16}),
+                       encoder=plain.encoder)
+    assert [u.citation for u in changed.select(question).units] == before
