@@ -38,12 +38,11 @@ ANCHOR_COVERAGE = 0.6
 # voted on without its own batch (599 single-part answerable; right text, base 568): 0.1 / 0.7 / 3 573, 0.2 571,
 # 0.05 569, 0.15 572, 0.3 570, 0.4 565; min 0.6 570 (0.2), 0.65 572, 0.8 568 (0.2), 0.85 / k 1 568; k 5 573 (0.1),
 # k 1 570 (0.2). A check batch written apart and never in the bank (127): 119 -> 123 (0.2: 124). They vote only when
-# the near ones agree on the section (BANK_VOTE_AGREE): the encoder hears "taking grounds down, which phase is first"
+# the near ones agree on the section: the encoder hears "taking grounds down, which phase is first"
 # 0.71 from "which end of the grounds goes on first?", and the removal steps outranked the installing ones; with the
 # rule 572 and 123. Figures are matched as the bank's features match them; a follow-up (read with the question it
 # follows) is not voted on.
 BANK_VOTE, BANK_VOTE_MIN, BANK_VOTE_K = 0.1, 0.7, 3
-BANK_VOTE_AGREE = True
 # a question that says something before it asks, and reads below REREAD_BELOW as a whole, is read again without its
 # first clauses (``Answerer.select``); a shorter reading needs REREAD_TERMS of its own terms or more. Chosen on the tune
 # part (599 answerable, 212 uncovered single-part questions) with a remark put before each: "ok I'm up the pole now,"
@@ -265,7 +264,8 @@ class Answerer:
         sem = self.semantic(reading)
         # (a follow-up is read with the question it follows: the bank's questions are asked alone, so they vote only
         # for a question read alone)
-        ranked = (self._with_votes(sem, question, grounding.spec_figures(question), unseen)
+        asked = self._asked_cosines(question) if self.bank is not None else []  # with each question asked before
+        ranked = (self._with_votes(sem, asked, grounding.spec_figures(question), unseen)
                   if BANK_VOTE and self.bank is not None and reading == question else sem)
         sel = grounding.select(q, c, fts, prefer, ranked,
                                anchor=(anchor, seq[1]) if anchor and seq else None,
@@ -275,7 +275,7 @@ class Answerer:
         model = self.model
         if self.bank is not None:  # questions asked before: scored by the bank's model where they cover the document
             said = [u.citation for u in sel.units + sel.also]
-            features.update(self.bank.features(self._asked_cosines(question), said, grounding.spec_figures(question),
+            features.update(self.bank.features(asked, said, grounding.spec_figures(question),
                                                unseen))
             if sel.units and sel.units[0].doc in self._bank_docs:
                 model = self.bank.model
@@ -331,15 +331,16 @@ class Answerer:
                                                             self.cache_dir, kind="asked")
             return self._bank_vectors
 
-    def _with_votes(self, semantic: list[float], question: str, figures: Sequence[str],
+    def _with_votes(self, semantic: list[float], cosines: Sequence[float], figures: Sequence[str],
                     unseen: str | None) -> list[float]:
         """``semantic`` with each unit's vote from the questions asked before (``BANK_VOTE``): the cosine of the
         nearest of the ``BANK_VOTE_K`` closest bank questions (``BANK_VOTE_MIN`` or more) naming the same
         ``figures`` ("class 1 gloves" is not asked by "class 2 gloves", 0.96 apart) whose answer it alone holds, in
-        a document as it read when they were asked. ``unseen``: a batch left out (fitting)."""
+        a document as it read when they were asked. ``cosines``: the question's with each bank question, in order;
+        ``unseen``: a batch left out (fitting)."""
         assert self.bank is not None
         _ = self.corpus
-        cosines, vote, near, named = self._asked_cosines(question), [0.0] * len(semantic), 0, tuple(sorted(figures))
+        vote, near, named = [0.0] * len(semantic), 0, tuple(sorted(figures))
         sections: set[str] = set()
         for k in sorted(range(len(cosines)), key=lambda k: -cosines[k]):
             asked = self.bank.asked[k]
@@ -353,7 +354,7 @@ class Answerer:
                 if i is not None:
                     vote[i] = max(vote[i], cosines[k])
                     sections.add(cite.rsplit(":", 1)[0])
-        if BANK_VOTE_AGREE and len(sections) > 1:
+        if len(sections) > 1:
             return semantic
         return [s + BANK_VOTE * v for s, v in zip(semantic, vote, strict=True)]
 
